@@ -1,0 +1,153 @@
+"""Loading and validating the workflow config.
+
+Two layers: the JSON Schema in config/schema.yaml (checked with ``snakemake.utils.validate``,
+which also fills in defaults), then cross-reference and path checks that a schema cannot
+express. Both raise :class:`ConfigError` with a message that names the key, the bad value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+
+METHODS = ("chat", "cpt", "cft", "negcft", "autocft")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message says where and how to fix it."""
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    validate_config(config, source=str(path))
+    return config
+
+
+def validate_config(config: dict, *, source: str = "config", base_dir: Path | None = None) -> dict:
+    """Validate ``config`` in place (defaults are filled in) and return it."""
+    _check_schema(config, source)
+    _check_references(config, source, base_dir or Path.cwd())
+    return config
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _check_schema(config: dict, source: str) -> None:
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH))
+    except WorkflowError as err:
+        cause = next((a for a in err.args if isinstance(a, jsonschema.ValidationError)), None)
+        if cause is None:
+            raise
+        raise ConfigError(f"{source}: {_describe(cause)}") from None
+
+
+def _describe(error) -> str:
+    """One line: key, bad value, what is allowed."""
+    key = _key(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return (
+            f"unknown key(s) {', '.join(repr(k) for k in extra)} under '{key}'; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
+    if validator == "required":
+        return f"'{key}': {error.message}"
+    if validator in ("enum", "const"):
+        allowed = error.validator_value if validator == "enum" else [error.validator_value]
+        return f"'{key}' = {error.instance!r} is not allowed; expected one of {list(allowed)}"
+    if validator == "propertyNames":
+        return f"'{key}': name {error.instance!r} is not allowed: {error.message}"
+    description = error.schema.get("description")
+    hint = f" ({description})" if description else ""
+    return f"'{key}' = {error.instance!r}: {error.message}{hint}"
+
+
+def _check_references(config: dict, source: str, base_dir: Path) -> None:
+    models, domains = config["models"], config["domains"]
+    for kind, known in (("models", models), ("domains", domains)):
+        for name in config["grid"][kind]:
+            if name not in known:
+                raise ConfigError(
+                    f"{source}: 'grid.{kind}' names {name!r}, which is not defined under "
+                    f"'{kind}'; defined: {sorted(known)}"
+                )
+    for name, baseline in config.get("baselines", {}).items():
+        for field, known in (("model", models), ("domain", domains)):
+            if baseline[field] not in known:
+                raise ConfigError(
+                    f"{source}: 'baselines.{name}.{field}' = {baseline[field]!r} is not defined "
+                    f"under '{field}s'; defined: {sorted(known)}"
+                )
+    for name, model in models.items():
+        for field in ("path", "local_path"):
+            _check_path(model.get(field), f"models.{name}.{field}", source, base_dir)
+    for name, domain in domains.items():
+        _check_path(
+            domain["source"].get("local_path"), f"domains.{name}.source.local_path", source, base_dir
+        )
+
+
+def _check_path(value: str | None, key: str, source: str, base_dir: Path) -> None:
+    if value is None:
+        return
+    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    if not path.exists():
+        raise ConfigError(f"{source}: '{key}' = {value!r}: no such file or folder ({path})")
+
+
+# ---- accessors used by the rules and the stages --------------------------------------------
+
+
+def domain_source(config: dict, domain: str) -> dict:
+    return config["domains"][domain]["source"]
+
+
+def evaluated_models(config: dict) -> list[str]:
+    """Every model that needs a base-model folder: the grid's and the baselines'."""
+    names = list(config["grid"]["models"])
+    names += [b["model"] for b in config.get("baselines", {}).values()]
+    return list(dict.fromkeys(names))
+
+
+def hub_models(config: dict) -> list[str]:
+    """Models fetched from the hub (not those given a local_path)."""
+    return [
+        name
+        for name in evaluated_models(config)
+        if config["models"][name]["source"] == "hub" and not config["models"][name]["local_path"]
+    ]
+
+
+def downloaded_domains(config: dict) -> list[str]:
+    """Grid domains whose corpus comes from the hub (not demo, not a local_path)."""
+    return [
+        name
+        for name in config["grid"]["domains"]
+        if domain_source(config, name)["type"] != "demo"
+        and not domain_source(config, name).get("local_path")
+    ]
