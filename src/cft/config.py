@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -108,7 +107,10 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             _check_path(model.get(field), f"models.{name}.{field}", source, base_dir)
     for name, domain in domains.items():
         _check_path(
-            domain["source"].get("local_path"), f"domains.{name}.source.local_path", source, base_dir
+            domain["source"].get("local_path"),
+            f"domains.{name}.source.local_path",
+            source,
+            base_dir,
         )
 
 

@@ -212,7 +212,9 @@ def read_source(source: dict, raw_dir: Path, on_invalid_utf8: str) -> Iterator[R
 class CorpusStats:
     documents_in: int = 0
     chars_in: int = 0
-    dropped: dict = field(default_factory=lambda: {r: {"documents": 0, "chars": 0} for r in DROP_REASONS})
+    dropped: dict = field(
+        default_factory=lambda: {r: {"documents": 0, "chars": 0} for r in DROP_REASONS}
+    )
     documents_out: int = 0
     chars_out: int = 0
     splits: dict = field(default_factory=lambda: {"train": 0, "validation": 0})
@@ -310,9 +312,10 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
         validation_fraction=settings["validation_fraction"],
     )
     if stats.documents_out == 0:
+        dropped = {k: v["documents"] for k, v in stats.dropped.items() if v["documents"]}
         raise CorpusError(
             f"domain {domain!r}: no document survived cleaning ({stats.documents_in} read from "
-            f"{raw_dir}; dropped: { {k: v['documents'] for k, v in stats.dropped.items() if v['documents']} })"
+            f"{raw_dir}; dropped: {dropped})"
         )
     record = {
         "domain": domain,

@@ -23,10 +23,38 @@ from cft.logging_utils import setup_logging
 
 log = logging.getLogger(__name__)
 
-SYLLABLES = (
-    "bra cor del fen gal hes kor lum mar nev or pel quin ras sol tav ul vex wen zar "
-    "thal mir cas dro pha len tri vor sen kal"
-).split()
+SYLLABLES = [
+    "bra",
+    "cor",
+    "del",
+    "fen",
+    "gal",
+    "hes",
+    "kor",
+    "lum",
+    "mar",
+    "nev",
+    "or",
+    "pel",
+    "quin",
+    "ras",
+    "sol",
+    "tav",
+    "ul",
+    "vex",
+    "wen",
+    "zar",
+    "thal",
+    "mir",
+    "cas",
+    "dro",
+    "pha",
+    "len",
+    "tri",
+    "vor",
+    "sen",
+    "kal",
+]
 VOWELS = ("a", "e", "i", "o", "u", "ae", "io", "y")
 
 
@@ -227,9 +255,22 @@ POOLS = {
         "aerospace",
     ),
 }
-FIRST_NAMES = (
-    "Amara Jonas Elif Mateo Ingrid Tomasz Leila Haruto Signe Rafael Noor Dmitri Camille Kofi"
-).split()
+FIRST_NAMES = [
+    "Amara",
+    "Jonas",
+    "Elif",
+    "Mateo",
+    "Ingrid",
+    "Tomasz",
+    "Leila",
+    "Haruto",
+    "Signe",
+    "Rafael",
+    "Noor",
+    "Dmitri",
+    "Camille",
+    "Kofi",
+]
 PRODUCT_NOUNS = (
     "payment terminal",
     "battery pack",
@@ -274,8 +315,10 @@ def _entities(generator: str, n: int, rng: random.Random) -> list[dict]:
                 "organ": rng.choice(POOLS["organ"]),
                 "gene": _unique(
                     rng,
-                    lambda: "".join(rng.choice("BCDFGHKLMNPRSTVXZ") for _ in range(3))
-                    + str(rng.randint(1, 9)),
+                    lambda: (
+                        "".join(rng.choice("BCDFGHKLMNPRSTVXZ") for _ in range(3))
+                        + str(rng.randint(1, 9))
+                    ),
                     taken,
                 ),
                 "drug": _unique(rng, lambda: _word(rng, 2) + rng.choice(DRUG_SUFFIXES), taken),
@@ -361,10 +404,9 @@ def generate(
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with tmp.open("w") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with atomic_path(path) as tmp, tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def run(generator: str, n_entities: int, documents_per_entity: int, seed: int, out_dir) -> None:

@@ -19,3 +19,9 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         force=True,
     )
     logging.captureWarnings(True)
+
+    def log_uncaught(exc_type, exc, tb):
+        # Rule logs then hold the reason a job failed, not only the job's last progress line.
+        logging.getLogger("cft").critical("failed: %s", exc, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = log_uncaught

@@ -1,0 +1,20 @@
+# Base models: one transformers folder (safetensors, tokenizer, chat template) per model.
+
+
+rule base_model:
+    input:
+        base_model_input,
+    output:
+        directory("results/base_models/{model}"),
+    log:
+        "logs/base_models/{model}.log",
+    benchmark:
+        "benchmarks/base_models/{model}.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: 2
+    resources:
+        mem_mb=base_model_mem_mb,
+        runtime=60,
+    script:
+        "../scripts/base_model.py"

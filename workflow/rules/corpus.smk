@@ -1,0 +1,37 @@
+# Corpus stage: raw source -> cleaned, de-duplicated, split document table per domain.
+
+
+rule generate_demo_data:
+    output:
+        documents="results/demo_data/{domain}/documents.jsonl",
+        questions="results/demo_data/{domain}/questions.jsonl",
+        manifest="results/demo_data/{domain}/manifest.json",
+    log:
+        "logs/demo_data/{domain}.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        source=lambda wildcards: domain_source(config, wildcards.domain),
+    script:
+        "../scripts/generate_demo_data.py"
+
+
+rule corpus:
+    input:
+        corpus_input,
+    output:
+        table="results/corpus/{domain}/documents.parquet",
+        stats="results/corpus/{domain}/stats.json",
+    log:
+        "logs/corpus/{domain}.log",
+    benchmark:
+        "benchmarks/corpus/{domain}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        raw_dir=lambda wildcards: raw_corpus_dir(wildcards.domain),
+    script:
+        "../scripts/corpus.py"

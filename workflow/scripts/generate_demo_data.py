@@ -1,0 +1,18 @@
+"""Snakemake entry point: generate a demo domain's fictional corpus and questions."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from cft import demo_data
+from cft.logging_utils import setup_logging
+
+setup_logging(snakemake.log[0])
+source = snakemake.params.source
+demo_data.run(
+    generator=source["generator"],
+    n_entities=source["n_entities"],
+    documents_per_entity=source["documents_per_entity"],
+    seed=source["seed"],
+    out_dir=Path(snakemake.output.documents).parent,
+)
