@@ -57,8 +57,9 @@ def _check_schema(config: dict, source: str) -> None:
     try:
         validate(config, str(SCHEMA_PATH))
     except WorkflowError as err:
-        cause = next((a for a in err.args if isinstance(a, jsonschema.ValidationError)), None)
-        if cause is None:
+        # validate() raises WorkflowError from inside `except ValidationError`.
+        cause = err.__cause__ or err.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
             raise
         raise ConfigError(f"{source}: {_describe(cause)}") from None
 

@@ -14,7 +14,11 @@ from cft.config import (  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
-validate_config(config, source="config", base_dir=Path(workflow.basedir))
+validate_config(
+    config,
+    source=", ".join(map(str, workflow.configfiles)) or "config",
+    base_dir=Path(workflow.basedir),
+)
 
 GRID = config["grid"]
 ALL_MODELS = evaluated_models(config)

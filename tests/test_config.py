@@ -1,0 +1,149 @@
+"""Config validation: the shipped configs pass, bad ones stop with a message that names the key,
+the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import REPO, snakemake
+
+from cft.config import ConfigError, load_config, validate_config
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(REPO / "config" / name)
+    # snakemake.utils.validate filled in the schema's defaults
+    assert "validation_fraction" in config["corpus"]
+    assert "max_seq_len" in config["training"]
+
+
+def test_defaults_are_filled_in(demo_config):
+    del demo_config["corpus"]
+    validate_config(demo_config)
+    assert demo_config["corpus"] == {
+        "min_chars": 200,
+        "max_chars": None,
+        "validation_fraction": 0.01,
+        "on_invalid_utf8": "error",
+    }
+
+
+def test_paper_config_carries_the_paper_recipe(paper_config):
+    validate_config(paper_config)
+    training = paper_config["training"]
+    assert training["global_batch_size"] == 128
+    assert training["learning_rate"] == 2e-5
+    assert training["adam_betas"] == [0.9, 0.95]
+    assert training["max_seq_len"] == 4096
+    assert paper_config["grid"]["methods"] == ["chat", "cpt", "cft", "negcft", "autocft"]
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+# (description, key to change, new value, fragments the message must contain)
+BAD_CONFIGS = [
+    ("unknown top-level key", "epochz", 3, ["'epochz'", "allowed keys", "grid"]),
+    ("unknown nested key", "corpus.min_char", 5, ["'min_char'", "under 'corpus'", "min_chars"]),
+    ("wrong type", "corpus.min_chars", "many", ["corpus.min_chars", "'many'", "integer"]),
+    ("fraction out of range", "corpus.validation_fraction", 1.5, ["validation_fraction", "1.5"]),
+    (
+        "unknown method",
+        "grid.methods",
+        ["cpt", "sft"],
+        ["grid.methods.1", "'sft'", "chat", "negcft", "autocft"],
+    ),
+    ("unknown model in grid", "grid.models", ["llama-3"], ["grid.models", "'llama-3'", "defined"]),
+    ("unknown domain in grid", "grid.domains", ["law"], ["grid.domains", "'law'", "biomed"]),
+    (
+        "unknown model source",
+        "models.smollm2-135m-instruct.source",
+        "ollama",
+        ["models.smollm2-135m-instruct.source", "'ollama'", "packaged", "hub", "local"],
+    ),
+    (
+        "unknown corpus source type",
+        "domains.biomed.source.type",
+        "pubmed",
+        ["domains.biomed.source.type", "'pubmed'", "openmedtext", "financial_news"],
+    ),
+    (
+        "missing required key",
+        "domains.finance.source.generator",
+        _DELETE,
+        ["domains.finance.source", "'generator' is a required property"],
+    ),
+    (
+        "bad on_invalid_utf8",
+        "corpus.on_invalid_utf8",
+        "ignore",
+        ["corpus.on_invalid_utf8", "'ignore'", "error", "skip"],
+    ),
+    (
+        "bad dtype",
+        "models.smollm2-135m-instruct.dtype",
+        "int8",
+        ["models.smollm2-135m-instruct.dtype", "'int8'", "bfloat16"],
+    ),
+    ("seed as string", "seed", "42", ["'seed'", "'42'", "integer"]),
+    (
+        "local model path that does not exist",
+        "models.smollm2-135m-instruct",
+        {"source": "local", "path": "/nonexistent/model"},
+        ["models.smollm2-135m-instruct.path", "/nonexistent/model", "no such file"],
+    ),
+    (
+        "corpus local_path that does not exist",
+        "domains.biomed.source",
+        {"type": "openmedtext", "local_path": "/nonexistent/openmedtext"},
+        ["domains.biomed.source.local_path", "/nonexistent/openmedtext", "no such file"],
+    ),
+    (
+        "bad model name",
+        "grid.models",
+        ["Llama 2"],
+        ["grid.models.0", "'Llama 2'", "does not match"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragments"),
+    [case[1:] for case in BAD_CONFIGS],
+    ids=[case[0] for case in BAD_CONFIGS],
+)
+def test_bad_config_is_rejected_with_a_clear_message(demo_config, key, value, fragments):
+    _set(demo_config, key, value)
+    with pytest.raises(ConfigError) as err:
+        validate_config(demo_config)
+    message = str(err.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from: {message}"
+
+
+def test_unknown_baseline_model(paper_config):
+    paper_config["baselines"]["adaptllm-medicine-chat"]["model"] = "medalpaca"
+    with pytest.raises(ConfigError, match=r"baselines\.adaptllm-medicine-chat\.model.*'medalpaca'"):
+        validate_config(paper_config)
+
+
+def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path, demo_config):
+    demo_config["grid"]["methods"] = ["cpt", "sft"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(demo_config))
+    result = snakemake("-n", "--configfile", str(bad), cwd=REPO)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "grid.methods.1" in output and "'sft'" in output
+    assert "Job stats" not in output

@@ -1,0 +1,195 @@
+"""Corpus stage on fixture folders laid out like the hub repos: cleaning, drops, split, stats."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cft.config import validate_config
+from cft.corpus import CorpusError, clean_text, run, split_of
+
+LONG_TEXT = ("A very long textbook chapter sentence about renal physiology. " * 20_000).strip()
+
+
+def write(path, data: bytes | str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def openmedtext_dir(tmp_path):
+    """A folder laid out like ywchoi/OpenMedText: category folders of one-document .txt files."""
+    root = tmp_path / "OpenMedText"
+    body = "The kidney filters blood and regulates electrolytes in the human body. " * 4
+    write(root / "README.md", "# OpenMedText\n")
+    write(root / "mdpi" / "biology" / "a001.txt", "Title A\r\n\r\n\r\n\r\n" + body)
+    write(root / "mdpi" / "biology" / "a002.txt", body)  # a001 without its title: kept
+    write(root / "mdpi" / "medicine" / "b001.txt", "   \n\t \n")  # empty after cleaning
+    write(root / "mdpi" / "medicine" / "b002.txt", "Too short.")
+    write(root / "mdpi" / "medicine" / "b003.txt", "Title A\n\n" + body)  # duplicate of a001
+    write(root / "textbooks" / "nc_book" / "ch1.txt", body + " licensed non-commercially")
+    write(root / "textbooks" / "open_book" / "ch1.txt", LONG_TEXT)
+    # Decomposed e + combining acute, a tab run and a NUL control character.
+    write(root / "mdpi" / "medicine" / "b004.txt", "Cafe\u0301\t\t tea \x00" + body)
+    # Hidden folders (the hub client's .cache) are not documents.
+    write(root / ".cache" / "huggingface" / "x.txt", body)
+    return root
+
+
+@pytest.fixture
+def omt_config(demo_config, openmedtext_dir):
+    demo_config["domains"]["biomed"]["source"] = {
+        "type": "openmedtext",
+        "local_path": str(openmedtext_dir),
+        "exclude": ["textbooks/nc_book/*"],
+    }
+    demo_config["corpus"] = {"min_chars": 50, "validation_fraction": 0.3}
+    return validate_config(demo_config)
+
+
+def test_clean_text_normalises():
+    assert clean_text("  a \t b  \r\n\r\n\r\n\r\nc\u00a0d \x07 ") == "a b\n\nc d"
+    decomposed = "Cafe\u0301"
+    assert clean_text(decomposed) == unicodedata.normalize("NFC", decomposed) == "Café"
+    assert clean_text(" \n\t\n ") == ""
+
+
+def test_openmedtext_drops_are_counted(omt_config, tmp_path):
+    stats = run(omt_config, "biomed", raw_dir=tmp_path / "unused", out_dir=tmp_path / "out")
+    table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
+    on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert on_disk["documents_out"] == stats["documents_out"] == len(table)
+
+    dropped = {k: v["documents"] for k, v in stats["dropped"].items()}
+    assert dropped == {
+        "invalid_utf8": 0,
+        "excluded": 1,
+        "empty": 1,
+        "too_short": 1,
+        "too_long": 0,
+        "duplicate": 1,
+    }
+    assert stats["documents_in"] == 8 == stats["documents_out"] + sum(dropped.values())
+    assert set(table.doc_id) == {
+        "mdpi/biology/a001.txt",
+        "mdpi/biology/a002.txt",
+        "mdpi/medicine/b004.txt",
+        "textbooks/open_book/ch1.txt",
+    }
+    assert stats["chars_out"] == table.n_chars.sum() == table.text.str.len().sum()
+    assert stats["splits"]["train"] + stats["splits"]["validation"] == len(table)
+    # the first of two identical documents (in path order) is the one kept
+    assert "mdpi/medicine/b003.txt" not in set(table.doc_id)
+    row = table.set_index("doc_id").loc["mdpi/medicine/b004.txt"]
+    assert row.text.startswith("Café tea The kidney") and "\x00" not in row.text
+    assert row.category == "mdpi" and row.source == "openmedtext"
+    # a very long document passes intact: the packer, not the cleaner, slices documents
+    long_row = table.set_index("doc_id").loc["textbooks/open_book/ch1.txt"]
+    assert long_row.text == LONG_TEXT
+    assert stats["provenance"]["config_hash"]
+
+
+def test_max_chars_drops_too_long(omt_config, tmp_path):
+    omt_config["corpus"]["max_chars"] = 100_000
+    stats = run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    assert stats["dropped"]["too_long"] == {"documents": 1, "chars": len(LONG_TEXT)}
+
+
+def test_invalid_utf8_error_names_the_file(omt_config, openmedtext_dir, tmp_path):
+    bad = openmedtext_dir / "mdpi" / "medicine" / "latin1.txt"
+    write(bad, "Fi\xe8vre jaune ".encode("latin-1") * 20)
+    with pytest.raises(CorpusError, match=r"latin1\.txt: not valid UTF-8.*on_invalid_utf8: skip"):
+        run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "documents.parquet").exists()  # nothing half-written
+
+
+def test_invalid_utf8_skip_is_counted(omt_config, openmedtext_dir, tmp_path):
+    write(openmedtext_dir / "mdpi" / "medicine" / "latin1.txt", b"caf\xe9 " * 40)
+    omt_config["corpus"]["on_invalid_utf8"] = "skip"
+    stats = run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    assert stats["dropped"]["invalid_utf8"] == {"documents": 1, "chars": 200}
+    assert stats["documents_in"] == 9
+
+
+def test_corpus_with_no_surviving_document_fails(omt_config, tmp_path):
+    omt_config["corpus"]["min_chars"] = 10_000_000
+    with pytest.raises(CorpusError, match="no document survived cleaning"):
+        run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+
+
+def test_empty_source_folder_fails(demo_config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    demo_config["domains"]["biomed"]["source"] = {
+        "type": "openmedtext",
+        "local_path": str(tmp_path / "empty"),
+    }
+    validate_config(demo_config)
+    with pytest.raises(CorpusError, match=r"no \.txt files found"):
+        run(demo_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+
+
+def write_news_shards(root, rows_per_shard):
+    """Parquet shards laid out like ashraq/financial-news-articles (data/train-*.parquet)."""
+    for i, rows in enumerate(rows_per_shard):
+        path = root / "data" / f"train-{i:05d}-of-{len(rows_per_shard):05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def test_financial_news_title_and_text(demo_config, tmp_path):
+    body = "Shares of the lender rose after quarterly profit beat expectations. " * 5
+    write_news_shards(
+        tmp_path / "news",
+        [
+            [
+                {"title": "Bank beats", "text": body, "url": "https://x/1"},
+                {"title": "Bank beats", "text": body, "url": "https://x/2"},  # duplicate
+                {"title": "Empty", "text": None, "url": "https://x/3"},  # too short
+            ],
+            [{"title": None, "text": body + " Bonds fell.", "url": "https://x/4"}],
+        ],
+    )
+    demo_config["domains"]["finance"]["source"] = {
+        "type": "financial_news",
+        "local_path": str(tmp_path / "news"),
+    }
+    demo_config["corpus"] = {"min_chars": 50}
+    validate_config(demo_config)
+    stats = run(demo_config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
+    assert list(table.doc_id) == [
+        "data/train-00000-of-00002.parquet#0",
+        "data/train-00001-of-00002.parquet#0",
+    ]
+    assert table.text[0] == "Bank beats\n\n" + body.strip()
+    assert table.title[0] == "Bank beats" and table.origin[0] == "https://x/1"
+    assert stats["dropped"]["duplicate"]["documents"] == 1
+    assert stats["dropped"]["too_short"]["documents"] == 1
+
+
+def test_split_is_deterministic_and_order_free():
+    ids = [f"doc-{i}" for i in range(20_000)]
+    first = [split_of(d, 0.1) for d in ids]
+    assert first == [split_of(d, 0.1) for d in ids]
+    assert [split_of(d, 0.1) for d in reversed(ids)] == first[::-1]
+    share = first.count("validation") / len(ids)
+    assert 0.09 < share < 0.11
+    # raising the fraction only moves documents into validation
+    wider = [split_of(d, 0.2) for d in ids]
+    assert all(w == "validation" for f, w in zip(first, wider, strict=True) if f == "validation")
+    assert {split_of(d, 0.0) for d in ids} == {"train"}
+
+
+def test_same_config_gives_identical_table(omt_config, tmp_path):
+    run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "a")
+    run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "b")
+    a = pd.read_parquet(tmp_path / "a" / "documents.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "documents.parquet")
+    pd.testing.assert_frame_equal(a, b)

@@ -1,0 +1,246 @@
+"""The hub code against local files laid out like the hub: a fake hub serving a repo folder
+(the network edge is the only thing replaced), and a real HF cache layout read offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from cft import base_model, corpus, download
+from cft.config import validate_config
+from cft.hub import HubUnavailableError
+
+
+class FakeHub:
+    """Stands in for snapshot_download: serves repos from local folders in their hub layout,
+    honouring allow_patterns with huggingface_hub's own filter; can fail after n files."""
+
+    def __init__(self, repos: dict[str, Path], fail_after: int | None = None):
+        self.repos, self.fail_after, self.calls = repos, fail_after, []
+
+    def __call__(self, repo_id, *, repo_type, revision, local_dir, allow_patterns, token, **kw):
+        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.utils import filter_repo_objects
+
+        self.calls.append({"repo_id": repo_id, "token": token, "local_dir": local_dir})
+        root = self.repos[repo_id]
+        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        for i, rel in enumerate(filter_repo_objects(files, allow_patterns=allow_patterns)):
+            if self.fail_after is not None and i >= self.fail_after:
+                raise LocalEntryNotFoundError("Got: ConnectError: connection reset")
+            dst = Path(local_dir) / rel
+            if not dst.exists():  # resume: files already there are not fetched again
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(root / rel, dst)
+        return str(local_dir)
+
+
+@pytest.fixture
+def hub_repo(tmp_path):
+    """A dataset repo laid out like ywchoi/OpenMedText, with files the download must skip."""
+    root = tmp_path / "hub" / "ywchoi" / "OpenMedText"
+    text = "Hepatocytes metabolise drugs through cytochrome enzymes in the liver. " * 4
+    for rel in ["mdpi/pharmacology/1.txt", "mdpi/pharmacology/2.txt", "textbooks/gray/ch1.txt"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"{rel}\n\n{text}")
+    (root / "README.md").write_text("# OpenMedText")
+    (root / "images" / "fig.png").parent.mkdir(parents=True)
+    (root / "images" / "fig.png").write_bytes(b"\x89PNG")
+    return root
+
+
+def test_download_corpus_then_build(monkeypatch, tmp_path, hub_repo, demo_config):
+    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    out = tmp_path / "resources" / "corpora" / "biomed"
+    download.download_corpus("biomed", source, out)
+
+    assert hub.calls[0]["token"] == "hf_test_token"  # only from HF_TOKEN
+    assert (out / "mdpi" / "pharmacology" / "1.txt").is_file()
+    assert not (out / "images").exists()  # not a pattern the source needs
+    assert json.loads((out / "cft_download.json").read_text())["files"] == 4
+    assert not out.with_name("biomed.partial").exists()
+
+    demo_config["domains"]["biomed"]["source"] = {**source, "exclude": ["textbooks/*"]}
+    demo_config["corpus"] = {"min_chars": 10, "validation_fraction": 0.0}
+    validate_config(demo_config)
+    stats = corpus.run(demo_config, "biomed", raw_dir=out, out_dir=tmp_path / "corpus")
+    assert stats["documents_out"] == 2 and stats["dropped"]["excluded"]["documents"] == 1
+    table = pd.read_parquet(tmp_path / "corpus" / "documents.parquet")
+    assert list(table.category) == ["mdpi", "mdpi"]
+
+
+def test_no_token_means_anonymous(monkeypatch, tmp_path, hub_repo):
+    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    download.download_corpus("biomed", source, tmp_path / "biomed")
+    assert hub.calls[0]["token"] is False  # never a token stored by `huggingface-cli login`
+
+
+def test_interrupted_download_resumes(monkeypatch, tmp_path, hub_repo):
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    out = tmp_path / "biomed"
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", FakeHub({source["repo_id"]: hub_repo}, fail_after=2)
+    )
+    with pytest.raises(HubUnavailableError, match="download_corpora"):
+        download.download_corpus("biomed", source, out)
+    assert not out.exists()  # no half-downloaded corpus is mistaken for a complete one
+    partial = out.with_name("biomed.partial")
+    assert len([p for p in partial.rglob("*") if p.is_file()]) == 2
+
+    resumed = FakeHub({source["repo_id"]: hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", resumed)
+    download.download_corpus("biomed", source, out)
+    assert len(list(out.rglob("*.txt"))) == 3 and not partial.exists()
+
+
+# ---- models: a real HF cache layout, read offline by the real snapshot_download -------------
+
+
+def tiny_model_folder(folder: Path, safetensors: bool = True) -> None:
+    """A tiny randomly initialised Llama with a word-level tokenizer and a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "the", "liver", "is", "an", "organ"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    config = LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=safetensors)
+    tokenizer.save_pretrained(folder)
+
+
+def hub_cache(hf_home: Path, repo_id: str, source_folder: Path) -> str:
+    """Lay files out as huggingface_hub's cache does: blobs, snapshots/<commit>/ symlinks, refs."""
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for path in source_folder.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copy(path, blob)
+        (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return commit
+
+
+def run_cli(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    """A stage's CLI in a fresh interpreter, so HF_HOME / HF_HUB_OFFLINE apply from the start."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        cwd=REPO,
+    )
+
+
+def hub_model_config(tmp_path: Path, paper_config: dict) -> Path:
+    config = dict(paper_config)
+    config["models"] = {
+        "tiny-chat": {"source": "hub", "repo_id": "acme/tiny-chat", "dtype": "float32"}
+    }
+    config["grid"] = {**config["grid"], "models": ["tiny-chat"]}
+    config["baselines"] = {}
+    path = tmp_path / "hub_model.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("safetensors", [True, False], ids=["safetensors", "pytorch-bin"])
+def test_base_model_from_hf_cache_offline(tmp_path, paper_config, safetensors):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tiny_model_folder(tmp_path / "tiny", safetensors=safetensors)
+    hub_cache(tmp_path / "hf_home", "acme/tiny-chat", tmp_path / "tiny")
+    config = hub_model_config(tmp_path, paper_config)
+    out = tmp_path / "base_models" / "tiny-chat"
+    env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = run_cli(
+        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (out / "model.safetensors").is_file()
+    assert not list(out.glob("*.bin"))
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny")
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    for (name, a), (_, b) in zip(
+        reference.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert (a == b).all(), name
+    assert AutoTokenizer.from_pretrained(out).chat_template
+    prov = json.loads((out / base_model.PROVENANCE_FILE).read_text())
+    assert prov["has_chat_template"] is True
+    assert prov["fingerprint"] == base_model.folder_fingerprint(out)
+
+
+def test_missing_hub_model_error_says_how_to_provide_it(tmp_path, paper_config):
+    config = hub_model_config(tmp_path, paper_config)
+    env = {"HF_HOME": str(tmp_path / "empty_home"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "base_models" / "tiny-chat"
+    result = run_cli(
+        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
+        env=env,
+    )  # fmt: skip
+    assert result.returncode != 0
+    message = result.stderr
+    assert "'acme/tiny-chat'" in message
+    assert "snakemake download_models" in message
+    assert "models.tiny-chat.local_path" in message
+    assert not out.exists()
+
+    # the download target itself, with the hub unreachable, says the same
+    manifest = tmp_path / "resources" / "models" / "tiny-chat.json"
+    result = run_cli(
+        "cft.download", "model", "--config", str(config), "--model", "tiny-chat",
+        "--manifest", str(manifest), env=env,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "snakemake download_models" in result.stderr and not manifest.exists()
+
+
+def test_download_model_manifest(tmp_path, paper_config):
+    tiny_model_folder(tmp_path / "tiny")
+    commit = hub_cache(tmp_path / "hf_home", "acme/tiny-chat", tmp_path / "tiny")
+    config = hub_model_config(tmp_path, paper_config)
+    manifest = tmp_path / "tiny-chat.json"
+    env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = run_cli(
+        "cft.download", "model", "--config", str(config), "--model", "tiny-chat",
+        "--manifest", str(manifest), env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads(manifest.read_text())
+    assert record["snapshot"].endswith(commit)
+    assert "model.safetensors" in record["files"]

@@ -1,0 +1,81 @@
+"""The Snakemake workflow itself: planned jobs for both configs, a real run of the corpus
+stage, the stage CLIs, and lint/format cleanliness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import BIN, REPO, job_counts, snakemake
+
+
+def test_paper_grid_plans_every_download_corpus_and_base_model_job():
+    result = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 2 domains; 2 Llama-2 chat models + 2 AdaptLLM baselines
+    assert counts["download_corpus"] == 2
+    assert counts["download_model"] == 4
+    assert counts["base_model"] == 4
+    assert counts["corpus"] == 2
+    assert "generate_demo_data" not in counts  # the paper config never touches demo data
+
+
+def test_download_target_plans_only_downloads():
+    result = snakemake("download_all", "-n", "--forceall", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts == {"download_corpus": 2, "download_model": 4, "download_all": 1, "total": 7}
+
+
+def test_demo_plans_offline_jobs_only():
+    result = snakemake("-n", "--forceall")  # whatever results/ already holds
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["generate_demo_data"] == 2 and counts["corpus"] == 2
+    assert counts["base_model"] == 1
+    assert not any(rule.startswith("download") for rule in counts)
+
+
+def test_corpus_stage_runs_end_to_end(tmp_path):
+    """A real snakemake run of the demo corpus chain in a scratch working directory."""
+    targets = [f"results/corpus/{d}/stats.json" for d in ("biomed", "finance")]
+    # targets first: --configfile takes every value that follows it
+    args = [*targets, "--cores", "2", "--directory", str(tmp_path)]
+    args += ["--configfile", str(REPO / "config" / "config.yaml")]
+    result = snakemake(*args)
+    assert result.returncode == 0, result.stderr
+    for domain in ("biomed", "finance"):
+        stats = json.loads((tmp_path / "results" / "corpus" / domain / "stats.json").read_text())
+        assert stats["documents_in"] == 30 == stats["documents_out"]
+        assert (tmp_path / "logs" / "corpus" / f"{domain}.log").read_text()
+    # nothing to do on a second run
+    again = snakemake(*args, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("stage", ["corpus", "demo_data", "base_model", "download"])
+def test_stage_cli_help(stage):
+    result = subprocess.run(
+        [sys.executable, "-m", f"cft.{stage}", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+LINTERS = {
+    "ruff check": [str(BIN / "ruff"), "check", "."],
+    "ruff format": [str(BIN / "ruff"), "format", "--check", "."],
+    "snakefmt": [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+    "snakemake --lint": [str(BIN / "snakemake"), "--lint"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINTERS))
+def test_lint_clean(name):
+    result = subprocess.run(LINTERS[name], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if name == "snakemake --lint":
+        assert "Congratulations" in result.stdout + result.stderr
