@@ -39,8 +39,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/snakefmt Snakefile workflow/rules
 
+# Needs graphviz (apt-get install graphviz).
 rulegraph: $(STAMP)
-	$(BIN)/snakemake --rulegraph --configfile config/paper.yaml | dot -Tsvg > docs/rulegraph.svg
+	$(BIN)/snakemake --rulegraph --forceall --configfile config/paper.yaml | dot -Tsvg > docs/rulegraph.svg
+	$(BIN)/snakemake --rulegraph --forceall | dot -Tsvg > docs/rulegraph_demo.svg
 
 clean-venv:
 	rm -rf $(VENV)
