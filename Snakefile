@@ -20,6 +20,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/base_models.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/tokenize.smk"
 
 
 rule all:

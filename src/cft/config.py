@@ -15,6 +15,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
 
 METHODS = ("chat", "cpt", "cft", "negcft", "autocft")
 
@@ -41,7 +42,7 @@ def load_config(path: str | os.PathLike) -> dict:
 def validate_config(config: dict, *, source: str = "config", base_dir: Path | None = None) -> dict:
     """Validate ``config`` in place (defaults are filled in) and return it."""
     _check_schema(config, source)
-    _check_references(config, source, base_dir or Path.cwd())
+    _check_references(config, source, base_dir or REPO_ROOT)
     return config
 
 
@@ -49,13 +50,13 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _check_schema(config: dict, source: str) -> None:
+def _check_schema(config: dict, source: str, schema: Path = SCHEMA_PATH) -> None:
     import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
-        validate(config, str(SCHEMA_PATH))
+        validate(config, str(schema))
     except WorkflowError as err:
         # validate() raises WorkflowError from inside `except ValidationError`.
         cause = err.__cause__ or err.__context__
@@ -113,17 +114,56 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             source,
             base_dir,
         )
+    generator = config["autogen"]["model"]
+    if generator is not None and generator not in models:
+        raise ConfigError(
+            f"{source}: 'autogen.model' = {generator!r} is not defined under 'models'; "
+            f"defined: {sorted(models)}"
+        )
+    for kind, path in config["prompts"].items():
+        _check_path(path, f"prompts.{kind}", source, base_dir)
+        load_prompt_file(resolve_path(path, base_dir), expected_kind=kind)
+
+
+def resolve_path(value: str | os.PathLike, base_dir: Path = REPO_ROOT) -> Path:
+    """Relative paths in config are relative to the workflow's folder (the repo root)."""
+    return Path(value) if Path(value).is_absolute() else base_dir / value
+
+
+def load_prompt_file(path: Path, expected_kind: str | None = None) -> dict:
+    """Read and check a prompt file (config/prompts/*.yaml) against its schema."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'kind' and 'prompts'")
+    _check_schema(data, str(path), PROMPT_SCHEMA_PATH)
+    if expected_kind is not None and data["kind"] != expected_kind:
+        raise ConfigError(
+            f"{path}: 'kind' = {data['kind']!r}, but it is configured as prompts.{expected_kind}"
+        )
+    names = [p["name"] for p in data.get("prompts", [])]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: prompt names must be unique; repeated: {duplicates}")
+    return data
 
 
 def _check_path(value: str | None, key: str, source: str, base_dir: Path) -> None:
     if value is None:
         return
-    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    path = resolve_path(value, base_dir)
     if not path.exists():
         raise ConfigError(f"{source}: '{key}' = {value!r}: no such file or folder ({path})")
 
 
 # ---- accessors used by the rules and the stages --------------------------------------------
+
+
+def autogen_model(config: dict) -> str:
+    """The model that writes TextAdaptCFT prompts."""
+    return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
 def domain_source(config: dict, domain: str) -> dict:

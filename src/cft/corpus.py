@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from cft.config import domain_source, load_config
+from cft.config import domain_source, load_config, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
@@ -302,7 +302,7 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
     """Build ``out_dir/documents.parquet`` and ``out_dir/stats.json`` for one domain."""
     source = domain_source(config, domain)
     settings = config["corpus"]
-    raw_dir = Path(source.get("local_path") or raw_dir)
+    raw_dir = resolve_path(source["local_path"]) if source.get("local_path") else Path(raw_dir)
     stats = build_corpus(
         read_source(source, raw_dir, settings["on_invalid_utf8"]),
         Path(out_dir) / "documents.parquet",

@@ -5,6 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from cft.config import (  # noqa: E402
+    autogen_model,
     domain_source,
     downloaded_domains,
     evaluated_models,
@@ -64,12 +65,36 @@ def base_model_mem_mb(wildcards, attempt):
     return (32000 if wildcards.model in hub_models(config) else 8000) * attempt
 
 
+def autogen_gpus():
+    """vLLM generation takes GPUs (tensor parallel); the transformers backend runs anywhere."""
+    return config["autogen"]["gpus"] if config["autogen"]["backend"] == "vllm" else 0
+
+
+def tokenize_input(wildcards):
+    inputs = {
+        "corpus": f"results/corpus/{wildcards.domain}/documents.parquet",
+        "model": f"results/base_models/{wildcards.model}",
+    }
+    if wildcards.method == "autocft":
+        inputs["autogen"] = f"results/prompts/{wildcards.domain}/autogen.parquet"
+    return inputs
+
+
 def all_outputs():
     outputs = expand("results/base_models/{model}", model=ALL_MODELS)
     outputs += expand(
         "results/corpus/{domain}/{file}",
         domain=GRID["domains"],
         file=["documents.parquet", "stats.json"],
+    )
+    outputs += expand(
+        "results/tokenized/{domain}/{model}/{method}",
+        domain=GRID["domains"],
+        model=GRID["models"],
+        method=GRID["methods"],
+    )
+    outputs += expand(
+        "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]
     )
     outputs += [
         f"results/demo_data/{domain}/questions.jsonl"

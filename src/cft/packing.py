@@ -1,0 +1,459 @@
+"""Tokenization and packing into fixed-length training blocks, per (domain, model, method).
+
+Every block holds exactly ``max_seq_len`` tokens (only the last block of a split is padded):
+
+- ``cpt`` (and ``chat``, whose blocks measure the untrained model's held-out loss): ``[BOS]`` then
+  the next slice of the document stream, where documents are separated by EOS.
+- ``cft``, ``negcft``, ``autocft``: ``[BOS] + contextual prompt + separator`` then the next slice
+  of the stream, so every block is conditioned on a prompt. Prompt tokens get label -100: the
+  loss is on the text only. Prompt and text are tokenized separately and the ids concatenated,
+  so the mask boundary is exact. The prompt is drawn uniformly per block (seeded), or per
+  document, or (``autocft``) taken from the generated prompt of the block's first document.
+
+BOS is added only when the tokenizer adds one itself (Llama-2's ``<s>``; SmolLM2 has none).
+With ``prompt_format: chat`` the block is the model's chat template with the prompt as the user
+turn and the text as the assistant turn; the template's tokens are masked as well.
+
+Outputs a datasets ``DatasetDict`` folder (``train``, ``validation``) with ``input_ids``,
+``labels``, ``attention_mask`` and ``prompt_index``, plus ``stats.json``.
+
+    python -m cft.packing --config config/config.yaml --domain biomed \\
+        --model smollm2-135m-instruct --method cft --out-dir results/tokenized/biomed/smol/cft
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cft.config import ConfigError, load_config, load_prompt_file, resolve_path
+from cft.io import atomic_path, write_json
+from cft.logging_utils import setup_logging
+from cft.provenance import config_hash, provenance
+
+log = logging.getLogger(__name__)
+
+# Which prompt file conditions each method (None: no prompt).
+METHOD_PROMPTS = {
+    "chat": None,
+    "cpt": None,
+    "cft": "cft",
+    "negcft": "negative",
+    "autocft": "autogen",
+}
+SPLITS = ("train", "validation")
+TEXT_SENTINEL = "\u0000CFT_TEXT\u0000"
+
+
+class PackingError(ValueError):
+    """The inputs cannot be packed as configured; the message names the culprit."""
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Tokens around a block's text: ``prefix`` before it, ``suffix`` after it (both masked)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...] = ()
+    prompt_index: int = -1
+
+
+def tokenizer_bos(tokenizer) -> int | None:
+    """The BOS id if the tokenizer prepends one by itself, else None."""
+    ids = tokenizer("a").input_ids
+    bos = tokenizer.bos_token_id
+    return bos if bos is not None and ids and ids[0] == bos else None
+
+
+def prompt_conditioning(
+    tokenizer, text: str | None, *, prompt_format: str, separator: str, index: int = -1
+) -> Conditioning:
+    """Tokenize the conditioning of a block: nothing but BOS (text None), or a prompt."""
+    bos = tokenizer_bos(tokenizer)
+    head = (bos,) if bos is not None else ()
+    if text is None:
+        return Conditioning(prefix=head)
+    if prompt_format == "plain":
+        ids = tokenizer(text + separator, add_special_tokens=False).input_ids
+        return Conditioning(prefix=head + tuple(ids), prompt_index=index)
+    if prompt_format == "chat":
+        if not tokenizer.chat_template:
+            raise PackingError(
+                "packing.prompt_format is 'chat' but the tokenizer has no chat template; "
+                "use prompt_format: plain"
+            )
+        messages = [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": TEXT_SENTINEL},
+        ]
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+        before, _, after = rendered.partition(TEXT_SENTINEL)
+        prefix = tokenizer(before, add_special_tokens=False).input_ids
+        suffix = tokenizer(after, add_special_tokens=False).input_ids if after else []
+        return Conditioning(prefix=tuple(prefix), suffix=tuple(suffix), prompt_index=index)
+    raise PackingError(f"unknown prompt_format {prompt_format!r}; expected 'plain' or 'chat'")
+
+
+def stable_int(*parts) -> int:
+    """A 64-bit integer from strings/ints, identical on every machine and Python run."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+# ---- the packer -------------------------------------------------------------------------------
+
+
+@dataclass
+class PackStats:
+    documents: int = 0
+    document_tokens: int = 0  # document tokens plus one EOS per document
+    text_tokens: int = 0  # of those, placed in blocks (must equal document_tokens)
+    prompt_tokens: int = 0  # BOS, prompt, separator and template tokens (label -100)
+    pad_tokens: int = 0
+    blocks: int = 0
+    prompt_counts: dict = field(default_factory=dict)
+
+    def as_dict(self, max_seq_len: int) -> dict:
+        total = self.blocks * max_seq_len
+        return {
+            "documents": self.documents,
+            "document_tokens": self.document_tokens,
+            "text_tokens": self.text_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "pad_tokens": self.pad_tokens,
+            "total_tokens": total,
+            "blocks": self.blocks,
+            "loss_bearing_fraction": self.text_tokens / total if total else 0.0,
+            "non_pad_fraction": (total - self.pad_tokens) / total if total else 0.0,
+            "prompt_counts": dict(sorted(self.prompt_counts.items())),
+        }
+
+
+def pack(
+    documents: Iterator[tuple[str, list[int]]],
+    *,
+    max_seq_len: int,
+    eos_id: int,
+    pad_id: int,
+    condition: Callable[[int, str], Conditioning],
+    stats: PackStats,
+) -> Iterator[dict]:
+    """Pack a stream of (doc_id, token ids) into blocks of exactly ``max_seq_len`` tokens.
+
+    ``condition(block_index, doc_id)`` gives the conditioning of a block from the document the
+    block starts in. Every document token (and one EOS after each document) lands in exactly
+    one block; only the last block is padded.
+    """
+    cond: Conditioning | None = None
+    text: list[int] = []
+    capacity = 0
+
+    def emit(pad: int) -> dict:
+        body = list(cond.prefix) + text + list(cond.suffix)
+        stats.blocks += 1
+        stats.text_tokens += len(text)
+        stats.prompt_tokens += len(cond.prefix) + len(cond.suffix)
+        stats.pad_tokens += pad
+        stats.prompt_counts[cond.prompt_index] = stats.prompt_counts.get(cond.prompt_index, 0) + 1
+        masked = [-100] * len(cond.prefix)
+        return {
+            "input_ids": body + [pad_id] * pad,
+            "labels": masked + text + [-100] * (len(cond.suffix) + pad),
+            "attention_mask": [1] * len(body) + [0] * pad,
+            "prompt_index": cond.prompt_index,
+        }
+
+    for doc_id, ids in documents:
+        stats.documents += 1
+        stream = [*ids, eos_id]
+        stats.document_tokens += len(stream)
+        pos = 0
+        while pos < len(stream):
+            if cond is None:
+                cond = condition(stats.blocks, doc_id)
+                capacity = max_seq_len - len(cond.prefix) - len(cond.suffix)
+                if capacity <= 0:
+                    raise PackingError(
+                        f"prompt {cond.prompt_index} takes {len(cond.prefix) + len(cond.suffix)} "
+                        f"tokens, which leaves no room for text in a block of max_seq_len "
+                        f"{max_seq_len}; shorten the prompt or raise training.max_seq_len"
+                    )
+            take = min(capacity - len(text), len(stream) - pos)
+            text.extend(stream[pos : pos + take])
+            pos += take
+            if len(text) == capacity:
+                yield emit(0)
+                cond, text = None, []
+    if cond is not None and text:
+        yield emit(capacity - len(text))
+
+
+# ---- choosing prompts -------------------------------------------------------------------------
+
+
+def make_condition(
+    method: str,
+    tokenizer,
+    *,
+    prompts: list[str],
+    autogen: dict[str, str] | None,
+    packing: dict,
+    seed: int,
+) -> Callable[[int, str], Conditioning]:
+    """The block -> conditioning function for a method."""
+    fmt, sep = packing["prompt_format"], packing["prompt_separator"]
+    if METHOD_PROMPTS[method] is None:
+        plain = prompt_conditioning(tokenizer, None, prompt_format="plain", separator=sep)
+        return lambda block, doc_id: plain
+    if method == "autocft":
+        if autogen is None:
+            raise PackingError("method 'autocft' needs the generated prompt table")
+        cache: dict[str, Conditioning] = {}
+
+        def from_table(block: int, doc_id: str) -> Conditioning:
+            if doc_id not in autogen:
+                raise PackingError(f"no generated prompt for document {doc_id!r}")
+            if doc_id not in cache:
+                cache[doc_id] = prompt_conditioning(
+                    tokenizer, autogen[doc_id], prompt_format=fmt, separator=sep, index=0
+                )
+            return cache[doc_id]
+
+        return from_table
+    tokenized = [
+        prompt_conditioning(tokenizer, text, prompt_format=fmt, separator=sep, index=i)
+        for i, text in enumerate(prompts)
+    ]
+    if packing["prompt_sampling"] == "per_document":
+        return lambda block, doc_id: tokenized[stable_int(seed, doc_id) % len(tokenized)]
+    rng = np.random.default_rng(seed)
+    return lambda block, doc_id: tokenized[int(rng.integers(len(tokenized)))]
+
+
+# ---- the stage --------------------------------------------------------------------------------
+
+
+def tokenize_documents(table: Path, tokenizer, num_proc: int, cache_dir: Path):
+    """Documents of the table tokenized with datasets ``map`` (batched, ``num_proc`` workers)."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    if pq.ParquetFile(table).metadata.num_rows == 0:
+        raise PackingError(f"{table}: the corpus has no documents")
+    docs = Dataset.from_parquet(
+        str(table), columns=["doc_id", "split", "text"], cache_dir=str(cache_dir)
+    )
+
+    def encode(batch):
+        return {"input_ids": tokenizer(batch["text"], add_special_tokens=False).input_ids}
+
+    return docs.map(
+        encode,
+        batched=True,
+        batch_size=256,
+        num_proc=num_proc if num_proc > 1 and len(docs) >= 2 * num_proc else None,
+        remove_columns=["text"],
+        desc="tokenizing",
+    )
+
+
+def iter_split(tokenized, split: str) -> Iterator[tuple[str, list[int]]]:
+    for batch in tokenized.iter(batch_size=512):
+        for doc_id, doc_split, ids in zip(
+            batch["doc_id"], batch["split"], batch["input_ids"], strict=True
+        ):
+            if doc_split == split:
+                yield doc_id, ids
+
+
+def dataset_fingerprint(dataset_dict) -> str:
+    """SHA-256 over every column of every block, split by split: equal iff the data are."""
+    digest = hashlib.sha256()
+    for split in sorted(dataset_dict):
+        digest.update(split.encode())
+        table = dataset_dict[split].data.table
+        for name in sorted(table.column_names):
+            digest.update(name.encode())
+            for chunk in table.column(name).chunks:
+                for buffer in chunk.buffers():
+                    if buffer is not None:
+                        digest.update(memoryview(buffer))
+    return digest.hexdigest()
+
+
+def load_autogen_table(path: Path) -> dict[str, str]:
+    import pandas as pd
+
+    table = pd.read_parquet(path, columns=["doc_id", "prompt"])
+    return dict(zip(table.doc_id, table.prompt, strict=True))
+
+
+def run(
+    config: dict,
+    domain: str,
+    model: str,
+    method: str,
+    *,
+    corpus_table: Path,
+    tokenizer_dir: Path,
+    out_dir: Path,
+    autogen_table: Path | None = None,
+    threads: int = 1,
+) -> dict:
+    from datasets import DatasetDict, Features, Sequence, Value
+    from transformers import AutoTokenizer
+
+    if method not in METHOD_PROMPTS:
+        raise PackingError(f"unknown method {method!r}; expected one of {list(METHOD_PROMPTS)}")
+    packing = config["packing"]
+    max_seq_len = config["training"]["max_seq_len"]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    prompt_kind = METHOD_PROMPTS[method]
+    prompts: list[str] = []
+    prompt_names: list[str] = []
+    if prompt_kind in ("cft", "negative"):
+        prompt_file = load_prompt_file(resolve_path(config["prompts"][prompt_kind]), prompt_kind)
+        prompts = [p["text"] for p in prompt_file["prompts"]]
+        prompt_names = [p["name"] for p in prompt_file["prompts"]]
+    autogen = load_autogen_table(autogen_table) if method == "autocft" else None
+    seed = stable_int(config["seed"], domain, model, method)
+    num_proc = packing["num_proc"] or threads
+
+    features = Features(
+        {
+            "input_ids": Sequence(Value("int32")),
+            "labels": Sequence(Value("int32")),
+            "attention_mask": Sequence(Value("int8")),
+            "prompt_index": Value("int32"),
+        }
+    )
+    settings = {
+        "packing": packing,
+        "max_seq_len": max_seq_len,
+        "prompts": prompts,
+        "method": method,
+        "seed": seed,
+        "tokenizer": str(tokenizer_dir),
+    }
+    split_stats = {}
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent, prefix=".pack.") as scratch:
+        tokenized = tokenize_documents(corpus_table, tokenizer, num_proc, Path(scratch))
+        splits = {}
+        for split in SPLITS:
+            stats = PackStats()
+            condition = make_condition(
+                method,
+                tokenizer,
+                prompts=prompts,
+                autogen=autogen,
+                packing=packing,
+                seed=stable_int(seed, split),
+            )
+
+            def blocks(split=split, stats=stats, condition=condition):
+                yield from pack(
+                    iter_split(tokenized, split),
+                    max_seq_len=max_seq_len,
+                    eos_id=eos_id,
+                    pad_id=pad_id,
+                    condition=condition,
+                    stats=stats,
+                )
+
+            dataset = _dataset_from_generator(blocks, features, Path(scratch) / split, settings)
+            if stats.documents == 0:
+                if split == "train":
+                    raise PackingError(f"{corpus_table}: no training documents to pack")
+                continue
+            if stats.text_tokens != stats.document_tokens:  # the packer's invariant
+                raise AssertionError(f"{split}: {stats.text_tokens} != {stats.document_tokens}")
+            splits[split] = dataset
+            split_stats[split] = stats.as_dict(max_seq_len)
+            if prompt_names:
+                split_stats[split]["prompt_counts"] = {
+                    prompt_names[int(i)] if int(i) >= 0 else "none": n
+                    for i, n in stats.prompt_counts.items()
+                }
+        dataset_dict = DatasetDict(splits)
+        record = {
+            "domain": domain,
+            "model": model,
+            "method": method,
+            "max_seq_len": max_seq_len,
+            "prompt_format": packing["prompt_format"] if prompt_kind else None,
+            "prompt_sampling": (
+                packing["prompt_sampling"] if prompt_kind in ("cft", "negative") else None
+            ),
+            "splits": split_stats,
+            "fingerprint": dataset_fingerprint(dataset_dict),
+            "provenance": provenance(settings, seed=seed),
+        }
+        with atomic_path(out_dir) as tmp:
+            dataset_dict.save_to_disk(str(tmp))
+            write_json(tmp / "stats.json", record)
+    log.info(
+        "%s/%s/%s: %d train blocks, fingerprint %s",
+        domain,
+        model,
+        method,
+        split_stats["train"]["blocks"],
+        record["fingerprint"][:12],
+    )
+    return record
+
+
+def _dataset_from_generator(generator, features, cache_dir: Path, settings: dict):
+    from datasets import Dataset
+
+    # Our own fingerprint: datasets would otherwise hash the generator's closure (tokenizer
+    # included) and might reuse a cache built from other inputs.
+    return Dataset.from_generator(
+        generator,
+        features=features,
+        cache_dir=str(cache_dir),
+        fingerprint=config_hash([settings, str(cache_dir)])[:32],
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--domain", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--method", required=True, choices=sorted(METHOD_PROMPTS))
+    parser.add_argument("--corpus", help="documents.parquet (default: results/corpus/...)")
+    parser.add_argument("--tokenizer", help="model folder (default: results/base_models/...)")
+    parser.add_argument("--autogen", help="autogen.parquet, for autocft")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = load_config(args.config)
+    if args.method == "autocft" and not args.autogen:
+        raise ConfigError("--autogen is required for method autocft")
+    run(
+        config,
+        args.domain,
+        args.model,
+        args.method,
+        corpus_table=Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet"),
+        tokenizer_dir=Path(args.tokenizer or f"results/base_models/{args.model}"),
+        out_dir=Path(args.out_dir),
+        autogen_table=Path(args.autogen) if args.autogen else None,
+        threads=args.threads,
+    )
+
+
+if __name__ == "__main__":
+    main()

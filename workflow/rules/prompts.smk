@@ -1,0 +1,25 @@
+# Contextual prompts: TextAdaptCFT prompts generated per document (the strategy and negative
+# prompt sets are config files, read directly by the tokenize rule).
+
+
+rule autogen_prompts:
+    input:
+        corpus="results/corpus/{domain}/documents.parquet",
+        generator=lambda wildcards: f"results/base_models/{autogen_model(config)}",
+    output:
+        table="results/prompts/{domain}/autogen.parquet",
+        stats="results/prompts/{domain}/autogen_stats.json",
+    log:
+        "logs/prompts/{domain}_autogen.log",
+    benchmark:
+        "benchmarks/prompts/{domain}_autogen.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        gpu=lambda wildcards: autogen_gpus(),
+        tasks_per_gpu=0,
+    script:
+        "../scripts/autogen_prompts.py"

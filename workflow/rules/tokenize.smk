@@ -1,0 +1,33 @@
+# Tokenization and packing into fixed-length blocks, per (domain, model, method).
+
+
+rule tokenize:
+    input:
+        unpack(tokenize_input),
+    output:
+        directory("results/tokenized/{domain}/{model}/{method}"),
+    log:
+        "logs/tokenize/{domain}/{model}/{method}.log",
+    benchmark:
+        "benchmarks/tokenize/{domain}/{model}/{method}.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: 4
+    resources:
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=120,
+    script:
+        "../scripts/tokenize.py"
+
+
+rule export_gemini:
+    input:
+        "results/corpus/{domain}/documents.parquet",
+    output:
+        "results/export/{domain}/gemini_cft.jsonl",
+    log:
+        "logs/export/{domain}_gemini.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/export_gemini.py"

@@ -1,0 +1,21 @@
+"""Snakemake entry point: tokenize and pack one (domain, model, method) (cft.packing)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from cft import packing
+from cft.logging_utils import setup_logging
+
+setup_logging(snakemake.log[0])
+packing.run(
+    snakemake.config,
+    snakemake.wildcards.domain,
+    snakemake.wildcards.model,
+    snakemake.wildcards.method,
+    corpus_table=Path(snakemake.input.corpus),
+    tokenizer_dir=Path(snakemake.input.model),
+    out_dir=Path(snakemake.output[0]),
+    autogen_table=Path(snakemake.input.autogen) if hasattr(snakemake.input, "autogen") else None,
+    threads=snakemake.threads,
+)
