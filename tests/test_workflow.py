@@ -20,6 +20,9 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["download_model"] == 4
     assert counts["base_model"] == 4
     assert counts["corpus"] == 2
+    assert counts["autogen_prompts"] == 2  # one per domain
+    assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
+    assert counts["export_gemini"] == 2
     assert "generate_demo_data" not in counts  # the paper config never touches demo data
 
 
@@ -36,6 +39,7 @@ def test_demo_plans_offline_jobs_only():
     counts = job_counts(result.stdout)
     assert counts["generate_demo_data"] == 2 and counts["corpus"] == 2
     assert counts["base_model"] == 1
+    assert counts["tokenize"] == 2 * 5 and counts["autogen_prompts"] == 2
     assert not any(rule.startswith("download") for rule in counts)
 
 
@@ -56,7 +60,9 @@ def test_corpus_stage_runs_end_to_end(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-@pytest.mark.parametrize("stage", ["corpus", "demo_data", "base_model", "download"])
+@pytest.mark.parametrize(
+    "stage", ["corpus", "demo_data", "base_model", "download", "packing", "autogen", "export"]
+)
 def test_stage_cli_help(stage):
     result = subprocess.run(
         [sys.executable, "-m", f"cft.{stage}", "--help"], capture_output=True, text=True

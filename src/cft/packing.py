@@ -350,7 +350,10 @@ def run(
     with tempfile.TemporaryDirectory(dir=Path(out_dir).parent, prefix=".pack.") as scratch:
         tokenized = tokenize_documents(corpus_table, tokenizer, num_proc, Path(scratch))
         splits = {}
-        for split in SPLITS:
+        present = set(tokenized.unique("split"))
+        if "train" not in present:
+            raise PackingError(f"{corpus_table}: no training documents to pack")
+        for split in (s for s in SPLITS if s in present):
             stats = PackStats()
             condition = make_condition(
                 method,
@@ -372,10 +375,6 @@ def run(
                 )
 
             dataset = _dataset_from_generator(blocks, features, Path(scratch) / split, settings)
-            if stats.documents == 0:
-                if split == "train":
-                    raise PackingError(f"{corpus_table}: no training documents to pack")
-                continue
             if stats.text_tokens != stats.document_tokens:  # the packer's invariant
                 raise AssertionError(f"{split}: {stats.text_tokens} != {stats.document_tokens}")
             splits[split] = dataset
