@@ -15,7 +15,6 @@ fallback is counted in the stats file.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import logging
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cft.cli import corpus_path, stage_parser
 from cft.config import autogen_model, load_config, load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
@@ -263,10 +263,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--domain", required=True)
-    parser.add_argument("--corpus", help="documents.parquet (default: results/corpus/...)")
+    parser = stage_parser(__doc__, corpus=True)
     parser.add_argument("--model-dir", help="generator folder (default: its base_models folder)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -275,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     run(
         config,
         args.domain,
-        Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet"),
+        corpus_path(args),
         Path(args.model_dir or f"results/base_models/{autogen_model(config)}"),
         Path(args.out),
     )

@@ -18,7 +18,6 @@ disk in batches, so memory does not grow with the corpus; every dropped document
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import hashlib
 import json
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from cft.cli import stage_parser
 from cft.config import domain_source, load_config, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
@@ -336,9 +336,7 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--domain", required=True)
+    parser = stage_parser(__doc__)
     parser.add_argument("--raw", required=True, help="folder with the raw source files")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ boundary where there is one. Prompts are drawn uniformly per chunk with a seeded
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cft.cli import corpus_path, stage_parser
 from cft.config import load_config, load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
@@ -80,19 +80,11 @@ def run(config: dict, domain: str, corpus_table: Path, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--domain", required=True)
-    parser.add_argument("--corpus", help="documents.parquet (default: results/corpus/...)")
+    parser = stage_parser(__doc__, corpus=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    run(
-        load_config(args.config),
-        args.domain,
-        Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet"),
-        Path(args.out),
-    )
+    run(load_config(args.config), args.domain, corpus_path(args), Path(args.out))
 
 
 if __name__ == "__main__":

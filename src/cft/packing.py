@@ -23,7 +23,6 @@ Outputs a datasets ``DatasetDict`` folder (``train``, ``validation``) with ``inp
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cft.cli import corpus_path, stage_parser
 from cft.config import ConfigError, load_config, load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
@@ -426,12 +426,9 @@ def _dataset_from_generator(generator, features, cache_dir: Path, settings: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--domain", required=True)
+    parser = stage_parser(__doc__, corpus=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--method", required=True, choices=sorted(METHOD_PROMPTS))
-    parser.add_argument("--corpus", help="documents.parquet (default: results/corpus/...)")
     parser.add_argument("--tokenizer", help="model folder (default: results/base_models/...)")
     parser.add_argument("--autogen", help="autogen.parquet, for autocft")
     parser.add_argument("--out-dir", required=True)
@@ -446,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         args.domain,
         args.model,
         args.method,
-        corpus_table=Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet"),
+        corpus_table=corpus_path(args),
         tokenizer_dir=Path(args.tokenizer or f"results/base_models/{args.model}"),
         out_dir=Path(args.out_dir),
         autogen_table=Path(args.autogen) if args.autogen else None,
