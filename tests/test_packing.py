@@ -64,9 +64,15 @@ def do_pack(tokenizer, docs, method="cft", prompts=(), packing=PACKING, seed=1, 
         method, tokenizer, prompts=list(prompts), autogen=autogen, packing=packing, seed=seed
     )
     eos = tokenizer.eos_token_id
-    blocks = list(
-        pack(iter(docs), max_seq_len=SEQ, eos_id=eos, pad_id=eos, condition=condition, stats=stats)
-    )
+    blocks = [
+        {
+            key: value.tolist() if isinstance(value, np.ndarray) else value
+            for key, value in block.items()
+        }
+        for block in pack(
+            iter(docs), max_seq_len=SEQ, eos_id=eos, pad_id=eos, condition=condition, stats=stats
+        )
+    ]
     return blocks, stats
 
 
