@@ -22,6 +22,7 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/base_models.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/tokenize.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -23,6 +23,7 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["autogen_prompts"] == 2  # one per domain
     assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
     assert counts["export_gemini"] == 2
+    assert counts["train"] == 2 * 2 * 4  # domains x grid models x methods other than chat
     assert "generate_demo_data" not in counts  # the paper config never touches demo data
 
 
@@ -40,6 +41,7 @@ def test_demo_plans_offline_jobs_only():
     assert counts["generate_demo_data"] == 2 and counts["corpus"] == 2
     assert counts["base_model"] == 1
     assert counts["tokenize"] == 2 * 5 and counts["autogen_prompts"] == 2
+    assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
     assert not any(rule.startswith("download") for rule in counts)
 
 

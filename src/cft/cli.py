@@ -6,12 +6,16 @@ import argparse
 from pathlib import Path
 
 
-def stage_parser(doc: str, *, corpus: bool = False) -> argparse.ArgumentParser:
+def stage_parser(
+    doc: str, *, corpus: bool = False, domain_required: bool = True
+) -> argparse.ArgumentParser:
     """A parser with the options every config-driven stage takes: --config and --domain
     (and, with ``corpus``, --corpus defaulting to the domain's corpus table)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml", help="workflow config file")
-    parser.add_argument("--domain", required=True, help="a key of `domains` in the config")
+    parser.add_argument(
+        "--domain", required=domain_required, help="a key of `domains` in the config"
+    )
     if corpus:
         parser.add_argument("--corpus", help="documents.parquet (default: the corpus stage's)")
     return parser

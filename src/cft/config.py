@@ -114,6 +114,12 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             source,
             base_dir,
         )
+    for name in config["training"]["resources"]:
+        if name != "default" and name not in models:
+            raise ConfigError(
+                f"{source}: 'training.resources.{name}' names no model; expected 'default' or "
+                f"one of {sorted(models)}"
+            )
     generator = config["autogen"]["model"]
     if generator is not None and generator not in models:
         raise ConfigError(

@@ -12,6 +12,7 @@ from cft.config import (  # noqa: E402
     hub_models,
     validate_config,
 )
+from cft.training import train_resources  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
@@ -80,6 +81,32 @@ def tokenize_input(wildcards):
     return inputs
 
 
+def trained_methods():
+    """Methods that train a model; `chat` is the base model itself."""
+    return [method for method in GRID["methods"] if method != "chat"]
+
+
+def train_job_resources(wildcards):
+    """training.resources for the job's model (built-in defaults < default < per model)."""
+    return train_resources(config, wildcards.model)
+
+
+def train_gres(wildcards):
+    """SLURM --gres for the GPUs of one node ('' for CPU jobs: no --gres)."""
+    res = train_job_resources(wildcards)
+    if not res["gpus_per_node"]:
+        return ""
+    model = f"{res['gpu_model']}:" if res["gpu_model"] else ""
+    return f"gpu:{model}{res['gpus_per_node']}"
+
+
+def model_dir(domain, model, method):
+    """The model a (domain, model, method) row evaluates: the base model for `chat`."""
+    if method == "chat":
+        return f"results/base_models/{model}"
+    return f"results/models/{domain}/{model}/{method}"
+
+
 def all_outputs():
     outputs = expand("results/base_models/{model}", model=ALL_MODELS)
     outputs += expand(
@@ -92,6 +119,12 @@ def all_outputs():
         domain=GRID["domains"],
         model=GRID["models"],
         method=GRID["methods"],
+    )
+    outputs += expand(
+        "results/models/{domain}/{model}/{method}",
+        domain=GRID["domains"],
+        model=GRID["models"],
+        method=trained_methods(),
     )
     outputs += expand(
         "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]

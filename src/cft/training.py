@@ -1,0 +1,581 @@
+"""Fine-tuning one (domain, model, method) on its packed blocks: transformers Trainer, FSDP on GPUs.
+
+The recipe is the config's ``training`` section (by default the paper's: 1 epoch, global batch
+128, lr 2e-5, AdamW (0.9, 0.95), weight decay 0.1, cosine with 5% warmup, clip 1.0, bf16,
+FULL_SHARD, activation checkpointing). What this module adds around the Trainer:
+
+- batch arithmetic: the global batch is fixed by config; micro-batch size and gradient
+  accumulation follow from the job's devices (:func:`plan_batch`);
+- loss normalisation: the Trainer's token-weighted loss (``num_items_in_batch``, counted over
+  every micro-batch of the optimizer step and across devices), i.e. the mean over all
+  loss-bearing tokens of the global batch;
+- launch: one process (CPU), ``torchrun`` on one node, ``srun torchrun --rdzv-backend c10d`` on
+  several (:func:`launch_command`);
+- checkpoints every ``save_steps`` with a completion marker, resume from the last complete one,
+  and a model folder that appears only when training has finished;
+- metrics: tokens/s (all and loss-bearing), MFU, peak memory, wall time, losses.
+
+    python -m cft.training --config config/config.yaml --domain biomed \\
+        --model smollm2-135m-instruct --method cft
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import logging
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cft.config import REPO_ROOT, ConfigError, load_config
+from cft.io import read_json, write_json
+from cft.logging_utils import setup_logging
+from cft.provenance import config_hash, provenance
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 peak FLOP/s per GPU (FACTS.md section 7). Unknown devices get no MFU, never a guess.
+PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
+DEFAULT_RESOURCES = {
+    "nodes": 1,
+    "gpus_per_node": 0,
+    "cpus_per_task": 2,
+    "mem_mb": 8000,
+    "runtime": 120,
+    "per_device_batch_size": 8,
+    "gpu_model": "",
+}
+COMPLETE_MARKER = "cft_checkpoint_complete"
+RUN_RECORD = "cft_run.json"
+METRICS_FILE = "train_metrics.json"
+LOSS_CURVE = "loss_curve.csv"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start as configured; the message names the culprit."""
+
+
+# ---- planning: resources, batch arithmetic, launch command --------------------------------------
+
+
+def train_resources(config: dict, model: str) -> dict:
+    """The train job's resources for ``model``: built-in defaults < ``default`` < per model."""
+    configured = config["training"]["resources"]
+    return {**DEFAULT_RESOURCES, **configured.get("default", {}), **configured.get(model, {})}
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    world_size: int
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.world_size * self.per_device_batch_size * self.gradient_accumulation_steps
+
+
+def plan_batch(global_batch_size: int, world_size: int, max_per_device: int) -> BatchPlan:
+    """Split a fixed global batch over ``world_size`` devices.
+
+    The micro-batch is the largest divisor of the per-device share not above ``max_per_device``,
+    so that micro-batch x accumulation x devices is exactly the configured global batch.
+    """
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"training.global_batch_size = {global_batch_size} is not divisible by the "
+            f"{world_size} devices of the job (nodes x gpus_per_node); choose a multiple of "
+            f"{world_size} or change training.resources"
+        )
+    share = global_batch_size // world_size
+    micro = max(d for d in range(1, min(share, max_per_device) + 1) if share % d == 0)
+    return BatchPlan(world_size, micro, share // micro)
+
+
+def world_size_of(resources: dict) -> int:
+    return resources["nodes"] * max(resources["gpus_per_node"], 1)
+
+
+def launch_command(resources: dict, *, host: str | None = None, port: int = 29500) -> list[str]:
+    """The command that starts the training processes (append ``-m cft.training --job ...``).
+
+    One CPU or GPU: the current Python. One node with several GPUs: ``torchrun --standalone``.
+    Several nodes (a SLURM allocation with one task per node): ``srun torchrun`` with c10d
+    rendezvous on the first node, which is where the job script runs.
+    """
+    nodes, gpus = resources["nodes"], resources["gpus_per_node"]
+    if nodes == 1 and gpus <= 1:
+        return [sys.executable]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}"]
+    if nodes == 1:
+        return [*torchrun, "--standalone"]
+    return [
+        "srun",
+        f"--nodes={nodes}",
+        f"--ntasks={nodes}",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        *torchrun,
+        f"--nnodes={nodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={host or socket.gethostname()}:{port}",
+        f"--rdzv-id={os.environ.get('SLURM_JOB_ID', 'cft')}",
+    ]
+
+
+def attention_implementation(requested: str, *, cuda: bool) -> str:
+    """``auto``: FlashAttention-2 when installed and on CUDA, else PyTorch SDPA."""
+    allowed = ("auto", "flash_attention_2", "sdpa", "eager")
+    if requested not in allowed:
+        raise ConfigError(
+            f"training.attn_implementation = {requested!r} is not allowed; expected one of "
+            f"{list(allowed)}"
+        )
+    if requested != "auto":
+        return requested
+    import importlib.util
+
+    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+# ---- metrics ----------------------------------------------------------------------------------
+
+
+def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the dense weights plus 12*L*d*T for attention."""
+    return 6 * n_params + 12 * n_layers * d_model * seq_len
+
+
+def peak_flops(device_name: str | None) -> float | None:
+    """Peak dense bf16 FLOP/s of a GPU by its name; None for CPUs and unknown GPUs."""
+    if not device_name:
+        return None
+    for key, flops in PEAK_FLOPS.items():
+        if key in device_name.upper():
+            return flops
+    return None
+
+
+def peak_memory_mb(cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def loss_curve_rows(log_history: list[dict]) -> list[dict]:
+    keys = ("step", "epoch", "loss", "grad_norm", "learning_rate")
+    return [{k: entry.get(k) for k in keys} for entry in log_history if "loss" in entry]
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder that was completely written (it carries the marker the
+    save callback writes after the Trainer has saved everything); a folder cut short by a kill
+    is ignored."""
+    if not checkpoint_dir.is_dir():
+        return None
+    complete = [
+        path
+        for path in checkpoint_dir.glob("checkpoint-*")
+        if (path / COMPLETE_MARKER).is_file() and path.name.split("-")[-1].isdigit()
+    ]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def prepare_checkpoint_dir(checkpoint_dir: Path, run_key: str) -> None:
+    """Keep checkpoints only if they belong to the same run (config, data and base model); a
+    change of any of them starts afresh rather than resuming into a different run."""
+    record = checkpoint_dir / RUN_RECORD
+    if record.is_file() and read_json(record).get("run_key") != run_key:
+        log.warning(
+            "%s: checkpoints of a different run (config or data changed); removing them",
+            checkpoint_dir,
+        )
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"run_key": run_key})
+
+
+# ---- the job ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """Everything a training process needs; written as JSON for torchrun workers."""
+
+    config: dict
+    domain: str
+    model: str
+    method: str
+    tokenized_dir: str
+    base_model_dir: str
+    out_dir: str
+    checkpoint_dir: str
+    resources: dict
+    log_file: str | None = None
+
+    def save(self, path: Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> Job:
+        return cls(**read_json(path))
+
+
+@functools.cache
+def _trainer_classes():
+    """The Trainer subclass and callbacks (transformers is imported only when training, not
+    when the workflow imports this module for resources)."""
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    class CountingTrainer(Trainer):
+        """Counts the tokens it trains on (all and loss-bearing) for throughput metrics."""
+
+        tokens_seen = 0
+        loss_tokens_seen = 0
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if model.training:
+                self.tokens_seen += int(inputs["attention_mask"].sum())
+                self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    class CheckpointMarker(TrainerCallback):
+        """Marks a checkpoint complete once the Trainer has written all of it."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+
+    class Throughput(TrainerCallback):
+        """Wall time of the training loop in this process (a resumed run counts its own)."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.first_step = time.perf_counter(), state.global_step
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.seconds = time.perf_counter() - self.start
+            self.steps = state.global_step - self.first_step
+
+    def collate_blocks(rows: list[dict]) -> dict:
+        """Stack fixed-length blocks into int64 tensors (the loss needs int64 labels)."""
+        return {
+            key: torch.from_numpy(np.stack([np.asarray(r[key]) for r in rows]).astype(np.int64))
+            for key in ("input_ids", "labels", "attention_mask")
+        }
+
+    return CountingTrainer, CheckpointMarker, Throughput, collate_blocks
+
+
+def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
+    from transformers import TrainingArguments
+
+    train = job.config["training"]
+    precision = train["precision"]
+    use_fsdp = cuda and plan.world_size > 1 and train["fsdp"] != "no_shard"
+    fsdp_config = None
+    if use_fsdp:
+        fsdp_config = {
+            "version": 2,
+            # FULL_SHARD reshards parameters after forward; SHARD_GRAD_OP keeps them gathered.
+            "reshard_after_forward": train["fsdp"] == "full_shard",
+            "activation_checkpointing": train["activation_checkpointing"],
+            "cpu_ram_efficient_loading": True,
+            "state_dict_type": "FULL_STATE_DICT",
+        }
+    return TrainingArguments(
+        output_dir=job.checkpoint_dir,
+        num_train_epochs=train["epochs"],
+        per_device_train_batch_size=plan.per_device_batch_size,
+        per_device_eval_batch_size=plan.per_device_batch_size,
+        prediction_loss_only=True,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=train["learning_rate"],
+        weight_decay=train["weight_decay"],
+        adam_beta1=train["adam_betas"][0],
+        adam_beta2=train["adam_betas"][1],
+        adam_epsilon=train["adam_epsilon"],
+        optim="adamw_torch",
+        lr_scheduler_type=train["lr_scheduler"],
+        warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
+        max_grad_norm=train["max_grad_norm"],
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda,
+        fsdp=use_fsdp,
+        fsdp_config=fsdp_config,
+        # Without FSDP, checkpointing goes through the model (FSDP does it per wrapped layer).
+        activation_checkpointing=train["activation_checkpointing"] and not use_fsdp,
+        average_tokens_across_devices=True,
+        logging_strategy="steps",
+        logging_steps=train["logging_steps"],
+        save_strategy="steps",
+        save_steps=train["save_steps"],
+        save_total_limit=2,
+        report_to=["tensorboard"],
+        seed=job.config["seed"],
+        data_seed=job.config["seed"],
+        dataloader_drop_last=False,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def make_trainer(job: Job, model, train_set, plan: BatchPlan, *, cuda: bool, callbacks=()):
+    """The project's Trainer: token counting, checkpoint markers, fixed-length block batches."""
+    counting_trainer, checkpoint_marker, _, collate_blocks = _trainer_classes()
+    return counting_trainer(
+        model=model,
+        args=training_arguments(job, plan, cuda=cuda),
+        train_dataset=train_set,
+        data_collator=collate_blocks,
+        callbacks=[checkpoint_marker(), *callbacks],
+    )
+
+
+def train(job: Job) -> dict | None:
+    """Train in this process (one rank of a torchrun job, or the only process). Returns the
+    metrics record on the main process."""
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wall_start = time.perf_counter()
+    config, train_cfg = job.config, job.config["training"]
+    cuda = torch.cuda.is_available() and job.resources["gpus_per_node"] > 0
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    expected_world = world_size_of(job.resources) if cuda else 1
+    if world != expected_world:
+        raise TrainingError(
+            f"{world} processes were started but training.resources for {job.model!r} "
+            f"describe {expected_world} devices"
+        )
+    plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
+    checkpoint_dir, out_dir = Path(job.checkpoint_dir), Path(job.out_dir)
+    tokenized = load_from_disk(job.tokenized_dir)
+    data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
+    base_record = Path(job.base_model_dir) / "cft_provenance.json"
+    run_key = config_hash(
+        [
+            train_cfg,
+            config["seed"],
+            data_stats["fingerprint"],
+            read_json(base_record).get("fingerprint")
+            if base_record.is_file()
+            else job.base_model_dir,
+            plan.global_batch_size,
+        ]
+    )
+    if rank == 0:
+        prepare_checkpoint_dir(checkpoint_dir, run_key)
+    # transformers' TensorBoard callback takes its folder from the environment only.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
+
+    attn = attention_implementation(train_cfg["attn_implementation"], cuda=cuda)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    model = AutoModelForCausalLM.from_pretrained(
+        job.base_model_dir,
+        dtype=dtype[train_cfg["precision"]] if cuda else torch.float32,
+        attn_implementation=attn,
+    )
+    model.config.use_cache = False
+    n_params = sum(p.numel() for p in model.parameters())
+    if train_cfg["lora"]["enabled"]:
+        model = _with_lora(model, train_cfg["lora"])
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
+
+    train_set = tokenized["train"]
+    throughput = _trainer_classes()[2]()
+    trainer = make_trainer(job, model, train_set, plan, cuda=cuda, callbacks=[throughput])
+    resume = last_complete_checkpoint(checkpoint_dir)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    eval_loss = None
+    if train_cfg["eval_at_end"] and "validation" in tokenized:
+        eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
+
+    tokens = trainer.accelerator.reduce(
+        torch.tensor([trainer.tokens_seen, trainer.loss_tokens_seen], device=trainer.args.device),
+        "sum",
+    ).tolist()
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    if rank == 0 and staging.exists():
+        shutil.rmtree(staging)
+    if train_cfg["lora"]["enabled"]:
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.save_model(str(staging))  # every rank takes part (FSDP gathers the full state)
+    if not trainer.is_world_process_zero():
+        return None
+
+    tokenizer.save_pretrained(str(staging))  # tokenizer files and the chat template
+    rows = loss_curve_rows(trainer.state.log_history)
+    with (staging / LOSS_CURVE).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step", "loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if (checkpoint_dir / "tensorboard").is_dir():
+        shutil.copytree(checkpoint_dir / "tensorboard", staging / "tensorboard")
+
+    seq_len = len(train_set[0]["input_ids"])
+    all_tps = tokens[0] / throughput.seconds if throughput.seconds else None
+    device_name = torch.cuda.get_device_name() if cuda else None
+    peak = peak_flops(device_name)
+    model_cfg = trainer.model.config
+    per_token = flops_per_token(
+        n_params, model_cfg.num_hidden_layers, model_cfg.hidden_size, seq_len
+    )
+    metrics = {
+        "domain": job.domain,
+        "model": job.model,
+        "method": job.method,
+        "device": device_name or f"cpu ({os.cpu_count()} cores)",
+        "world_size": world,
+        "batch": asdict(plan) | {"global_batch_size": plan.global_batch_size},
+        "optimizer_steps": trainer.state.global_step,
+        "steps_this_run": throughput.steps,
+        "resumed_from": str(resume) if resume else None,
+        "epochs": train_cfg["epochs"],
+        "seq_len": seq_len,
+        "parameters": n_params,
+        "attn_implementation": attn,
+        "train_seconds_this_run": throughput.seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "tokens_this_run": tokens[0],
+        "loss_tokens_this_run": tokens[1],
+        "tokens_per_s": all_tps,
+        "loss_tokens_per_s": tokens[1] / throughput.seconds if throughput.seconds else None,
+        "tokens_per_s_per_device": all_tps / world if all_tps else None,
+        "flops_per_token": per_token,
+        "peak_flops_per_device": peak,
+        "mfu": (per_token * all_tps / world / peak) if (peak and all_tps) else None,
+        "peak_memory_mb": peak_memory_mb(cuda),
+        "train_loss_mean": result.training_loss,
+        "final_loss": rows[-1]["loss"] if rows else None,
+        "eval_loss": eval_loss,
+        "data": {"tokenized": job.tokenized_dir, "fingerprint": data_stats["fingerprint"]},
+        "provenance": provenance(
+            {"training": train_cfg, "data": data_stats["fingerprint"]},
+            seed=config["seed"],
+            backend="cuda" if cuda else "cpu",
+        ),
+    }
+    write_json(staging / METRICS_FILE, metrics)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    if not train_cfg["keep_checkpoints"]:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    log.info(
+        "%s/%s/%s: %d steps, final loss %s, %.0f tokens/s, MFU %s",
+        job.domain,
+        job.model,
+        job.method,
+        trainer.state.global_step,
+        metrics["final_loss"],
+        all_tps or 0,
+        f"{metrics['mfu']:.1%}" if metrics["mfu"] else "n/a",
+    )
+    return metrics
+
+
+def _with_lora(model, lora: dict):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def launch(job: Job) -> dict | None:
+    """Run a training job: in this process for one device, else through torchrun (and srun
+    across nodes), with the job spec handed over as JSON next to the checkpoints."""
+    resources = job.resources
+    plan_batch(
+        job.config["training"]["global_batch_size"],
+        world_size_of(resources),
+        resources["per_device_batch_size"],
+    )  # fail before starting any process
+    command = launch_command(resources)
+    if command == [sys.executable]:
+        return train(job)
+    spec = Path(job.checkpoint_dir) / "job.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    job.save(spec)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    full = [*command, "-m", "cft.training", "--job", str(spec)]
+    log.info("launching: %s", " ".join(full))
+    if job.log_file:  # the workers' output goes to the rule's log too
+        with open(job.log_file, "a") as sink:
+            subprocess.run(full, check=True, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    else:
+        subprocess.run(full, check=True, env=env)
+    return read_json(Path(job.out_dir) / METRICS_FILE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from cft.cli import stage_parser
+
+    parser = stage_parser(__doc__, domain_required=False)
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # a torchrun worker's job spec
+    parser.add_argument("--model")
+    parser.add_argument("--method")
+    parser.add_argument("--tokenized", help="default: results/tokenized/{domain}/{model}/{method}")
+    parser.add_argument("--base-model", help="default: results/base_models/{model}")
+    parser.add_argument("--out-dir", help="default: results/models/{domain}/{model}/{method}")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.job:
+        train(Job.load(Path(args.job)))
+        return
+    if not (args.domain and args.model and args.method):
+        parser.error("--domain, --model and --method are required")
+    config = load_config(args.config)
+    key = f"{args.domain}/{args.model}/{args.method}"
+    launch(
+        Job(
+            config=config,
+            domain=args.domain,
+            model=args.model,
+            method=args.method,
+            tokenized_dir=args.tokenized or f"results/tokenized/{key}",
+            base_model_dir=args.base_model or f"results/base_models/{args.model}",
+            out_dir=args.out_dir or f"results/models/{key}",
+            checkpoint_dir=f"results/checkpoints/{key}",
+            resources=train_resources(config, args.model),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

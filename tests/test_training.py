@@ -1,0 +1,367 @@
+"""Training: batch arithmetic, loss masking and normalisation through the project's Trainer,
+kill -9 and resume equal to an uninterrupted run, config errors, and the SLURM options the
+paper's train jobs get from the real SLURM executor plugin."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import snakemake
+
+from cft.config import ConfigError, validate_config
+from cft.io import write_json
+from cft.training import (
+    COMPLETE_MARKER,
+    METRICS_FILE,
+    Job,
+    flops_per_token,
+    launch,
+    launch_command,
+    make_trainer,
+    peak_flops,
+    plan_batch,
+    train,
+    train_resources,
+)
+
+SEQ = 32
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- fixtures: a tiny random Llama with the packaged tokenizer, random packed blocks ------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, converted_smollm2):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(converted_smollm2)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def random_blocks(n: int, seed: int, vocab: int = 49152) -> dict[str, list]:
+    """Packed-looking blocks: a masked prompt of varying length, text, padding in the last."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, size=(n, SEQ))
+    labels = ids.copy()
+    mask = np.ones_like(ids)
+    for row in range(n):
+        labels[row, : rng.integers(1, SEQ // 2)] = -100
+    labels[-1, SEQ - 5 :] = -100
+    mask[-1, SEQ - 5 :] = 0
+    return {
+        "input_ids": ids.tolist(),
+        "labels": labels.tolist(),
+        "attention_mask": mask.tolist(),
+        "prompt_index": [0] * n,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from datasets import Dataset, DatasetDict
+
+    path = tmp_path_factory.mktemp("tokenized") / "cft"
+    DatasetDict(
+        {
+            "train": Dataset.from_dict(random_blocks(48, seed=1)),
+            "validation": Dataset.from_dict(random_blocks(4, seed=2)),
+        }
+    ).save_to_disk(str(path))
+    write_json(path / "stats.json", {"fingerprint": "tiny-random-blocks"})
+    return path
+
+
+def make_job(config, tmp_path, tiny_model, tiny_data, **training) -> Job:
+    config = copy.deepcopy(config)
+    config["training"].update(
+        {
+            "max_seq_len": SEQ,
+            "epochs": 1,
+            "global_batch_size": 4,
+            "learning_rate": 1e-3,
+            "warmup_ratio": 0.0,
+            "precision": "fp32",
+            "activation_checkpointing": False,
+            "eval_at_end": True,
+            **training,
+        }
+    )
+    validate_config(config)
+    return Job(
+        config=config,
+        domain="biomed",
+        model="smollm2-135m-instruct",
+        method="cft",
+        tokenized_dir=str(tiny_data),
+        base_model_dir=str(tiny_model),
+        out_dir=str(tmp_path / "models" / "cft"),
+        checkpoint_dir=str(tmp_path / "checkpoints" / "cft"),
+        resources=train_resources(config, "smollm2-135m-instruct"),
+    )
+
+
+# ---- batch arithmetic and launch ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gpus", "micro", "accumulation"), [(1, 8, 16), (4, 8, 4), (8, 8, 2), (16, 8, 1)]
+)
+def test_global_batch_is_kept_for_any_gpu_count(gpus, micro, accumulation):
+    plan = plan_batch(128, gpus, max_per_device=8)
+    assert (plan.per_device_batch_size, plan.gradient_accumulation_steps) == (micro, accumulation)
+    assert plan.global_batch_size == 128
+
+
+def test_micro_batch_divides_the_per_device_share():
+    plan = plan_batch(96, 8, max_per_device=5)  # 12 per device: micro 4 x 3 steps
+    assert (plan.per_device_batch_size, plan.gradient_accumulation_steps) == (4, 3)
+
+
+def test_global_batch_not_divisible_by_devices_is_an_error():
+    with pytest.raises(ConfigError, match=r"global_batch_size = 100 is not divisible by the 8"):
+        plan_batch(100, 8, max_per_device=8)
+
+
+def test_launch_checks_the_batch_before_starting(demo_config, tmp_path, tiny_model, tiny_data):
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, global_batch_size=12)
+    job.resources = {**job.resources, "gpus_per_node": 8}
+    with pytest.raises(ConfigError, match="not divisible by the 8 devices"):
+        launch(job)
+    assert not Path(job.checkpoint_dir).exists()
+
+
+def test_launch_commands():
+    cpu = {"nodes": 1, "gpus_per_node": 0}
+    assert launch_command(cpu) == [sys.executable]
+    one_node = launch_command({"nodes": 1, "gpus_per_node": 8})
+    assert one_node[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=8", "--standalone"]
+    multi = launch_command({"nodes": 2, "gpus_per_node": 8}, host="gpu001")
+    assert multi[:2] == ["srun", "--nodes=2"]
+    assert "--rdzv-backend=c10d" in multi and "--rdzv-endpoint=gpu001:29500" in multi
+    assert "--nnodes=2" in multi and "--nproc-per-node=8" in multi
+
+
+def test_unknown_attention_implementation_is_a_config_error(demo_config):
+    demo_config["training"]["attn_implementation"] = "flash_attention_3"
+    with pytest.raises(ConfigError, match=r"'training.attn_implementation' = 'flash_attention_3'"):
+        validate_config(demo_config)
+
+
+def test_resources_for_an_unknown_model_are_a_config_error(demo_config):
+    demo_config["training"]["resources"] = {"llama-9b": {"nodes": 2}}
+    with pytest.raises(ConfigError, match=r"'training.resources.llama-9b' names no model"):
+        validate_config(demo_config)
+
+
+def test_mfu_inputs():
+    # Llama-2-7B at 4k on an A100: 100% MFU is about 6,650 tokens/s (FACTS.md section 7).
+    per_token = flops_per_token(6_738_415_616, 32, 4096, 4096)
+    assert 312e12 / per_token == pytest.approx(6650, rel=0.01)
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("Tesla V100") is None and peak_flops(None) is None
+
+
+# ---- the loss: masking and normalisation ----------------------------------------------------
+
+
+def test_only_unmasked_labels_reach_the_loss(demo_config, tmp_path, tiny_model, tiny_data):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
+    trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), cuda=False)
+    rng = np.random.default_rng(3)
+    ids = torch.tensor(rng.integers(0, 1000, size=(2, SEQ)))
+    labels = torch.full_like(ids, -100)
+    kept = [(0, 5), (0, 17), (1, 9)]  # k = 3 tokens carry the loss
+    for row, col in kept:
+        labels[row, col] = ids[row, col]
+    inputs = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
+    loss = trainer.compute_loss(model, inputs)
+    logits = model(input_ids=ids).logits
+    expected = torch.stack(
+        [torch.nn.functional.cross_entropy(logits[r, c - 1], ids[r, c]) for r, c in kept]
+    ).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def gradient_of_first_step(job, tiny_model, plan):
+    """Run the project's Trainer for one optimizer step; return the accumulated gradient."""
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    captured = {}
+
+    class Capture(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if not captured:
+                captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    train_set = load_from_disk(job.tokenized_dir)["train"].select(range(4))
+    trainer = make_trainer(job, model, train_set, plan, cuda=False, callbacks=[Capture()])
+    trainer.args.report_to = []
+    trainer.train()
+    return captured
+
+
+def test_micro_batches_give_the_same_gradient_as_one_batch(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, max_grad_norm=1e9)
+    whole = gradient_of_first_step(job, tiny_model, plan_batch(4, 1, max_per_device=4))
+    split = gradient_of_first_step(job, tiny_model, plan_batch(4, 1, max_per_device=1))
+    assert set(whole) == set(split)
+    for name, grad in whole.items():
+        torch.testing.assert_close(split[name], grad, rtol=1e-4, atol=1e-7)
+
+    # The blocks carry different numbers of loss tokens, so a mean of per-micro-batch means
+    # (vectorlm's loss) would weight them differently: the test above can tell the two apart.
+    from datasets import load_from_disk
+
+    labels = np.array(load_from_disk(job.tokenized_dir)["train"].select(range(4))["labels"])
+    counts = (labels[:, 1:] != -100).sum(axis=1)
+    assert len(set(counts.tolist())) > 1
+
+
+# ---- checkpoints: kill -9 and resume ---------------------------------------------------------
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    settings = {"epochs": 4, "save_steps": 4}  # 12 steps per epoch, 48 steps
+    reference = make_job(demo_config, tmp_path / "a", tiny_model, tiny_data, **settings)
+    train(reference)
+
+    job = make_job(demo_config, tmp_path / "b", tiny_model, tiny_data, **settings)
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cft.training", "--job", str(spec)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = Path(job.checkpoint_dir)
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob(f"checkpoint-*/{COMPLETE_MARKER}")):
+        assert proc.poll() is None, "the training process ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not Path(job.out_dir).exists(), "killed before the end: no model folder may exist"
+
+    metrics = train(job)  # the rerun
+    assert metrics["resumed_from"] is not None
+    assert 0 < metrics["steps_this_run"] < metrics["optimizer_steps"] == 48
+    resumed, uninterrupted = weights(Path(job.out_dir)), weights(Path(reference.out_dir))
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tiny_model, tiny_data):
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, epochs=1)
+    metrics = train(job)
+    out = Path(job.out_dir)
+    on_disk = json.loads((out / METRICS_FILE).read_text())
+    assert on_disk["optimizer_steps"] == 12 == metrics["optimizer_steps"]
+    assert on_disk["tokens_this_run"] == 48 * SEQ - 5  # every non-pad token of the 48 blocks
+    assert on_disk["tokens_per_s"] > 0 and on_disk["mfu"] is None  # CPU: no peak, no MFU
+    assert on_disk["eval_loss"] > 0 and on_disk["provenance"]["seed"] == demo_config["seed"]
+    curve = (out / "loss_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,epoch,loss") and len(curve) == 13
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    assert AutoTokenizer.from_pretrained(out).chat_template
+    assert not Path(job.checkpoint_dir).exists()  # keep_checkpoints is false by default
+
+
+# ---- SLURM: the sbatch options of the paper's train jobs ------------------------------------
+
+
+def dry_run_resources(*args) -> dict[str, dict]:
+    """Each train job's resources as the dry run prints them, by output path."""
+    out = snakemake("-n", "--forceall", *args).stdout
+    jobs = {}
+    for block in out.split("rule train:")[1:]:
+        output = re.search(r"output: (\S+)", block).group(1)
+        fields = re.search(r"resources: (.*)", block).group(1)
+        jobs[output] = dict(item.split("=", 1) for item in fields.split(", "))
+    return jobs
+
+
+class _Resources(dict):
+    __getattr__ = dict.get
+
+
+def sbatch_command(resources: dict) -> str:
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    typed = _Resources({k: int(v) if re.fullmatch(r"\d+", v) else v for k, v in resources.items()})
+    job = SimpleNamespace(resources=typed, threads=int(resources["cpus_per_task"]))
+    params = {
+        "run_uuid": "uuid",
+        "slurm_logfile": "log",
+        "comment_str": "train",
+        "account": "-A acct",
+        "partition": "-p gpu",
+        "workdir": "",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)  # as the plugin composes it
+
+
+def test_paper_train_jobs_become_correct_sbatch_commands():
+    jobs = dry_run_resources("--configfile", "config/paper.yaml")
+    assert len(jobs) == 2 * 2 * 4  # domains x models x trained methods
+    for output, resources in jobs.items():
+        command = sbatch_command(resources)
+        assert "--gres=gpu:a100:8" in command and resources["tasks_per_gpu"] == "0"
+        assert "--ntasks-per-gpu" not in command  # one task per node starts torchrun
+        assert " -t 720" in command and "--mem 480000" in command
+        assert "--cpus-per-task=32" in command
+        if "llama-2-13b-chat" in output:
+            assert "--nodes=2" in command and "--ntasks=2" in command
+            assert resources["mpi"] == "srun"
+        else:
+            assert "--nodes=1" in command and resources["mpi"] == ""

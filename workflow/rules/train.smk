@@ -1,0 +1,41 @@
+# Fine-tuning per (domain, model, method): CPT, CFT, -CFT and TextAdaptCFT (cft.training).
+# `chat` has no train job: its row evaluates the base model.
+#
+# Resources come from training.resources (per model) and scale with `attempt` on retries.
+# On SLURM a GPU job asks for --gres=gpu:K per node with tasks_per_gpu=0 (one task, which
+# starts torchrun, instead of one task per GPU); several nodes add nodes=N, tasks=N and the
+# `mpi` resource, and the job launches `srun torchrun --rdzv-backend c10d` itself.
+
+
+rule train:
+    input:
+        tokenized="results/tokenized/{domain}/{model}/{method}",
+        base_model="results/base_models/{model}",
+    output:
+        directory("results/models/{domain}/{model}/{method}"),
+    log:
+        "logs/train/{domain}/{model}/{method}.log",
+    benchmark:
+        "benchmarks/train/{domain}/{model}/{method}.tsv"
+    wildcard_constraints:
+        method="|".join(trained_methods()) or "^$",
+    conda:
+        "../../envs/models.yaml"
+    threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
+    resources:
+        mem_mb=lambda wildcards, attempt: train_job_resources(wildcards)["mem_mb"]
+        * attempt,
+        runtime=lambda wildcards, attempt: train_job_resources(wildcards)["runtime"]
+        * attempt,
+        nodes=lambda wildcards: train_job_resources(wildcards)["nodes"],
+        tasks=lambda wildcards: train_job_resources(wildcards)["nodes"],
+        cpus_per_task=lambda wildcards: train_job_resources(wildcards)["cpus_per_task"],
+        gres=train_gres,
+        tasks_per_gpu=0,
+        mpi=lambda wildcards: (
+            "srun" if train_job_resources(wildcards)["nodes"] > 1 else ""
+        ),
+    params:
+        checkpoint_dir="results/checkpoints/{domain}/{model}/{method}",
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,24 @@
+"""Snakemake entry point: fine-tune one (domain, model, method) (cft.training)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from cft import training
+from cft.logging_utils import setup_logging
+
+setup_logging(snakemake.log[0])
+training.launch(
+    training.Job(
+        config=snakemake.config,
+        domain=snakemake.wildcards.domain,
+        model=snakemake.wildcards.model,
+        method=snakemake.wildcards.method,
+        tokenized_dir=snakemake.input.tokenized,
+        base_model_dir=snakemake.input.base_model,
+        out_dir=snakemake.output[0],
+        checkpoint_dir=snakemake.params.checkpoint_dir,
+        resources=training.train_resources(snakemake.config, snakemake.wildcards.model),
+        log_file=snakemake.log[0],
+    )
+)
