@@ -172,6 +172,10 @@ def hub_model_config(tmp_path: Path, paper_config: dict) -> Path:
     }
     config["grid"] = {**config["grid"], "models": ["tiny-chat"]}
     config["baselines"] = {}
+    config["training"] = {  # the paper's per-model overrides name the Llama models
+        **config["training"],
+        "resources": {"default": config["training"]["resources"]["default"]},
+    }
     path = tmp_path / "hub_model.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -264,6 +264,13 @@ def _trainer_classes():
                 if folder.is_dir():
                     (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
 
+    class LogToFile(TrainerCallback):
+        """Trainer logs (loss, grad norm, lr) into the job's log, not only the console."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                log.info("step %d/%d: %s", state.global_step, state.max_steps, logs)
+
     class Throughput(TrainerCallback):
         """Wall time of the training loop in this process (a resumed run counts its own)."""
 
@@ -281,7 +288,7 @@ def _trainer_classes():
             for key in ("input_ids", "labels", "attention_mask")
         }
 
-    return CountingTrainer, CheckpointMarker, Throughput, collate_blocks
+    return CountingTrainer, CheckpointMarker, LogToFile, Throughput, collate_blocks
 
 
 def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
@@ -340,13 +347,13 @@ def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
 
 def make_trainer(job: Job, model, train_set, plan: BatchPlan, *, cuda: bool, callbacks=()):
     """The project's Trainer: token counting, checkpoint markers, fixed-length block batches."""
-    counting_trainer, checkpoint_marker, _, collate_blocks = _trainer_classes()
+    counting_trainer, checkpoint_marker, log_to_file, _, collate_blocks = _trainer_classes()
     return counting_trainer(
         model=model,
         args=training_arguments(job, plan, cuda=cuda),
         train_dataset=train_set,
         data_collator=collate_blocks,
-        callbacks=[checkpoint_marker(), *callbacks],
+        callbacks=[checkpoint_marker(), log_to_file(), *callbacks],
     )
 
 
@@ -403,11 +410,24 @@ def train(job: Job) -> dict | None:
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
 
     train_set = tokenized["train"]
-    throughput = _trainer_classes()[2]()
+    throughput = _trainer_classes()[3]()
     trainer = make_trainer(job, model, train_set, plan, cuda=cuda, callbacks=[throughput])
     resume = last_complete_checkpoint(checkpoint_dir)
-    if resume is not None:
-        log.info("resuming from %s", resume)
+    log.info(
+        "%s/%s/%s: %d blocks of %d tokens; %d device(s) x micro-batch %d x %d accumulation = "
+        "global batch %d; attention %s; %s",
+        job.domain,
+        job.model,
+        job.method,
+        len(train_set),
+        len(train_set[0]["input_ids"]),
+        world,
+        plan.per_device_batch_size,
+        plan.gradient_accumulation_steps,
+        plan.global_batch_size,
+        attn,
+        f"resuming from {resume}" if resume else "from the start",
+    )
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_loss = None
     if train_cfg["eval_at_end"] and "validation" in tokenized:
