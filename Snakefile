@@ -23,6 +23,7 @@ include: "workflow/rules/base_models.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/tokenize.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -60,3 +60,27 @@ def converted_smollm2(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("base_models") / "smollm2-135m-instruct"
     base_model.run(load_config(REPO / "config" / "config.yaml"), "smollm2-135m-instruct", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, converted_smollm2):
+    """A randomly initialised 2-layer Llama with the packaged tokenizer (fast, real code)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(converted_smollm2)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

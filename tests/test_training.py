@@ -42,28 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 # ---- fixtures: a tiny random Llama with the packaged tokenizer, random packed blocks ------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, converted_smollm2):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(converted_smollm2)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def random_blocks(n: int, seed: int, vocab: int = 49152) -> dict[str, list]:
     """Packed-looking blocks: a masked prompt of varying length, text, padding in the last."""
     rng = np.random.default_rng(seed)

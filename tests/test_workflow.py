@@ -24,6 +24,10 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
     assert counts["export_gemini"] == 2
     assert counts["train"] == 2 * 2 * 4  # domains x grid models x methods other than chat
+    # (domain, model, method, task): 7 medical and 3 financial tasks for the grid, plus the
+    # AdaptLLM chat rows of their own domain
+    assert counts["evaluate"] == (7 + 3) * 2 * 5 + 7 + 3
+    assert counts["download_eval_task"] == 7 + 3
     assert "generate_demo_data" not in counts  # the paper config never touches demo data
 
 
@@ -42,6 +46,8 @@ def test_demo_plans_offline_jobs_only():
     assert counts["base_model"] == 1
     assert counts["tokenize"] == 2 * 5 and counts["autogen_prompts"] == 2
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
+    assert counts["evaluate"] == 5 * (1 + 2)  # biomed: 1 demo task, finance: 2
+    assert counts["demo_finben"] == 1
     assert not any(rule.startswith("download") for rule in counts)
 
 

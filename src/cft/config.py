@@ -120,6 +120,11 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
                 f"{source}: 'training.resources.{name}' names no model; expected 'default' or "
                 f"one of {sorted(models)}"
             )
+    for name in config["evaluation"]["suites"]:
+        if name not in domains:
+            raise ConfigError(
+                f"{source}: 'evaluation.suites.{name}' names no domain; defined: {sorted(domains)}"
+            )
     generator = config["autogen"]["model"]
     if generator is not None and generator not in models:
         raise ConfigError(

@@ -107,6 +107,55 @@ def model_dir(domain, model, method):
     return f"results/models/{domain}/{model}/{method}"
 
 
+# ---- evaluation --------------------------------------------------------------------------
+
+
+def is_local_task(task):
+    """The project's offline demo tasks read files that the workflow generates."""
+    return task.startswith("demo_")
+
+
+def hub_eval_tasks():
+    """Every configured task whose data comes from the hub (fetched by download_eval_task)."""
+    tasks = [t for suite in config["evaluation"]["suites"].values() for t in suite]
+    return sorted({t for t in tasks if not is_local_task(t)})
+
+
+def eval_rows():
+    """(domain, model, method) of every table row: the grid, plus baselines as `chat` rows."""
+    rows = [
+        (domain, model, method)
+        for domain in GRID["domains"]
+        for model in GRID["models"]
+        for method in GRID["methods"]
+    ]
+    rows += [(b["domain"], b["model"], "chat") for b in config["baselines"].values()]
+    return list(dict.fromkeys(rows))
+
+
+def eval_outputs():
+    suites = config["evaluation"]["suites"]
+    return [
+        f"results/eval/{domain}/{model}/{method}/{task}.json"
+        for domain, model, method in eval_rows()
+        for task in suites.get(domain, [])
+    ]
+
+
+def evaluate_input(wildcards):
+    inputs = {"model": model_dir(wildcards.domain, wildcards.model, wildcards.method)}
+    task = wildcards.task
+    if task.startswith("demo_knowledge_"):
+        inputs["data"] = (
+            f"results/demo_data/{task.removeprefix('demo_knowledge_')}/questions.jsonl"
+        )
+    elif task.startswith("demo_finben_"):
+        inputs["data"] = "results/demo_data/finben"
+    else:
+        inputs["data"] = f"resources/eval_data/{task}.json"
+    return inputs
+
+
 def all_outputs():
     outputs = expand("results/base_models/{model}", model=ALL_MODELS)
     outputs += expand(
@@ -129,6 +178,7 @@ def all_outputs():
     outputs += expand(
         "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]
     )
+    outputs += eval_outputs()
     outputs += [
         f"results/demo_data/{domain}/questions.jsonl"
         for domain in GRID["domains"]

@@ -1,0 +1,180 @@
+"""Evaluation: the shipped lm-eval task YAMLs, the FinBen tasks end to end on local copies laid
+out like the hub (weighted F1 equal to scikit-learn's), the result JSON, and the errors for
+unknown tasks and for data missing offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from cft import finben_demo
+from cft.config import validate_config
+from cft.evaluation import TASKS_DIR, EvaluationError, check_task, evaluate, run, task_manager
+
+REPO = Path(__file__).resolve().parents[1]
+FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return task_manager()
+
+
+@pytest.fixture
+def eval_config(demo_config):
+    demo_config["evaluation"]["log_samples"] = True
+    demo_config["evaluation"]["batch_size"] = 8
+    return validate_config(demo_config)
+
+
+def shipped_tasks() -> list[str]:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    names = []
+    for path in sorted(TASKS_DIR.rglob("*.yaml")):
+        names.append(yaml.load(path.read_text(), Loader=Loader)["task"])
+    return names
+
+
+def test_every_shipped_task_yaml_loads(manager):
+    names = shipped_tasks()
+    assert set(FINBEN) <= set(names) and "demo_knowledge_biomed" in names
+    for name in names:
+        assert name in manager.all_tasks, name
+    # lm-eval's own tasks of the paper's medical suite are there too
+    for name in ("mmlu_anatomy", "mmlu_professional_medicine", "medqa_4options"):
+        assert name in manager.all_tasks
+
+
+def test_unknown_task_is_an_error_with_a_suggestion(manager):
+    with pytest.raises(
+        EvaluationError, match=r"unknown lm-eval task 'finben_fiqsa'.*finben_fiqasa"
+    ):
+        check_task("finben_fiqsa", manager)
+
+
+@pytest.fixture
+def finben_copies(tmp_path, monkeypatch):
+    """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
+    scratch working directory (the demo tasks' dataset_path is relative to it)."""
+    counts = finben_demo.write_sets(tmp_path / "results" / "demo_data" / "finben")
+    monkeypatch.chdir(tmp_path)
+    return counts
+
+
+@pytest.mark.parametrize("task", FINBEN)
+def test_finben_task_end_to_end_weighted_f1_matches_sklearn(
+    task, eval_config, tiny_model, finben_copies
+):
+    results, settings = evaluate(eval_config, f"demo_{task}", tiny_model, device="cpu")
+    metrics = results["results"][f"demo_{task}"]
+    samples = results["samples"][f"demo_{task}"]
+    hub_name = {
+        "finben_fiqasa": "flare-fiqasa",
+        "finben_causal20": "flare-causal20-sc",
+        "finben_multifin": "flare-multifin-en",
+    }[task]
+    assert len(samples) == finben_copies[hub_name]["test"]  # the test split is scored
+    gold = [s["doc"]["gold"] for s in samples]
+    pred = [int(np.argmax([r[0] for r in s["filtered_resps"]])) for s in samples]
+    assert metrics["weighted_f1,none"] == pytest.approx(f1_score(gold, pred, average="weighted"))
+    assert metrics["macro_f1,none"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert metrics["acc,none"] == pytest.approx(np.mean(np.array(gold) == np.array(pred)))
+    assert settings["bootstrap_iters"] == 0 and settings["backend"] == "hf"
+
+
+def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):
+    from datasets import load_dataset
+
+    data = load_dataset("results/demo_data/finben/flare-fiqasa")
+    assert set(data) == {"train", "valid", "test"}
+    assert set(data["test"].column_names) == {"id", "query", "answer", "text", "choices", "gold"}
+
+
+def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp_path, monkeypatch):
+    from cft.demo_data import generate, write_jsonl
+
+    _, questions = generate("biomed", 4, 3, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval" / "demo_knowledge_biomed.json"
+    record = run(
+        eval_config,
+        "biomed",
+        "tiny",
+        "chat",
+        "demo_knowledge_biomed",
+        model_dir=tiny_model,
+        out_json=out,
+        samples_jsonl=out.with_suffix(".jsonl"),
+    )
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(record, default=str))
+    assert set(on_disk) >= {
+        "domain",
+        "model",
+        "method",
+        "task",
+        "metrics",
+        "n_samples",
+        "settings",
+        "model_fingerprint",
+        "date",
+        "wall_seconds",
+        "provenance",
+    }
+    assert 0 <= on_disk["metrics"]["acc"] <= 1
+    assert on_disk["n_samples"]["effective"] == len(questions)
+    settings = on_disk["settings"]
+    assert settings["num_fewshot"] == 0 and settings["apply_chat_template"] is False
+    assert settings["dtype"] == "float32" and settings["batch_size"] == 8
+    assert on_disk["provenance"]["packages"]["lm_eval"] == "0.4.13"
+    assert len(out.with_suffix(".jsonl").read_text().splitlines()) == len(questions)
+
+
+def test_missing_hub_data_offline_names_the_dataset_and_the_target(tmp_path, tiny_model):
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "empty_hf_home"),
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cft.evaluation",
+            "--domain",
+            "finance",
+            "--model",
+            "tiny",
+            "--method",
+            "chat",
+            "--task",
+            "finben_fiqasa",
+            "--model-dir",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
+    assert result.returncode != 0
+    assert "finben_fiqasa" in result.stderr
+    assert "snakemake download_eval_data" in result.stderr
+    assert not (tmp_path / "out.json").exists()

@@ -1,0 +1,60 @@
+# Evaluation with lm-evaluation-harness: one job per (domain, model, method, task) (cft.evaluation).
+# Hub datasets are fetched by the local rule download_eval_task (login node); evaluation jobs
+# then read them from HF_HOME offline.
+
+
+localrules:
+    download_eval_task,
+    download_eval_data,
+
+
+rule demo_finben:
+    output:
+        directory("results/demo_data/finben"),
+    log:
+        "logs/demo_data/finben.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/demo_finben.py"
+
+
+rule download_eval_task:
+    output:
+        "resources/eval_data/{task}.json",
+    log:
+        "logs/download/eval_{task}.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/download_eval_task.py"
+
+
+rule download_eval_data:
+    input:
+        expand("resources/eval_data/{task}.json", task=hub_eval_tasks()),
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_input),
+    output:
+        "results/eval/{domain}/{model}/{method}/{task}.json",
+    log:
+        "logs/eval/{domain}/{model}/{method}/{task}.log",
+    benchmark:
+        "benchmarks/eval/{domain}/{model}/{method}/{task}.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: config["evaluation"]["mem_mb"] * attempt,
+        runtime=lambda wildcards, attempt: config["evaluation"]["runtime"] * attempt,
+        gres=(
+            f"gpu:{config['evaluation']['gpus']}"
+            if config["evaluation"]["gpus"]
+            else ""
+        ),
+        tasks_per_gpu=0,
+    script:
+        "../scripts/evaluate.py"
