@@ -50,6 +50,7 @@ def shipped_tasks() -> list[str]:
 def test_every_shipped_task_yaml_loads(manager):
     names = shipped_tasks()
     assert set(FINBEN) <= set(names) and "demo_knowledge_biomed" in names
+    assert "demo_knowledge_finance_cloze" in names
     for name in names:
         assert name in manager.all_tasks, name
     # lm-eval's own tasks of the paper's medical suite are there too
@@ -178,3 +179,19 @@ def test_missing_hub_data_offline_names_the_dataset_and_the_target(tmp_path, tin
     assert "finben_fiqasa" in result.stderr
     assert "snakemake download_eval_data" in result.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_cloze_variant_scores_the_option_text(eval_config, tiny_model, tmp_path, monkeypatch):
+    from cft.demo_data import generate, write_jsonl
+
+    _, questions = generate("finance", 4, 3, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "finance" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    results, _ = evaluate(eval_config, "demo_knowledge_finance_cloze", tiny_model, device="cpu")
+    samples = results["samples"]["demo_knowledge_finance_cloze"]
+    assert len(samples) == len(questions)
+    for sample in samples:
+        context, _ = sample["arguments"][0]
+        assert context.endswith("Answer:") and "\nA. " not in context
+        continuations = [arg[1] for arg in sample["arguments"]]
+        assert continuations == [" " + choice for choice in sample["doc"]["choices"]]

@@ -146,9 +146,8 @@ def evaluate_input(wildcards):
     inputs = {"model": model_dir(wildcards.domain, wildcards.model, wildcards.method)}
     task = wildcards.task
     if task.startswith("demo_knowledge_"):
-        inputs["data"] = (
-            f"results/demo_data/{task.removeprefix('demo_knowledge_')}/questions.jsonl"
-        )
+        domain = task.removeprefix("demo_knowledge_").removesuffix("_cloze")
+        inputs["data"] = f"results/demo_data/{domain}/questions.jsonl"
     elif task.startswith("demo_finben_"):
         inputs["data"] = "results/demo_data/finben"
     else:
