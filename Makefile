@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --report results/report.html
+	@echo; for table in results/tables/*/*.md; do cat "$$table"; echo; done
+	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

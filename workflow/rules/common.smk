@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -155,6 +156,58 @@ def evaluate_input(wildcards):
     return inputs
 
 
+# ---- tables and named experiments ------------------------------------------------------
+
+
+# An input of the table rules, so that a change of the table code reruns them (absolute: the
+# working directory may be elsewhere).
+TABLES_CODE = str(Path(workflow.basedir) / "src" / "cft" / "tables.py")
+
+
+def table_eval_inputs(domain, model):
+    """Every eval result of a (domain, model) table: its methods and its domain's baselines."""
+    rows = [(domain, model, method) for method in GRID["methods"]]
+    rows += [
+        (domain, b["model"], "chat")
+        for b in config["baselines"].values()
+        if b["domain"] == domain
+    ]
+    return [
+        f"results/eval/{d}/{m}/{method}/{task}.json"
+        for d, m, method in rows
+        for task in config["evaluation"]["suites"].get(domain, [])
+    ]
+
+
+def table_outputs():
+    outputs = []
+    for domain in GRID["domains"]:
+        if not config["evaluation"]["suites"].get(domain):
+            continue
+        for model in GRID["models"]:
+            outputs += [
+                f"results/tables/{domain}/{model}.{kind}"
+                for kind in ("md", "csv", "tex")
+            ]
+            outputs.append(f"results/figures/{domain}/{model}_bars.png")
+            if trained_methods():
+                outputs.append(f"results/figures/{domain}/{model}_loss.png")
+    return outputs
+
+
+def experiment_name(domain, model, method):
+    """exp_{domain}_{model}_{method}, non-alphanumerics of the names turned into '_'."""
+    clean = lambda name: re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+    return f"exp_{clean(domain)}_{clean(model)}_{clean(method)}"
+
+
+def row_eval_outputs(domain, model, method):
+    return [
+        f"results/eval/{domain}/{model}/{method}/{task}.json"
+        for task in config["evaluation"]["suites"].get(domain, [])
+    ]
+
+
 def all_outputs():
     outputs = expand("results/base_models/{model}", model=ALL_MODELS)
     outputs += expand(
@@ -178,6 +231,7 @@ def all_outputs():
         "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]
     )
     outputs += eval_outputs()
+    outputs += table_outputs()
     outputs += [
         f"results/demo_data/{domain}/questions.jsonl"
         for domain in GRID["domains"]

@@ -1,0 +1,81 @@
+# Tables and figures that reproduce the paper's tables (cft.tables), the `tables` target, and
+# one named target per experiment: exp_{domain}_{model}_{method}, with every character of the
+# model name other than letters and digits turned into '_' (e.g. exp_biomed_llama_2_7b_chat_negcft).
+# `snakemake tables` rebuilds the tables from the eval JSONs when they are up to date; a table
+# code change (src/cft/tables.py is an input) reruns only the table jobs, and a forced rerun of
+# a train job reruns its evaluations and its tables.
+
+
+report: "../report/workflow.rst"
+
+
+localrules:
+    tables,
+
+
+rule table:
+    input:
+        # The table code is an input: changing it rebuilds the tables and nothing upstream.
+        code=TABLES_CODE,
+        evals=lambda wildcards: table_eval_inputs(wildcards.domain, wildcards.model),
+    output:
+        md="results/tables/{domain}/{model}.md",
+        csv=report(
+            "results/tables/{domain}/{model}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            subcategory="{domain}",
+        ),
+        tex="results/tables/{domain}/{model}.tex",
+        json="results/tables/{domain}/{model}.json",
+        png=report(
+            "results/figures/{domain}/{model}_bars.png",
+            caption="../report/bars.rst",
+            category="Figures",
+            subcategory="{domain}",
+        ),
+        svg="results/figures/{domain}/{model}_bars.svg",
+    log:
+        "logs/tables/{domain}/{model}.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/table.py"
+
+
+rule loss_figure:
+    input:
+        code=TABLES_CODE,
+        models=lambda wildcards: [
+            f"results/models/{wildcards.domain}/{wildcards.model}/{method}"
+            for method in trained_methods()
+        ],
+    output:
+        png=report(
+            "results/figures/{domain}/{model}_loss.png",
+            caption="../report/loss.rst",
+            category="Figures",
+            subcategory="{domain}",
+        ),
+        svg="results/figures/{domain}/{model}_loss.svg",
+    log:
+        "logs/tables/{domain}/{model}_loss.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/loss_figure.py"
+
+
+rule tables:
+    input:
+        table_outputs(),
+
+
+for exp_domain, exp_model, exp_method in eval_rows():
+
+    rule:
+        name:
+            experiment_name(exp_domain, exp_model, exp_method)
+        input:
+            row_eval_outputs(exp_domain, exp_model, exp_method),
+        localrule: True

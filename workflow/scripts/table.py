@@ -1,0 +1,20 @@
+"""Snakemake entry point: one (domain, model) table and its bar chart (cft.tables)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from cft import tables
+from cft.logging_utils import setup_logging
+
+setup_logging(snakemake.log[0])
+tables.write_table(
+    snakemake.config,
+    snakemake.wildcards.domain,
+    snakemake.wildcards.model,
+    eval_root=Path("results/eval"),
+    out={
+        kind: Path(getattr(snakemake.output, kind))
+        for kind in ("md", "csv", "tex", "json", "png", "svg")
+    },
+)
