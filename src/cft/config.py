@@ -125,6 +125,14 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             raise ConfigError(
                 f"{source}: 'evaluation.suites.{name}' names no domain; defined: {sorted(domains)}"
             )
+    synthetic = config["synthetic"]
+    if synthetic["enabled"] and synthetic["scale"] not in synthetic["scales"]:
+        raise ConfigError(
+            f"{source}: 'synthetic.scale' = {synthetic['scale']!r} is not defined under "
+            f"'synthetic.scales'; defined: {sorted(synthetic['scales'])}"
+        )
+    if synthetic["reference"] not in (None, "download"):
+        _check_path(synthetic["reference"], "synthetic.reference", source, base_dir)
     generator = config["autogen"]["model"]
     if generator is not None and generator not in models:
         raise ConfigError(

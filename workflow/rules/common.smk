@@ -11,6 +11,7 @@ from cft.config import (  # noqa: E402
     downloaded_domains,
     evaluated_models,
     hub_models,
+    resolve_path,
     validate_config,
 )
 from cft.training import train_resources  # noqa: E402
@@ -208,6 +209,42 @@ def row_eval_outputs(domain, model, method):
     ]
 
 
+# ---- synthetic experiment ----------------------------------------------------------------
+
+
+def synthetic_gres():
+    gpus = config["synthetic"]["gpus"]
+    return f"gpu:{gpus}" if gpus else ""
+
+
+def synthetic_runs(wildcards):
+    synthetic = config["synthetic"]
+    return expand(
+        "results/synthetic/{scale}/{task}/{condition}/seed{seed}",
+        scale=wildcards.scale,
+        task=synthetic["tasks"],
+        condition=synthetic["conditions"],
+        seed=synthetic["seeds"],
+    )
+
+
+def synthetic_reference_input():
+    """The authors' curves: none, the download rule's folder, or a configured local copy."""
+    reference = config["synthetic"]["reference"]
+    if reference is None:
+        return []
+    if reference == "download":
+        return ["resources/synthetic_reference"]
+    return [str(resolve_path(reference, Path(workflow.basedir)))]
+
+
+def synthetic_outputs():
+    synthetic = config["synthetic"]
+    if not synthetic["enabled"]:
+        return []
+    return [f"results/synthetic/{synthetic['scale']}/summary.md"]
+
+
 def all_outputs():
     outputs = expand("results/base_models/{model}", model=ALL_MODELS)
     outputs += expand(
@@ -232,6 +269,7 @@ def all_outputs():
     )
     outputs += eval_outputs()
     outputs += table_outputs()
+    outputs += synthetic_outputs()
     outputs += [
         f"results/demo_data/{domain}/questions.jsonl"
         for domain in GRID["domains"]

@@ -1,0 +1,244 @@
+"""The synthetic experiment: data and function classes against closed forms, the three
+conditions, the alignment metric on a model with a known gradient, resume after kill -9, and the
+summary against the authors' published curves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from cft import synthetic
+from cft.synthetic import (
+    Scale,
+    baseline_mse,
+    build_condition,
+    gradient_alignment,
+    make_model,
+    sample_problem,
+    target,
+    target_predictions,
+    true_gradient,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference" / "synthetic"
+TINY = Scale(
+    n_dims=4,
+    n_points=6,
+    n_embd=16,
+    n_layer=1,
+    n_head=2,
+    batch_size=8,
+    learning_rate=1e-3,
+    pretrain_steps=20,
+    curriculum_start=2,
+    curriculum_every=5,
+    finetune_steps=60,
+    eval_every=10,
+    eval_batch_size=16,
+    save_every=5,
+)
+
+
+def problem(batch=5, n=6, d=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (*sample_problem(gen, batch, n, d), gen)
+
+
+def test_shapes_and_function_classes_match_closed_forms():
+    xs, w, v, _ = problem()
+    assert xs.shape == (5, 6, 4) and w.shape == v.shape == (5, 4)
+    X, W, V = xs.numpy(), w.numpy(), v.numpy()
+    f = np.einsum("bnd,bd->bn", X, W)
+    np.testing.assert_allclose(target("polynomial", xs, w, v), f + f**2, rtol=1e-5)
+    np.testing.assert_allclose(
+        target("sumdot", xs, w, v), f + np.einsum("bnd,bd->bn", X, V), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(target("relu", xs, w, v), np.maximum(f, 0), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown task 'cubic'"):
+        target("cubic", xs, w, v)
+
+
+@pytest.mark.parametrize("task", ["polynomial", "sumdot", "relu"])
+def test_true_gradient_is_the_derivative_of_the_task(task):
+    xs, w, v, _ = problem()
+    x = xs[:, -1].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(target(task, x[:, None], w, v).sum(), x)
+    torch.testing.assert_close(true_gradient(task, xs[:, -1], w, v), grad)
+
+
+def test_baseline_is_210_over_41_at_paper_size():
+    assert baseline_mse(20, 41) == pytest.approx(210 / 41)
+
+
+def test_conditions_build_what_they_claim():
+    xs, w, v, gen = problem()
+    g = target("polynomial", xs, w, v)
+    f = torch.einsum("bnd,bd->bn", xs, w)
+    cft = build_condition("cft", "polynomial", xs, w, v, gen)
+    torch.testing.assert_close(cft.xs, torch.cat([xs, xs], 1))
+    torch.testing.assert_close(cft.ys, torch.cat([f, g], 1))
+    assert cft.attention_mask is None
+    neg = build_condition("negcft", "polynomial", xs, w, v, gen)
+    torch.testing.assert_close(neg.xs, torch.cat([xs, xs], 1))
+    torch.testing.assert_close(neg.ys[:, 6:], g)
+    assert not torch.allclose(neg.ys[:, :6], f)
+    assert neg.ys[:, :6].std() == pytest.approx(2.0, rel=0.5)  # sqrt(d): the scale of f
+    cpt = build_condition("cpt", "polynomial", xs, w, v, gen)
+    assert torch.count_nonzero(cpt.xs[:, :6]) == 0 and torch.count_nonzero(cpt.ys[:, :6]) == 0
+    assert cpt.attention_mask[:, :12].sum() == 0 and cpt.attention_mask[:, 12:].all()
+
+
+def test_cpt_mask_really_hides_the_context():
+    model = make_model(TINY, seed=0).eval()
+    xs, w, v, gen = problem()
+    batch = build_condition("cpt", "polynomial", xs, w, v, gen)
+    before = target_predictions(model, batch)
+    batch.xs[:, :6] = torch.randn(5, 6, 4)  # anything in the masked half
+    batch.ys[:, :6] = torch.randn(5, 6)
+    torch.testing.assert_close(target_predictions(model, batch), before)
+    cft = build_condition("cft", "polynomial", xs, w, v, gen)  # unmasked context does matter
+    cft_before = target_predictions(model, cft)
+    cft.ys[:, :6] = torch.randn(5, 6)
+    assert not torch.allclose(target_predictions(model, cft), cft_before)
+
+
+class LinearPredictor(nn.Module):
+    """Predicts u.x at every x position: its input gradient is u everywhere."""
+
+    def __init__(self, u):
+        super().__init__()
+        self.u = u
+
+    def forward(self, xs, ys, attention_mask=None):
+        return xs @ self.u
+
+
+@pytest.mark.parametrize("condition", ["cpt", "cft", "negcft"])
+def test_alignment_on_a_model_with_a_known_gradient(condition):
+    xs, w, v, gen = problem(batch=64, seed=3)
+    batch = build_condition(condition, "sumdot", xs, w, v, gen)
+    u = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    expected = nn.functional.cosine_similarity(u.expand(64, 4), w + v, dim=1).mean()
+    assert gradient_alignment(LinearPredictor(u), batch, "sumdot") == pytest.approx(
+        float(expected), abs=1e-6
+    )
+    assert gradient_alignment(LinearPredictor(w[0] + v[0]), batch, "sumdot") < 1
+    one = build_condition(condition, "sumdot", xs[:1], w[:1], v[:1], gen)
+    assert gradient_alignment(LinearPredictor(w[0] + v[0]), one, "sumdot") == pytest.approx(1)
+
+
+def tiny_config(tmp_path) -> Path:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["synthetic"]["scales"] = {"tiny": TINY.__dict__}
+    config["synthetic"]["scale"] = "tiny"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
+    from cft.config import load_config
+
+    config = load_config(tiny_config(tmp_path))
+    synthetic.run_pretrain(config, "tiny", 0, tmp_path / "pre", tmp_path / ".pre.work")
+    args = dict(pretrained=tmp_path / "pre")
+    synthetic.run_finetune(
+        config,
+        "tiny",
+        "polynomial",
+        "cft",
+        0,
+        out_dir=tmp_path / "a",
+        work_dir=tmp_path / ".a.work",
+        **args,
+    )
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "cft.synthetic",
+        "finetune",
+        "--config",
+        str(tiny_config(tmp_path)),
+        "--scale",
+        "tiny",
+        "--seed",
+        "0",
+        "--task",
+        "polynomial",
+        "--condition",
+        "cft",
+        "--pretrained",
+        str(tmp_path / "pre"),
+        "--out-dir",
+        str(tmp_path / "b"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoint = tmp_path / ".b.work" / synthetic.CHECKPOINT
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b").exists()
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < step < TINY.finetune_steps
+    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
+    a = (tmp_path / "a" / "metrics.csv").read_text()
+    b = (tmp_path / "b" / "metrics.csv").read_text()
+    rows_a = np.loadtxt(a.splitlines()[1:], delimiter=",")
+    rows_b = np.loadtxt(b.splitlines()[1:], delimiter=",")
+    np.testing.assert_allclose(rows_b, rows_a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' curves are not available")
+def test_summary_puts_the_authors_values_beside_ours(tmp_path):
+    from cft.config import load_config
+
+    config = load_config(tiny_config(tmp_path))
+    runs = []
+    for condition in ("cpt", "cft", "negcft"):
+        out = tmp_path / condition
+        out.mkdir()
+        (out / "metrics.csv").write_text(
+            "step,mse,excess_loss,alignment\n0,9,3,0.1\n49900,3,1.5,0.5\n"
+        )
+        (out / "summary.json").write_text(
+            f'{{"task": "polynomial", "condition": "{condition}", "seed": 0, "steps": 49900,'
+            f' "excess_loss": 1.5, "alignment": 0.5, "mse_by_points": [1.0]}}'
+        )
+        runs.append(out)
+    summary = synthetic.summarize(
+        config, "tiny", runs, REFERENCE, tmp_path / "s.json", tmp_path / "s.md", tmp_path / "fig"
+    )
+    authors = summary["tasks"]["polynomial"]["cft"]["authors_at_step"]
+    assert authors["excess_loss"] == pytest.approx(0.0503, abs=1e-3)
+    assert authors["alignment"] == pytest.approx(0.9686, abs=1e-3)
+    assert summary["tasks"]["polynomial"]["cpt"]["authors_at_step"]["excess_loss"] > 100
+    assert (tmp_path / "fig_polynomial.png").stat().st_size > 10_000
+    assert "| polynomial | cft | 1 | 49900 |" in (tmp_path / "s.md").read_text()
+
+
+def test_reference_download_reads_any_url(tmp_path):
+    if not REFERENCE.is_dir():
+        pytest.skip("the authors' curves are not available")
+    synthetic.download_reference(REFERENCE.as_uri(), tmp_path / "ref")
+    for name in synthetic.REFERENCE_FILES:
+        assert (tmp_path / "ref" / name).read_bytes() == (REFERENCE / name).read_bytes()
+    with pytest.raises(RuntimeError, match="download_synthetic_reference"):
+        synthetic.download_reference((tmp_path / "nowhere").as_uri(), tmp_path / "ref2")

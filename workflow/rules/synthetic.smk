@@ -1,0 +1,93 @@
+# The synthetic in-context regression experiment (cft.synthetic): pretraining per seed,
+# fine-tuning per (task, condition, seed), a summary over seeds with the authors' curves.
+# Unfinished runs keep their checkpoint in a .work folder next to the output and resume.
+
+
+localrules:
+    download_synthetic_reference,
+
+
+rule synthetic_pretrain:
+    output:
+        directory("results/synthetic/{scale}/pretrain/seed{seed}"),
+    log:
+        "logs/synthetic/{scale}/pretrain_seed{seed}.log",
+    benchmark:
+        "benchmarks/synthetic/{scale}/pretrain_seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/models.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        gres=synthetic_gres(),
+        tasks_per_gpu=0,
+    params:
+        work_dir="results/synthetic/{scale}/pretrain/.seed{seed}.work",
+    script:
+        "../scripts/synthetic.py"
+
+
+rule synthetic_finetune:
+    input:
+        pretrained="results/synthetic/{scale}/pretrain/seed{seed}",
+    output:
+        directory("results/synthetic/{scale}/{task}/{condition}/seed{seed}"),
+    log:
+        "logs/synthetic/{scale}/{task}_{condition}_seed{seed}.log",
+    benchmark:
+        "benchmarks/synthetic/{scale}/{task}_{condition}_seed{seed}.tsv"
+    wildcard_constraints:
+        task="polynomial|sumdot|relu",
+        condition="cpt|cft|negcft",
+        seed=r"\d+",
+    conda:
+        "../../envs/models.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        gres=synthetic_gres(),
+        tasks_per_gpu=0,
+    params:
+        work_dir="results/synthetic/{scale}/{task}/{condition}/.seed{seed}.work",
+    script:
+        "../scripts/synthetic.py"
+
+
+rule download_synthetic_reference:
+    output:
+        directory("resources/synthetic_reference"),
+    log:
+        "logs/download/synthetic_reference.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=config["synthetic"]["reference_url"],
+    script:
+        "../scripts/synthetic.py"
+
+
+rule synthetic_summary:
+    input:
+        runs=synthetic_runs,
+        reference=synthetic_reference_input(),
+    output:
+        json="results/synthetic/{scale}/summary.json",
+        md="results/synthetic/{scale}/summary.md",
+        figures=report(
+            expand(
+                "results/figures/synthetic_{{scale}}_{task}.png",
+                task=config["synthetic"]["tasks"],
+            ),
+            caption="../report/synthetic.rst",
+            category="Synthetic experiment",
+        ),
+    log:
+        "logs/synthetic/{scale}/summary.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/synthetic.py"
