@@ -48,6 +48,9 @@ def test_demo_plans_offline_jobs_only():
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
     assert counts["evaluate"] == 5 * (1 + 2)  # biomed: 1 demo task, finance: 2
     assert counts["demo_finben"] == 1
+    # synthetic experiment: a pretraining per seed, a fine-tuning per (condition, seed)
+    assert counts["synthetic_pretrain"] == 3 and counts["synthetic_finetune"] == 3 * 3
+    assert counts["synthetic_summary"] == 1
     assert not any(rule.startswith("download") for rule in counts)
 
 

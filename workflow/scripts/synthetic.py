@@ -4,10 +4,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+import torch
+
 from cft import synthetic
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # parallel jobs share the cores
 config, wildcards = snakemake.config, snakemake.wildcards
 if snakemake.rule == "synthetic_pretrain":
     synthetic.run_pretrain(
