@@ -1,0 +1,155 @@
+"""The workflow through a real single-node SLURM cluster (scripts/slurm_up.sh), with the
+project's slurm profile: every job runs as a SLURM job, the outputs equal a local run's, a
+failing job is reported as failed and a rerun completes only what is missing.
+
+Runs when SLURM answers (`sinfo`); .ci/run starts the cluster and sets CFT_REQUIRE_SLURM=1, so
+that in CI a missing cluster fails the test instead of skipping it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import BIN, REPO, job_counts
+
+TARGETS = [f"results/corpus/{domain}/stats.json" for domain in ("biomed", "finance")]
+
+
+def slurm_available() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return result.returncode == 0 and any(
+        state in result.stdout for state in ("idle", "mix", "alloc")
+    )
+
+
+pytestmark = pytest.mark.skipif(
+    not slurm_available() and os.environ.get("CFT_REQUIRE_SLURM") != "1",
+    reason="no SLURM cluster (scripts/slurm_up.sh starts one)",
+)
+
+
+def run_workflow(workdir: Path, config: Path, *extra: str, slurm: bool = True):
+    """snakemake on the corpus chain of the demo, bounded by timeout -k."""
+    cmd = ["timeout", "-k", "10", "240", str(BIN / "snakemake"), "-s", str(REPO / "Snakefile")]
+    if slurm:
+        # The project's profile; fast polling only because this cluster is local.
+        cmd += [
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--seconds-between-status-checks",
+            "1",
+            "--latency-wait",
+            "5",
+            "--retries",
+            "0",
+        ]
+    else:
+        cmd += ["--cores", "2"]
+    cmd += [*TARGETS, "--directory", str(workdir), "--configfile", str(config), *extra]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "CFT_SLURM_ACCOUNT": "cft",
+        "CFT_SLURM_PARTITION": "debug",
+    }
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+
+
+def config_file(tmp_path: Path, name: str, **corpus) -> Path:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["corpus"] = {**config.get("corpus", {}), **corpus}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def slurm_jobs() -> list[dict]:
+    """Jobs slurmctld still knows (finished ones stay for MinJobAge): id, state, comment."""
+    out = subprocess.run(
+        ["squeue", "-t", "all", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        dict(zip(("id", "state", "comment"), line.split("|", 2), strict=True))
+        for line in out.splitlines()
+    ]
+
+
+def test_demo_chain_runs_as_slurm_jobs_like_a_local_run(tmp_path):
+    config = config_file(tmp_path, "demo.yaml")
+    before = {job["id"] for job in slurm_jobs()}
+    on_slurm = tmp_path / "slurm"
+    on_slurm.mkdir()
+    result = run_workflow(on_slurm, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stderr) == {"corpus": 2, "generate_demo_data": 2, "total": 4}
+
+    submitted = [job for job in slurm_jobs() if job["id"] not in before]
+    assert len(submitted) == 4 and all(job["state"] == "COMPLETED" for job in submitted)
+    comments = sorted(job["comment"] for job in submitted)
+    assert comments == [
+        "rule_corpus_wildcards_biomed",
+        "rule_corpus_wildcards_finance",
+        "rule_generate_demo_data_wildcards_biomed",
+        "rule_generate_demo_data_wildcards_finance",
+    ]
+
+    local = tmp_path / "local"
+    local.mkdir()
+    assert run_workflow(local, config, slurm=False).returncode == 0
+    for domain in ("biomed", "finance"):
+        ours = pd.read_parquet(on_slurm / f"results/corpus/{domain}/documents.parquet")
+        theirs = pd.read_parquet(local / f"results/corpus/{domain}/documents.parquet")
+        pd.testing.assert_frame_equal(ours, theirs)
+        stats = [
+            json.loads((d / f"results/corpus/{domain}/stats.json").read_text())
+            for d in (on_slurm, local)
+        ]
+        for record in stats:
+            record.pop("provenance")
+        assert stats[0] == stats[1]
+
+
+def test_failed_job_is_reported_and_a_rerun_completes_only_what_is_missing(tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    # every demo document is longer than 50 characters: the corpus jobs fail
+    broken = config_file(tmp_path, "broken.yaml", max_chars=50)
+    failed = run_workflow(workdir, broken, "--keep-going")
+    assert failed.returncode != 0
+    assert "Error in rule corpus" in failed.stderr
+    assert (workdir / "results/demo_data/biomed/documents.jsonl").is_file()
+    assert not (workdir / "results/corpus/biomed/stats.json").exists()
+
+    fixed = config_file(tmp_path, "fixed.yaml")
+    rerun = run_workflow(workdir, fixed)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert job_counts(rerun.stderr) == {"corpus": 2, "total": 2}  # the demo data is kept
+
+
+def test_two_node_training_job_gets_the_multi_node_sbatch_options():
+    """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
+    from test_training import dry_run_resources, sbatch_command
+
+    jobs = dry_run_resources("--configfile", "config/paper.yaml")
+    resources = jobs["results/models/biomed/llama-2-13b-chat/cft"]
+    command = sbatch_command(resources)
+    for option in (
+        "--nodes=2",
+        "--ntasks=2",
+        "--gres=gpu:a100:8",
+        "--cpus-per-task=32",
+        "--mem 480000",
+        "-t 720",
+    ):
+        assert option in command
+    assert resources["mpi"] == "srun"
