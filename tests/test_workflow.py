@@ -35,7 +35,14 @@ def test_download_target_plans_only_downloads():
     result = snakemake("download_all", "-n", "--forceall", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts == {"download_corpus": 2, "download_model": 4, "download_all": 1, "total": 7}
+    assert counts == {
+        "download_corpus": 2,
+        "download_model": 4,
+        "download_eval_task": 7 + 3,
+        "download_synthetic_reference": 1,
+        "download_all": 1,
+        "total": 18,
+    }
 
 
 def test_demo_plans_offline_jobs_only():

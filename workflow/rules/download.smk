@@ -51,3 +51,9 @@ rule download_all:
     input:
         rules.download_corpora.input,
         rules.download_models.input,
+        expand("resources/eval_data/{task}.json", task=hub_eval_tasks()),
+        (
+            ["resources/synthetic_reference"]
+            if config["synthetic"]["reference"] == "download"
+            else []
+        ),
