@@ -43,6 +43,7 @@ from torch import nn
 
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
+from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -562,10 +563,7 @@ def summarize(
 def curve_figure(task, run_dirs, runs, reference, png: Path, svg: Path) -> None:
     """Excess loss (log scale) and alignment over steps: ours (mean over seeds, band min-max)
     and the authors' published curves, one line style per condition (black and white)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     import pandas as pd
 
@@ -614,10 +612,7 @@ def curve_figure(task, run_dirs, runs, reference, png: Path, svg: Path) -> None:
             axes[row][col].grid(color="0.9", linewidth=0.5)
             axes[row][col].legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    for path in (png, svg):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=150)
-    plt.close(fig)
+    save_figure(fig, png, svg)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ from cft.cli import stage_parser
 from cft.config import REPO_ROOT, load_config
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
+from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -270,10 +271,7 @@ def to_latex(table: Table) -> str:
 
 def bar_chart(table: Table, png: Path, svg: Path) -> None:
     """Grouped bars per column: ours (solid, hatched per row) and the paper's (outlined)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     hatches = ["", "//", "\\\\", "xx", "..", "--", "++", "oo"]
     greys = ["0.15", "0.35", "0.55", "0.75", "0.9", "0.45", "0.65", "0.25"]
@@ -317,18 +315,12 @@ def bar_chart(table: Table, png: Path, svg: Path) -> None:
     ax.grid(axis="y", color="0.85", linewidth=0.5)
     ax.set_axisbelow(True)
     fig.tight_layout()
-    for path in (png, svg):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=150)
-    plt.close(fig)
+    save_figure(fig, png, svg)
 
 
 def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> None:
     """Training loss per step, one line style per method (readable in black and white)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
 
     styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]
@@ -353,10 +345,7 @@ def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> No
     ax.legend(frameon=False)
     ax.grid(color="0.85", linewidth=0.5)
     fig.tight_layout()
-    for path in (png, svg):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=150)
-    plt.close(fig)
+    save_figure(fig, png, svg)
 
 
 # ---- the stage ----------------------------------------------------------------------------------
