@@ -91,7 +91,7 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from transformers import AutoModelForCausalLM
 
     from cft.packing import run as pack
-    from cft.training import Job, _trainer_classes, make_trainer, plan_batch, train_resources
+    from cft.training import Job, collate_blocks, make_trainer, plan_batch, train_resources
 
     tokenized = str(scratch / "cpt")
     pack(
@@ -120,7 +120,7 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     trainer = make_trainer(
         job, model, train_set, plan_batch(batch, 1, batch), cuda=False, callbacks=[timer]
     )
-    counter = TokenCounter(_trainer_classes()[4], warmup)
+    counter = TokenCounter(collate_blocks, warmup)
     trainer.data_collator = counter
     trainer.args.max_steps, trainer.args.save_strategy, trainer.args.report_to = steps, "no", []
     trainer.train()

@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -240,7 +241,6 @@ class Job:
 def _trainer_classes():
     """The Trainer subclass and callbacks (transformers is imported only when training, not
     when the workflow imports this module for resources)."""
-    import torch
     from transformers import Trainer, TrainerCallback
 
     class CountingTrainer(Trainer):
@@ -281,14 +281,22 @@ def _trainer_classes():
             self.seconds = time.perf_counter() - self.start
             self.steps = state.global_step - self.first_step
 
-    def collate_blocks(rows: list[dict]) -> dict:
-        """Stack fixed-length blocks into int64 tensors (the loss needs int64 labels)."""
-        return {
-            key: torch.from_numpy(np.stack([np.asarray(r[key]) for r in rows]).astype(np.int64))
-            for key in ("input_ids", "labels", "attention_mask")
-        }
+    return SimpleNamespace(
+        CountingTrainer=CountingTrainer,
+        CheckpointMarker=CheckpointMarker,
+        LogToFile=LogToFile,
+        Throughput=Throughput,
+    )
 
-    return CountingTrainer, CheckpointMarker, LogToFile, Throughput, collate_blocks
+
+def collate_blocks(rows: list[dict]) -> dict:
+    """Stack fixed-length blocks into int64 tensors (the loss needs int64 labels)."""
+    import torch
+
+    return {
+        key: torch.from_numpy(np.stack([np.asarray(r[key]) for r in rows]).astype(np.int64))
+        for key in ("input_ids", "labels", "attention_mask")
+    }
 
 
 def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
@@ -347,13 +355,13 @@ def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
 
 def make_trainer(job: Job, model, train_set, plan: BatchPlan, *, cuda: bool, callbacks=()):
     """The project's Trainer: token counting, checkpoint markers, fixed-length block batches."""
-    counting_trainer, checkpoint_marker, log_to_file, _, collate_blocks = _trainer_classes()
-    return counting_trainer(
+    classes = _trainer_classes()
+    return classes.CountingTrainer(
         model=model,
         args=training_arguments(job, plan, cuda=cuda),
         train_dataset=train_set,
         data_collator=collate_blocks,
-        callbacks=[checkpoint_marker(), log_to_file(), *callbacks],
+        callbacks=[classes.CheckpointMarker(), classes.LogToFile(), *callbacks],
     )
 
 
@@ -410,7 +418,7 @@ def train(job: Job) -> dict | None:
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
 
     train_set = tokenized["train"]
-    throughput = _trainer_classes()[3]()
+    throughput = _trainer_classes().Throughput()
     trainer = make_trainer(job, model, train_set, plan, cuda=cuda, callbacks=[throughput])
     resume = last_complete_checkpoint(checkpoint_dir)
     log.info(
