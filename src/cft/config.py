@@ -185,6 +185,14 @@ def autogen_model(config: dict) -> str:
     return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
+def model_dir(domain: str, model: str, method: str) -> str:
+    """The model a (domain, model, method) row evaluates: the base model for `chat`, which is
+    not trained, else the fine-tuned one."""
+    if method == "chat":
+        return f"results/base_models/{model}"
+    return f"results/models/{domain}/{model}/{method}"
+
+
 def domain_source(config: dict, domain: str) -> dict:
     return config["domains"][domain]["source"]
 

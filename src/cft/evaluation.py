@@ -23,6 +23,7 @@ from pathlib import Path
 from cft.base_model import folder_fingerprint
 from cft.cli import stage_parser
 from cft.config import load_config
+from cft.config import model_dir as row_model_dir
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
@@ -217,18 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
-    default_dir = (
-        f"results/base_models/{args.model}"
-        if args.method == "chat"
-        else f"results/models/{args.domain}/{args.model}/{args.method}"
-    )
     run(
         config,
         args.domain,
         args.model,
         args.method,
         args.task,
-        model_dir=Path(args.model_dir or default_dir),
+        model_dir=Path(args.model_dir or row_model_dir(args.domain, args.model, args.method)),
         out_json=Path(
             args.out or f"results/eval/{args.domain}/{args.model}/{args.method}/{args.task}.json"
         ),

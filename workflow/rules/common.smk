@@ -11,6 +11,7 @@ from cft.config import (  # noqa: E402
     downloaded_domains,
     evaluated_models,
     hub_models,
+    model_dir,
     resolve_path,
     validate_config,
 )
@@ -102,13 +103,6 @@ def train_gres(wildcards):
     return f"gpu:{model}{res['gpus_per_node']}"
 
 
-def model_dir(domain, model, method):
-    """The model a (domain, model, method) row evaluates: the base model for `chat`."""
-    if method == "chat":
-        return f"results/base_models/{model}"
-    return f"results/models/{domain}/{model}/{method}"
-
-
 # ---- evaluation --------------------------------------------------------------------------
 
 
@@ -136,12 +130,7 @@ def eval_rows():
 
 
 def eval_outputs():
-    suites = config["evaluation"]["suites"]
-    return [
-        f"results/eval/{domain}/{model}/{method}/{task}.json"
-        for domain, model, method in eval_rows()
-        for task in suites.get(domain, [])
-    ]
+    return [path for row in eval_rows() for path in row_eval_outputs(*row)]
 
 
 def evaluate_input(wildcards):
@@ -173,11 +162,7 @@ def table_eval_inputs(domain, model):
         for b in config["baselines"].values()
         if b["domain"] == domain
     ]
-    return [
-        f"results/eval/{d}/{m}/{method}/{task}.json"
-        for d, m, method in rows
-        for task in config["evaluation"]["suites"].get(domain, [])
-    ]
+    return [path for row in rows for path in row_eval_outputs(*row)]
 
 
 def table_outputs():
