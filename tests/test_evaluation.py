@@ -8,17 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from sklearn.metrics import f1_score
 
 from cft import finben_demo
 from cft.config import validate_config
 from cft.evaluation import TASKS_DIR, EvaluationError, check_task, evaluate, run, task_manager
 
-REPO = Path(__file__).resolve().parents[1]
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from torch import nn
 
 from cft import synthetic
@@ -30,7 +31,6 @@ from cft.synthetic import (
     true_gradient,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "synthetic"
 TINY = Scale(
     n_dims=4,

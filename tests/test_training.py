@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import snakemake
+from conftest import REPO, snakemake
 
 from cft.config import ConfigError, validate_config
 from cft.io import write_json
@@ -36,7 +36,6 @@ from cft.training import (
 )
 
 SEQ = 32
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---- fixtures: a tiny random Llama with the packaged tokenizer, random packed blocks ------------

@@ -79,7 +79,21 @@ def test_corpus_stage_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stage", ["corpus", "demo_data", "base_model", "download", "packing", "autogen", "export"]
+    "stage",
+    [
+        "corpus",
+        "demo_data",
+        "base_model",
+        "download",
+        "packing",
+        "autogen",
+        "export",
+        "training",
+        "evaluation",
+        "finben_demo",
+        "tables",
+        "synthetic",
+    ],
 )
 def test_stage_cli_help(stage):
     result = subprocess.run(
