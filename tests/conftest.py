@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -84,3 +85,79 @@ def tiny_model(tmp_path_factory, converted_smollm2):
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+SEQ = 32
+
+
+# ---- training: random packed blocks for the tiny model, and a job on them ----------------------
+
+
+def random_blocks(n: int, seed: int, vocab: int = 49152) -> dict[str, list]:
+    """Packed-looking blocks: a masked prompt of varying length, text, padding in the last."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, size=(n, SEQ))
+    labels = ids.copy()
+    mask = np.ones_like(ids)
+    for row in range(n):
+        labels[row, : rng.integers(1, SEQ // 2)] = -100
+    labels[-1, SEQ - 5 :] = -100
+    mask[-1, SEQ - 5 :] = 0
+    return {
+        "input_ids": ids.tolist(),
+        "labels": labels.tolist(),
+        "attention_mask": mask.tolist(),
+        "prompt_index": [0] * n,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from datasets import Dataset, DatasetDict
+
+    from cft.io import write_json
+
+    path = tmp_path_factory.mktemp("tokenized") / "cft"
+    DatasetDict(
+        {
+            "train": Dataset.from_dict(random_blocks(48, seed=1)),
+            "validation": Dataset.from_dict(random_blocks(4, seed=2)),
+        }
+    ).save_to_disk(str(path))
+    write_json(path / "stats.json", {"fingerprint": "tiny-random-blocks"})
+    return path
+
+
+def make_job(config, tmp_path, tiny_model, tiny_data, **training):
+    """A training job of the tiny model on the random blocks; ``training`` overrides the recipe."""
+    from cft.config import validate_config
+    from cft.training import Job, train_resources
+
+    config = copy.deepcopy(config)
+    config["training"].update(
+        {
+            "max_seq_len": SEQ,
+            "epochs": 1,
+            "global_batch_size": 4,
+            "learning_rate": 1e-3,
+            "warmup_ratio": 0.0,
+            "precision": "fp32",
+            "activation_checkpointing": False,
+            "eval_at_end": True,
+            **training,
+        }
+    )
+    validate_config(config)
+    return Job(
+        config=config,
+        domain="biomed",
+        model="smollm2-135m-instruct",
+        method="cft",
+        tokenized_dir=str(tiny_data),
+        base_model_dir=str(tiny_model),
+        out_dir=str(tmp_path / "models" / "cft"),
+        checkpoint_dir=str(tmp_path / "checkpoints" / "cft"),
+        resources=train_resources(config, "smollm2-135m-instruct"),
+    )
+
+

@@ -242,3 +242,18 @@ def test_reference_download_reads_any_url(tmp_path):
         assert (tmp_path / "ref" / name).read_bytes() == (REFERENCE / name).read_bytes()
     with pytest.raises(RuntimeError, match="download_synthetic_reference"):
         synthetic.download_reference((tmp_path / "nowhere").as_uri(), tmp_path / "ref2")
+
+
+def test_reference_download_needs_only_what_upstream_publishes(tmp_path):
+    """Upstream's synthetic-exp/ has loss.csv and innerprod.csv and nothing else as CSV: the
+    download must succeed on exactly that layout, and the summary must build from it."""
+    if not REFERENCE.is_dir():
+        pytest.skip("the authors' curves are not available")
+    upstream = tmp_path / "Contextual-Fine-Tuning" / "synthetic-exp"
+    upstream.mkdir(parents=True)
+    for name in ("loss.csv", "innerprod.csv"):
+        (upstream / name).write_bytes((REFERENCE / name).read_bytes())
+    synthetic.download_reference(upstream.as_uri(), tmp_path / "ref")
+    curves = synthetic.reference_curves(tmp_path / "ref", "polynomial")
+    assert set(curves) == {"cpt", "cft", "negcft"}
+    assert curves["cft"]["excess_loss"][-1] == pytest.approx(0.05, abs=0.01)

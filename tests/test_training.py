@@ -4,7 +4,6 @@ paper's train jobs get from the real SLURM executor plugin."""
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import signal
@@ -17,91 +16,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, snakemake
+from conftest import REPO, SEQ, make_job, snakemake
 
 from cft.config import ConfigError, validate_config
-from cft.io import write_json
 from cft.training import (
     COMPLETE_MARKER,
     METRICS_FILE,
-    Job,
     flops_per_token,
     launch,
     launch_command,
     make_trainer,
+    parallelism_of,
     peak_flops,
     plan_batch,
+    throughput_metrics,
     train,
-    train_resources,
 )
-
-SEQ = 32
-
-
-# ---- fixtures: a tiny random Llama with the packaged tokenizer, random packed blocks ------------
-
-
-def random_blocks(n: int, seed: int, vocab: int = 49152) -> dict[str, list]:
-    """Packed-looking blocks: a masked prompt of varying length, text, padding in the last."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, vocab, size=(n, SEQ))
-    labels = ids.copy()
-    mask = np.ones_like(ids)
-    for row in range(n):
-        labels[row, : rng.integers(1, SEQ // 2)] = -100
-    labels[-1, SEQ - 5 :] = -100
-    mask[-1, SEQ - 5 :] = 0
-    return {
-        "input_ids": ids.tolist(),
-        "labels": labels.tolist(),
-        "attention_mask": mask.tolist(),
-        "prompt_index": [0] * n,
-    }
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from datasets import Dataset, DatasetDict
-
-    path = tmp_path_factory.mktemp("tokenized") / "cft"
-    DatasetDict(
-        {
-            "train": Dataset.from_dict(random_blocks(48, seed=1)),
-            "validation": Dataset.from_dict(random_blocks(4, seed=2)),
-        }
-    ).save_to_disk(str(path))
-    write_json(path / "stats.json", {"fingerprint": "tiny-random-blocks"})
-    return path
-
-
-def make_job(config, tmp_path, tiny_model, tiny_data, **training) -> Job:
-    config = copy.deepcopy(config)
-    config["training"].update(
-        {
-            "max_seq_len": SEQ,
-            "epochs": 1,
-            "global_batch_size": 4,
-            "learning_rate": 1e-3,
-            "warmup_ratio": 0.0,
-            "precision": "fp32",
-            "activation_checkpointing": False,
-            "eval_at_end": True,
-            **training,
-        }
-    )
-    validate_config(config)
-    return Job(
-        config=config,
-        domain="biomed",
-        model="smollm2-135m-instruct",
-        method="cft",
-        tokenized_dir=str(tiny_data),
-        base_model_dir=str(tiny_model),
-        out_dir=str(tmp_path / "models" / "cft"),
-        checkpoint_dir=str(tmp_path / "checkpoints" / "cft"),
-        resources=train_resources(config, "smollm2-135m-instruct"),
-    )
-
 
 # ---- batch arithmetic and launch ------------------------------------------------------------
 
@@ -134,14 +64,39 @@ def test_launch_checks_the_batch_before_starting(demo_config, tmp_path, tiny_mod
 
 
 def test_launch_commands():
-    cpu = {"nodes": 1, "gpus_per_node": 0}
+    cpu = {"nodes": 1, "gpus_per_node": 0, "cpu_processes_per_node": 1}
     assert launch_command(cpu) == [sys.executable]
-    one_node = launch_command({"nodes": 1, "gpus_per_node": 8})
+    one_node = launch_command({"nodes": 1, "gpus_per_node": 8, "cpu_processes_per_node": 1})
     assert one_node[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=8", "--standalone"]
-    multi = launch_command({"nodes": 2, "gpus_per_node": 8}, host="gpu001")
-    assert multi[:2] == ["srun", "--nodes=2"]
-    assert "--rdzv-backend=c10d" in multi and "--rdzv-endpoint=gpu001:29500" in multi
-    assert "--nnodes=2" in multi and "--nproc-per-node=8" in multi
+    cpu_fsdp = launch_command({"nodes": 1, "gpus_per_node": 0, "cpu_processes_per_node": 2})
+    assert cpu_fsdp[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone"]
+
+
+PAPER_13B = {
+    "nodes": 2,
+    "gpus_per_node": 8,
+    "gpu_model": "a100",
+    "cpus_per_task": 32,
+    "mem_mb": 480000,
+    "cpu_processes_per_node": 1,
+}
+
+
+def test_multi_node_step_states_its_cpus_gpus_and_memory():
+    """srun (SLURM >= 22.05) does not inherit --cpus-per-task from the allocation: without it
+    every node's torchrun and its 8 workers would share one core."""
+    multi = launch_command(PAPER_13B, host="gpu001", port=41234)
+    step, torchrun = multi[: multi.index(sys.executable)], multi[multi.index(sys.executable) :]
+    assert step[:4] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
+    assert "--cpus-per-task=32" in step and "--gres=gpu:a100:8" in step
+    assert "--mem=480000M" in step
+    assert "--rdzv-backend=c10d" in torchrun and "--rdzv-endpoint=gpu001:41234" in torchrun
+    assert "--nnodes=2" in torchrun and "--nproc-per-node=8" in torchrun
+
+
+def test_rendezvous_port_is_not_fixed():
+    ports = {launch_command(PAPER_13B, host="127.0.0.1")[-2].rsplit(":", 1)[1] for _ in range(5)}
+    assert "29500" not in ports and len(ports) > 1
 
 
 def test_unknown_attention_implementation_is_a_config_error(demo_config):
@@ -156,13 +111,54 @@ def test_resources_for_an_unknown_model_are_a_config_error(demo_config):
         validate_config(demo_config)
 
 
-def test_mfu_inputs():
-    # Llama-2-7B at 4k on an A100: 100% MFU is about 6,650 tokens/s (FACTS.md section 7).
-    per_token = flops_per_token(6_738_415_616, 32, 4096, 4096)
-    assert 312e12 / per_token == pytest.approx(6650, rel=0.01)
-    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
-    assert peak_flops("Tesla V100") is None and peak_flops(None) is None
+def test_flops_per_token_leaves_out_the_input_embedding():
+    """torchtitan's convention: the embedding lookup is no matmul, so its parameters do not
+    count; a model that is all embedding costs only attention FLOPs."""
+    assert flops_per_token(1000, 1000, 2, 8, 16) == 12 * 2 * 8 * 16
+    llama7b = flops_per_token(6_738_415_616, 32000 * 4096, 32, 4096, 4096)
+    assert llama7b == 6 * (6_738_415_616 - 32000 * 4096) + 12 * 32 * 4096 * 4096
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("NVIDIA H100 80GB HBM3", 989e12),  # SXM
+        ("NVIDIA H100 PCIe", 756e12),
+        ("NVIDIA H100 NVL", 835e12),
+        ("NVIDIA H200", 989e12),
+        ("NVIDIA A100-SXM4-80GB", 312e12),
+        ("Tesla V100-SXM2-32GB", None),
+        (None, None),
+    ],
+)
+def test_peak_flops_tells_h100_variants_apart(name, expected):
+    assert peak_flops(name) == expected
+
+
+def test_throughput_excludes_checkpoint_time_and_computes_mfu():
+    # 1,000 tokens in a 2 s loop on 2 devices at 1e6 FLOPs/token against a 1e9 peak.
+    speed = throughput_metrics(
+        tokens=1000,
+        loss_tokens=600,
+        loop_seconds=2.0,
+        world=2,
+        flops_per_token=1e6,
+        peak_flops_per_device=1e9,
+    )
+    assert speed["tokens_per_s"] == 500 and speed["tokens_per_s_per_device"] == 250
+    assert speed["loss_tokens_per_s"] == 300
+    assert speed["mfu"] == pytest.approx(0.25)
+    assert (
+        throughput_metrics(
+            tokens=1,
+            loss_tokens=1,
+            loop_seconds=1,
+            world=1,
+            flops_per_token=1,
+            peak_flops_per_device=None,
+        )["mfu"]
+        is None
+    )
 
 
 # ---- the loss: masking and normalisation ----------------------------------------------------
@@ -173,7 +169,8 @@ def test_only_unmasked_labels_reach_the_loss(demo_config, tmp_path, tiny_model, 
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
-    trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), cuda=False)
+    parallel = parallelism_of(job.config["training"], 1, cuda=False)
+    trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), parallel)
     rng = np.random.default_rng(3)
     ids = torch.tensor(rng.integers(0, 1000, size=(2, SEQ)))
     labels = torch.full_like(ids, -100)
@@ -203,7 +200,8 @@ def gradient_of_first_step(job, tiny_model, plan):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     train_set = load_from_disk(job.tokenized_dir)["train"].select(range(4))
-    trainer = make_trainer(job, model, train_set, plan, cuda=False, callbacks=[Capture()])
+    parallel = parallelism_of(job.config["training"], 1, cuda=False)
+    trainer = make_trainer(job, model, train_set, plan, parallel, callbacks=[Capture()])
     trainer.args.report_to = []
     trainer.train()
     return captured

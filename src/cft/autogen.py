@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from cft.cli import corpus_path, stage_parser
 from cft.config import autogen_model, load_config, load_prompt_file, resolve_path
+from cft.devices import job_device
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.packing import stable_int
@@ -109,7 +110,7 @@ class TransformersGenerator:
         self.torch = torch
         self.settings = settings
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = job_device(settings["gpus"], f"autogen with {model_dir}", "autogen.gpus")
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
         self.model.eval()

@@ -133,6 +133,11 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
         )
     if synthetic["reference"] not in (None, "download"):
         _check_path(synthetic["reference"], "synthetic.reference", source, base_dir)
+    if config["autogen"]["backend"] == "vllm" and config["autogen"]["gpus"] < 1:
+        raise ConfigError(
+            f"{source}: 'autogen.gpus' = 0 with autogen.backend 'vllm'; vLLM runs on GPUs: "
+            f"set autogen.gpus to at least 1, or use the transformers backend"
+        )
     generator = config["autogen"]["model"]
     if generator is not None and generator not in models:
         raise ConfigError(

@@ -24,6 +24,7 @@ from cft.base_model import folder_fingerprint
 from cft.cli import stage_parser
 from cft.config import load_config
 from cft.config import model_dir as row_model_dir
+from cft.devices import job_device
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
@@ -89,11 +90,12 @@ def evaluate(
 ) -> tuple[dict, dict]:
     """Run lm-eval on one task; returns (lm-eval's results, the settings used)."""
     import lm_eval
-    import torch
 
     evaluation = config["evaluation"]
     backend = evaluation["backend"]
-    device = device or ("cuda" if torch.cuda.is_available() and evaluation["gpus"] else "cpu")
+    device = device or job_device(
+        evaluation["gpus"], f"evaluation of {model_dir} on {task}", "evaluation.gpus"
+    )
     manager = task_manager()
     check_task(task, manager)
     settings = {

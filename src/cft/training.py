@@ -9,11 +9,21 @@ FULL_SHARD, activation checkpointing). What this module adds around the Trainer:
 - loss normalisation: the Trainer's token-weighted loss (``num_items_in_batch``, counted over
   every micro-batch of the optimizer step and across devices), i.e. the mean over all
   loss-bearing tokens of the global batch;
-- launch: one process (CPU), ``torchrun`` on one node, ``srun torchrun --rdzv-backend c10d`` on
-  several (:func:`launch_command`);
-- checkpoints every ``save_steps`` with a completion marker, resume from the last complete one,
-  and a model folder that appears only when training has finished;
-- metrics: tokens/s (all and loss-bearing), MFU, peak memory, wall time, losses.
+- precision: fp32 master weights and optimizer state on every path; ``precision: bf16`` computes
+  in bf16 (autocast without FSDP; FSDP2's MixedPrecisionPolicy with gradients reduced in fp32);
+- FSDP2 with gradient accumulation reduce-scatters every micro-batch (``sync_each_batch``), so
+  no rank ever holds full unsharded gradients between micro-batches;
+- launch: one process, ``torchrun`` on one node, ``srun torchrun --rdzv-backend c10d`` on
+  several (:func:`launch_command`); ``cpu_processes_per_node`` runs the same distributed path
+  on CPU processes (gloo) so that FSDP2 can be exercised without GPUs (:func:`fsdp_on_cpu`);
+- loading: the TrainingArguments (and so the process group) exist before the weights are read,
+  so under FSDP only local rank 0 reads them and FSDP2 broadcasts them to the other ranks;
+- checkpoints every ``save_steps``: sharded under FSDP (each rank writes its own shard), with a
+  completion marker; resume from the last complete one; the final model is gathered once and
+  saved in the model's configured dtype, in a folder that appears only when training has
+  finished;
+- metrics: tokens/s (all and loss-bearing), MFU (torchtitan's FLOPs convention), peak memory,
+  wall time with checkpoint saving timed apart from the training loop, losses.
 
     python -m cft.training --config config/config.yaml --domain biomed \\
         --model smollm2-135m-instruct --method cft
@@ -22,6 +32,7 @@ FULL_SHARD, activation checkpointing). What this module adds around the Trainer:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import logging
@@ -39,17 +50,26 @@ from types import SimpleNamespace
 import numpy as np
 
 from cft.config import REPO_ROOT, ConfigError, load_config
+from cft.devices import job_device
 from cft.io import read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
 
-# Dense bf16 peak FLOP/s per GPU (FACTS.md section 7). Unknown devices get no MFU, never a guess.
-PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
+# Dense bf16 peak FLOP/s by device name, most specific first (NVIDIA data sheets: H100 SXM 989,
+# PCIe 756, NVL 835; A100 312; H200 989). Unknown devices get no MFU, never a guess.
+PEAK_FLOPS = (
+    ("H100 PCIE", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+)
 DEFAULT_RESOURCES = {
     "nodes": 1,
     "gpus_per_node": 0,
+    "cpu_processes_per_node": 1,
     "cpus_per_task": 2,
     "mem_mb": 8000,
     "runtime": 120,
@@ -103,33 +123,60 @@ def plan_batch(global_batch_size: int, world_size: int, max_per_device: int) -> 
     return BatchPlan(world_size, micro, share // micro)
 
 
+def processes_per_node(resources: dict) -> int:
+    """Training processes per node: one per GPU, or ``cpu_processes_per_node`` without GPUs."""
+    return resources["gpus_per_node"] or resources["cpu_processes_per_node"]
+
+
 def world_size_of(resources: dict) -> int:
-    return resources["nodes"] * max(resources["gpus_per_node"], 1)
+    return resources["nodes"] * processes_per_node(resources)
 
 
-def launch_command(resources: dict, *, host: str | None = None, port: int = 29500) -> list[str]:
+def gres_of(resources: dict) -> str:
+    """SLURM generic resources for one node's GPUs ('' without GPUs)."""
+    if not resources["gpus_per_node"]:
+        return ""
+    model = f"{resources['gpu_model']}:" if resources["gpu_model"] else ""
+    return f"gpu:{model}{resources['gpus_per_node']}"
+
+
+def free_port(host: str = "") -> int:
+    """A TCP port nobody listens on now: each job gets its own rendezvous port, so two jobs on
+    one node never collide on a fixed one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(resources: dict, *, host: str | None = None, port: int | None = None) -> list:
     """The command that starts the training processes (append ``-m cft.training --job ...``).
 
-    One CPU or GPU: the current Python. One node with several GPUs: ``torchrun --standalone``.
-    Several nodes (a SLURM allocation with one task per node): ``srun torchrun`` with c10d
-    rendezvous on the first node, which is where the job script runs.
+    One process: the current Python. One node with several: ``torchrun --standalone`` (which
+    picks its own free port). Several nodes (a SLURM allocation with one task per node):
+    ``srun torchrun`` with c10d rendezvous on the first node, where the job script runs. The
+    step states its CPUs, GPUs and memory: since SLURM 22.05 srun does not inherit
+    --cpus-per-task from the allocation, and without it every node's workers share one core.
     """
-    nodes, gpus = resources["nodes"], resources["gpus_per_node"]
-    if nodes == 1 and gpus <= 1:
+    nodes, procs = resources["nodes"], processes_per_node(resources)
+    if nodes == 1 and procs <= 1:
         return [sys.executable]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]
     if nodes == 1:
         return [*torchrun, "--standalone"]
+    gres = gres_of(resources)
     return [
         "srun",
         f"--nodes={nodes}",
         f"--ntasks={nodes}",
         "--ntasks-per-node=1",
+        f"--cpus-per-task={resources['cpus_per_task']}",
+        *([f"--gres={gres}"] if gres else []),
+        f"--mem={resources['mem_mb']}M",
         "--kill-on-bad-exit=1",
         *torchrun,
         f"--nnodes={nodes}",
         "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={host or socket.gethostname()}:{port}",
+        f"--rdzv-endpoint={host or socket.gethostname()}:{port or free_port()}",
         f"--rdzv-id={os.environ.get('SLURM_JOB_ID', 'cft')}",
     ]
 
@@ -152,19 +199,44 @@ def attention_implementation(requested: str, *, cuda: bool) -> str:
 # ---- metrics ----------------------------------------------------------------------------------
 
 
-def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the dense weights plus 12*L*d*T for attention."""
-    return 6 * n_params + 12 * n_layers * d_model * seq_len
+def flops_per_token(
+    n_params: int, n_embedding_params: int, n_layers: int, d_model: int, seq_len: int
+) -> float:
+    """Training FLOPs per token, torchtitan's convention: 6 per non-embedding parameter (the
+    input embedding is a lookup, not a matmul) plus 12*L*d*T for attention scores and values."""
+    return 6 * (n_params - n_embedding_params) + 12 * n_layers * d_model * seq_len
 
 
 def peak_flops(device_name: str | None) -> float | None:
     """Peak dense bf16 FLOP/s of a GPU by its name; None for CPUs and unknown GPUs."""
     if not device_name:
         return None
-    for key, flops in PEAK_FLOPS.items():
-        if key in device_name.upper():
-            return flops
-    return None
+    name = device_name.upper()
+    return next((flops for key, flops in PEAK_FLOPS if key in name), None)
+
+
+def throughput_metrics(
+    *,
+    tokens: int,
+    loss_tokens: int,
+    loop_seconds: float,
+    world: int,
+    flops_per_token: float,
+    peak_flops_per_device: float | None,
+) -> dict:
+    """Tokens/s and MFU of the training loop (checkpoint saving excluded from its seconds)."""
+    rate = tokens / loop_seconds if loop_seconds > 0 else None
+    per_device = rate / world if rate else None
+    return {
+        "tokens_per_s": rate,
+        "loss_tokens_per_s": loss_tokens / loop_seconds if loop_seconds > 0 else None,
+        "tokens_per_s_per_device": per_device,
+        "flops_per_token": flops_per_token,
+        "peak_flops_per_device": peak_flops_per_device,
+        "mfu": flops_per_token * per_device / peak_flops_per_device
+        if (per_device and peak_flops_per_device)
+        else None,
+    }
 
 
 def peak_memory_mb(cuda: bool) -> float:
@@ -237,6 +309,38 @@ class Job:
         return cls(**read_json(path))
 
 
+@contextlib.contextmanager
+def fsdp_on_cpu(enabled: bool):
+    """The CPU seam for FSDP2: accelerate builds its FSDP state only when the process group's
+    type is GPU-like (MULTI_GPU, ...); on CPU processes (gloo) it silently falls back to DDP.
+    While the Accelerator is created, the shared PartialState reports MULTI_GPU, so that
+    accelerate takes its FSDP branch (and records FSDP as the shared type); everything after that (fully_shard, the mixed-precision
+    policy, gradient reduce-scatter, sharded checkpoints, the final gather) is accelerate's and
+    torch's own code on the real CPU device. Nothing else is changed."""
+    if not enabled:
+        yield
+        return
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    shared = PartialState._shared_state
+    if shared.get("distributed_type") != DistributedType.MULTI_CPU:
+        raise TrainingError(
+            "FSDP on CPU needs a multi-process CPU job (training.resources "
+            f"cpu_processes_per_node > 1); accelerate reports {shared.get('distributed_type')}"
+        )
+    shared["distributed_type"] = DistributedType.MULTI_GPU
+    try:
+        yield
+    except BaseException:
+        shared["distributed_type"] = DistributedType.MULTI_CPU
+        raise
+    # accelerate has now recorded FSDP as the shared type, as it does on GPUs; it must stay
+    # so, since every later AcceleratorState() re-reads it.
+    if shared["distributed_type"] != DistributedType.FSDP:
+        raise TrainingError(f"accelerate did not enter FSDP on CPU ({shared['distributed_type']})")
+
+
 @functools.cache
 def _trainer_classes():
     """The Trainer subclass and callbacks (transformers is imported only when training, not
@@ -244,16 +348,46 @@ def _trainer_classes():
     from transformers import Trainer, TrainerCallback
 
     class CountingTrainer(Trainer):
-        """Counts the tokens it trains on (all and loss-bearing) for throughput metrics."""
+        """Counts the tokens it trains on (all and loss-bearing) for throughput metrics, times
+        checkpoint saving apart from the loop, and sets up FSDP2's precision and CPU seam."""
 
         tokens_seen = 0
         loss_tokens_seen = 0
+        checkpoint_seconds = 0.0
+        # Set by make_trainer before the Accelerator exists.
+        cpu_fsdp = False
+        fsdp_compute_dtype = None
+
+        def create_accelerator_and_postprocess(self):
+            with fsdp_on_cpu(self.cpu_fsdp):
+                super().create_accelerator_and_postprocess()
+
+        def _build_accelerator_args(self, **kwargs):
+            args = super()._build_accelerator_args(**kwargs)
+            plugin = args.get("fsdp_plugin")
+            if plugin is not None and self.fsdp_compute_dtype is not None:
+                import torch
+                from torch.distributed.fsdp import MixedPrecisionPolicy
+
+                # Parameters gathered in the compute dtype, gradients reduce-scattered in fp32
+                # (as torchtitan); the sharded master weights stay fp32.
+                plugin.mixed_precision_policy = MixedPrecisionPolicy(
+                    param_dtype=self.fsdp_compute_dtype,
+                    reduce_dtype=torch.float32,
+                    output_dtype=self.fsdp_compute_dtype,
+                )
+            return args
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             if model.training:
                 self.tokens_seen += int(inputs["attention_mask"].sum())
                 self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
             return super().compute_loss(model, inputs, *args, **kwargs)
+
+        def _save_checkpoint(self, model, trial):
+            start = time.perf_counter()
+            super()._save_checkpoint(model, trial)
+            self.checkpoint_seconds += time.perf_counter() - start
 
     class CheckpointMarker(TrainerCallback):
         """Marks a checkpoint complete once the Trainer has written all of it."""
@@ -281,11 +415,46 @@ def _trainer_classes():
             self.seconds = time.perf_counter() - self.start
             self.steps = state.global_step - self.first_step
 
+    class PrecisionProbe(TrainerCallback):
+        """Records the dtypes training really used, read off the live objects after the first
+        optimizer step: the (local shards of the) parameters, the AdamW state, and the output
+        of the first linear layer in the forward pass."""
+
+        def __init__(self):
+            self.record = {}
+            self._hook = None
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            import torch
+
+            linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+            def hook(module, inputs, output):
+                self.record.setdefault("compute", str(output.dtype).removeprefix("torch."))
+
+            self._hook = linear.register_forward_hook(hook)
+
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+            if "master_weights" in self.record:
+                return
+            param = next(p for p in model.parameters() if p.requires_grad)
+            local = getattr(param, "_local_tensor", param)  # a DTensor shard under FSDP2
+            self.record["master_weights"] = str(local.dtype).removeprefix("torch.")
+            states = [s for s in optimizer.state.values() if "exp_avg" in s]
+            if states:
+                moment = states[0]["exp_avg"]
+                moment = getattr(moment, "_local_tensor", moment)
+                self.record["optimizer_state"] = str(moment.dtype).removeprefix("torch.")
+            self.record["sharded_parameters"] = hasattr(param, "_local_tensor")
+            if self._hook is not None:
+                self._hook.remove()
+
     return SimpleNamespace(
         CountingTrainer=CountingTrainer,
         CheckpointMarker=CheckpointMarker,
         LogToFile=LogToFile,
         Throughput=Throughput,
+        PrecisionProbe=PrecisionProbe,
     )
 
 
@@ -299,21 +468,39 @@ def collate_blocks(rows: list[dict]) -> dict:
     }
 
 
-def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
+@dataclass(frozen=True)
+class Parallelism:
+    """How the job's processes share the work: one process, DDP, or FSDP2."""
+
+    world_size: int
+    fsdp: bool
+    cuda: bool
+
+    @property
+    def cpu_fsdp(self) -> bool:
+        return self.fsdp and not self.cuda
+
+
+def parallelism_of(train_cfg: dict, world: int, *, cuda: bool) -> Parallelism:
+    return Parallelism(world, fsdp=world > 1 and train_cfg["fsdp"] != "no_shard", cuda=cuda)
+
+
+def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
     from transformers import TrainingArguments
 
     train = job.config["training"]
     precision = train["precision"]
-    use_fsdp = cuda and plan.world_size > 1 and train["fsdp"] != "no_shard"
     fsdp_config = None
-    if use_fsdp:
+    if parallel.fsdp:
         fsdp_config = {
             "version": 2,
             # FULL_SHARD reshards parameters after forward; SHARD_GRAD_OP keeps them gathered.
             "reshard_after_forward": train["fsdp"] == "full_shard",
             "activation_checkpointing": train["activation_checkpointing"],
+            # Only local rank 0 reads the weights; FSDP2 broadcasts them when it shards.
             "cpu_ram_efficient_loading": True,
-            "state_dict_type": "FULL_STATE_DICT",
+            # Checkpoints for resume: each rank writes its own shard (torch.distributed.checkpoint).
+            "state_dict_type": "SHARDED_STATE_DICT",
         }
     return TrainingArguments(
         output_dir=job.checkpoint_dir,
@@ -331,19 +518,25 @@ def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
         lr_scheduler_type=train["lr_scheduler"],
         warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
         max_grad_norm=train["max_grad_norm"],
+        # Autocast over fp32 master weights (under FSDP the MixedPrecisionPolicy casts too).
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=not cuda,
-        fsdp=use_fsdp,
+        use_cpu=not parallel.cuda,
+        ddp_backend="gloo" if parallel.world_size > 1 and not parallel.cuda else None,
+        fsdp=parallel.fsdp,
         fsdp_config=fsdp_config,
+        # FSDP: reduce-scatter every micro-batch instead of no_sync, which would keep full
+        # unsharded gradients on every rank until the last micro-batch.
+        accelerator_config={"gradient_accumulation_kwargs": {"sync_each_batch": parallel.fsdp}},
         # Without FSDP, checkpointing goes through the model (FSDP does it per wrapped layer).
-        activation_checkpointing=train["activation_checkpointing"] and not use_fsdp,
+        activation_checkpointing=train["activation_checkpointing"] and not parallel.fsdp,
         average_tokens_across_devices=True,
         logging_strategy="steps",
         logging_steps=train["logging_steps"],
         save_strategy="steps",
         save_steps=train["save_steps"],
         save_total_limit=2,
+        save_only_model=False,
         report_to=["tensorboard"],
         seed=job.config["seed"],
         data_seed=job.config["seed"],
@@ -353,16 +546,90 @@ def training_arguments(job: Job, plan: BatchPlan, *, cuda: bool):
     )
 
 
-def make_trainer(job: Job, model, train_set, plan: BatchPlan, *, cuda: bool, callbacks=()):
+COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": None}
+
+
+def make_trainer(
+    job: Job, model, train_set, plan: BatchPlan, parallel: Parallelism, *, args=None, callbacks=()
+):
     """The project's Trainer: token counting, checkpoint markers, fixed-length block batches."""
+    import torch
+
     classes = _trainer_classes()
-    return classes.CountingTrainer(
+    compute = COMPUTE_DTYPES[job.config["training"]["precision"]]
+    trainer_class = type(
+        "JobTrainer",
+        (classes.CountingTrainer,),
+        {
+            "cpu_fsdp": parallel.cpu_fsdp,
+            "fsdp_compute_dtype": getattr(torch, compute) if compute else None,
+        },
+    )
+    return trainer_class(
         model=model,
-        args=training_arguments(job, plan, cuda=cuda),
+        args=args or training_arguments(job, plan, parallel),
         train_dataset=train_set,
         data_collator=collate_blocks,
         callbacks=[classes.CheckpointMarker(), classes.LogToFile(), *callbacks],
     )
+
+
+def load_model(job: Job, args, parallel: Parallelism, attn: str):
+    """The base model with fp32 master weights, read after the TrainingArguments exist: they
+    start the process group, and with FSDP's RAM-efficient loading only local rank 0 reads the
+    weights (the other ranks build the model on the meta device and receive the broadcast)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if parallel.fsdp:
+        _ = args.device  # initialises torch.distributed
+        os.environ["ACCELERATE_USE_FSDP"] = "true"
+        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
+    model = AutoModelForCausalLM.from_pretrained(
+        job.base_model_dir, dtype=torch.float32, attn_implementation=attn
+    )
+    model.config.use_cache = False
+    return model
+
+
+def gradient_reduction_dtype(trainer) -> str | None:
+    """The dtype gradients are reduced in across ranks (None in one process)."""
+    if trainer.accelerator.num_processes == 1:
+        return None
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    policy = getattr(plugin, "mixed_precision_policy", None) if plugin else None
+    reduce = getattr(policy, "reduce_dtype", None)
+    # No FSDP policy: DDP (or FSDP2 without one) reduces gradients in the parameters' dtype,
+    # which is fp32 here.
+    return str(reduce).removeprefix("torch.") if reduce is not None else "float32"
+
+
+def save_final_model(trainer, staging: Path, dtype_name: str) -> None:
+    """Gather the full weights once (every rank takes part under FSDP) and save them on the
+    main process in the model's configured dtype, through a plain (unsharded) copy of the
+    model built on the meta device, so that transformers handles tied weights as usual."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not trainer.is_world_process_zero():
+        return
+    dtype = getattr(torch, dtype_name)
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(trained.config, dtype=dtype)
+    plain.load_state_dict(
+        {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
+        assign=True,
+        strict=False,
+    )
+    plain.tie_weights()
+    missing = [name for name, param in plain.named_parameters() if param.is_meta]
+    if missing:
+        raise TrainingError(f"the gathered state dict lacks {missing[:5]} (of {len(missing)})")
+    plain.generation_config = trained.generation_config
+    plain.config.use_cache = True
+    plain.save_pretrained(str(staging))
 
 
 def train(job: Job) -> dict | None:
@@ -370,20 +637,34 @@ def train(job: Job) -> dict | None:
     metrics record on the main process."""
     import torch
     from datasets import load_from_disk
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     wall_start = time.perf_counter()
     config, train_cfg = job.config, job.config["training"]
-    cuda = torch.cuda.is_available() and job.resources["gpus_per_node"] > 0
+    key = f"{job.domain}/{job.model}/{job.method}"
+    cuda = (
+        job_device(
+            job.resources["gpus_per_node"],
+            f"train job {key}",
+            f"training.resources ({job.model}).gpus_per_node",
+        )
+        == "cuda"
+    )
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    expected_world = world_size_of(job.resources) if cuda else 1
+    expected_world = world_size_of(job.resources)
     if world != expected_world:
         raise TrainingError(
-            f"{world} processes were started but training.resources for {job.model!r} "
-            f"describe {expected_world} devices"
+            f"train job {key}: {world} processes were started but training.resources for "
+            f"{job.model!r} describe {expected_world}"
+        )
+    if train_cfg["lora"]["enabled"] and world > 1:
+        raise TrainingError(
+            f"train job {key}: training.lora runs in one process; set the model's "
+            f"training.resources to one device or disable LoRA"
         )
     plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
+    parallel = parallelism_of(train_cfg, world, cuda=cuda)
     checkpoint_dir, out_dir = Path(job.checkpoint_dir), Path(job.out_dir)
     tokenized = load_from_disk(job.tokenized_dir)
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
@@ -397,6 +678,7 @@ def train(job: Job) -> dict | None:
             if base_record.is_file()
             else job.base_model_dir,
             plan.global_batch_size,
+            world,
         ]
     )
     if rank == 0:
@@ -405,34 +687,34 @@ def train(job: Job) -> dict | None:
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
 
     attn = attention_implementation(train_cfg["attn_implementation"], cuda=cuda)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    model = AutoModelForCausalLM.from_pretrained(
-        job.base_model_dir,
-        dtype=dtype[train_cfg["precision"]] if cuda else torch.float32,
-        attn_implementation=attn,
-    )
-    model.config.use_cache = False
+    args = training_arguments(job, plan, parallel)
+    model = load_model(job, args, parallel, attn)
     n_params = sum(p.numel() for p in model.parameters())
+    n_embedding = model.get_input_embeddings().weight.numel()
+    model_cfg = model.config
     if train_cfg["lora"]["enabled"]:
         model = _with_lora(model, train_cfg["lora"])
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
 
     train_set = tokenized["train"]
-    throughput = _trainer_classes().Throughput()
-    trainer = make_trainer(job, model, train_set, plan, cuda=cuda, callbacks=[throughput])
+    throughput, probe = _trainer_classes().Throughput(), _trainer_classes().PrecisionProbe()
+    trainer = make_trainer(
+        job, model, train_set, plan, parallel, args=args, callbacks=[throughput, probe]
+    )
+    if world > 1:  # rank 0 may have just removed a different run's checkpoints
+        torch.distributed.barrier()
     resume = last_complete_checkpoint(checkpoint_dir)
     log.info(
-        "%s/%s/%s: %d blocks of %d tokens; %d device(s) x micro-batch %d x %d accumulation = "
-        "global batch %d; attention %s; %s",
-        job.domain,
-        job.model,
-        job.method,
+        "%s: %d blocks of %d tokens; %d process(es) x micro-batch %d x %d accumulation = "
+        "global batch %d; %s; attention %s; %s",
+        key,
         len(train_set),
         len(train_set[0]["input_ids"]),
         world,
         plan.per_device_batch_size,
         plan.gradient_accumulation_steps,
         plan.global_batch_size,
+        "FSDP2" if parallel.fsdp else ("DDP" if world > 1 else "one process"),
         attn,
         f"resuming from {resume}" if resume else "from the start",
     )
@@ -449,8 +731,10 @@ def train(job: Job) -> dict | None:
     if rank == 0 and staging.exists():
         shutil.rmtree(staging)
     if train_cfg["lora"]["enabled"]:
-        trainer.model = trainer.model.merge_and_unload()
-    trainer.save_model(str(staging))  # every rank takes part (FSDP gathers the full state)
+        trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+    save_start = time.perf_counter()
+    save_final_model(trainer, staging, config["models"][job.model].get("dtype", "float32"))
+    final_save_seconds = time.perf_counter() - save_start
     if not trainer.is_world_process_zero():
         return None
 
@@ -464,12 +748,17 @@ def train(job: Job) -> dict | None:
         shutil.copytree(checkpoint_dir / "tensorboard", staging / "tensorboard")
 
     seq_len = len(train_set[0]["input_ids"])
-    all_tps = tokens[0] / throughput.seconds if throughput.seconds else None
     device_name = torch.cuda.get_device_name() if cuda else None
-    peak = peak_flops(device_name)
-    model_cfg = trainer.model.config
-    per_token = flops_per_token(
-        n_params, model_cfg.num_hidden_layers, model_cfg.hidden_size, seq_len
+    loop_seconds = throughput.seconds - trainer.checkpoint_seconds
+    speed = throughput_metrics(
+        tokens=tokens[0],
+        loss_tokens=tokens[1],
+        loop_seconds=loop_seconds,
+        world=world,
+        flops_per_token=flops_per_token(
+            n_params, n_embedding, model_cfg.num_hidden_layers, model_cfg.hidden_size, seq_len
+        ),
+        peak_flops_per_device=peak_flops(device_name),
     )
     metrics = {
         "domain": job.domain,
@@ -477,6 +766,15 @@ def train(job: Job) -> dict | None:
         "method": job.method,
         "device": device_name or f"cpu ({os.cpu_count()} cores)",
         "world_size": world,
+        "parallelism": "fsdp2" if parallel.fsdp else ("ddp" if world > 1 else "single"),
+        "precision": {
+            **probe.record,
+            "gradient_reduction": gradient_reduction_dtype(trainer),
+            "gradient_sync": "every micro-batch"
+            if trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch")
+            else "last micro-batch",
+            "saved_dtype": config["models"][job.model].get("dtype", "float32"),
+        },
         "batch": asdict(plan) | {"global_batch_size": plan.global_batch_size},
         "optimizer_steps": trainer.state.global_step,
         "steps_this_run": throughput.steps,
@@ -484,17 +782,15 @@ def train(job: Job) -> dict | None:
         "epochs": train_cfg["epochs"],
         "seq_len": seq_len,
         "parameters": n_params,
+        "embedding_parameters": n_embedding,
         "attn_implementation": attn,
-        "train_seconds_this_run": throughput.seconds,
+        "train_seconds_this_run": loop_seconds,
+        "checkpoint_seconds_this_run": trainer.checkpoint_seconds,
+        "final_save_seconds": final_save_seconds,
         "wall_seconds": time.perf_counter() - wall_start,
         "tokens_this_run": tokens[0],
         "loss_tokens_this_run": tokens[1],
-        "tokens_per_s": all_tps,
-        "loss_tokens_per_s": tokens[1] / throughput.seconds if throughput.seconds else None,
-        "tokens_per_s_per_device": all_tps / world if all_tps else None,
-        "flops_per_token": per_token,
-        "peak_flops_per_device": peak,
-        "mfu": (per_token * all_tps / world / peak) if (peak and all_tps) else None,
+        **speed,
         "peak_memory_mb": peak_memory_mb(cuda),
         "train_loss_mean": result.training_loss,
         "final_loss": rows[-1]["loss"] if rows else None,
@@ -513,13 +809,11 @@ def train(job: Job) -> dict | None:
     if not train_cfg["keep_checkpoints"]:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info(
-        "%s/%s/%s: %d steps, final loss %s, %.0f tokens/s, MFU %s",
-        job.domain,
-        job.model,
-        job.method,
+        "%s: %d steps, final loss %s, %.0f tokens/s, MFU %s",
+        key,
         trainer.state.global_step,
         metrics["final_loss"],
-        all_tps or 0,
+        metrics["tokens_per_s"] or 0,
         f"{metrics['mfu']:.1%}" if metrics["mfu"] else "n/a",
     )
     return metrics

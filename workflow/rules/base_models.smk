@@ -11,7 +11,7 @@ rule base_model:
     benchmark:
         "benchmarks/base_models/{model}.tsv"
     conda:
-        "../../envs/models.yaml"
+        "../../envs/base_model.yaml"
     threads: 2
     resources:
         mem_mb=base_model_mem_mb,

@@ -15,7 +15,7 @@ from cft.config import (  # noqa: E402
     resolve_path,
     validate_config,
 )
-from cft.training import train_resources  # noqa: E402
+from cft.training import gres_of, train_resources  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
@@ -69,9 +69,13 @@ def base_model_mem_mb(wildcards, attempt):
     return (32000 if wildcards.model in hub_models(config) else 8000) * attempt
 
 
-def autogen_gpus():
-    """vLLM generation takes GPUs (tensor parallel); the transformers backend runs anywhere."""
-    return config["autogen"]["gpus"] if config["autogen"]["backend"] == "vllm" else 0
+def autogen_gres():
+    """SLURM --gres of the generation job: autogen.gpus (vLLM's tensor-parallel size, or the
+    transformers backend on CUDA); '' for a CPU generator."""
+    settings = config["autogen"]
+    return gres_of(
+        {"gpus_per_node": settings["gpus"], "gpu_model": settings["gpu_model"]}
+    )
 
 
 def tokenize_input(wildcards):
@@ -96,11 +100,7 @@ def train_job_resources(wildcards):
 
 def train_gres(wildcards):
     """SLURM --gres for the GPUs of one node ('' for CPU jobs: no --gres)."""
-    res = train_job_resources(wildcards)
-    if not res["gpus_per_node"]:
-        return ""
-    model = f"{res['gpu_model']}:" if res["gpu_model"] else ""
-    return f"gpu:{model}{res['gpus_per_node']}"
+    return gres_of(train_job_resources(wildcards))
 
 
 # ---- evaluation --------------------------------------------------------------------------

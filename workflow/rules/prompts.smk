@@ -14,12 +14,13 @@ rule autogen_prompts:
     benchmark:
         "benchmarks/prompts/{domain}_autogen.tsv"
     conda:
-        "../../envs/models.yaml"
-    threads: 2
+        "../../envs/prompts.yaml"
+    threads: config["autogen"]["cpus_per_task"]
     resources:
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
-        gpu=lambda wildcards: autogen_gpus(),
+        mem_mb=config["autogen"]["mem_mb"],
+        runtime=lambda wildcards, attempt: config["autogen"]["runtime"] * attempt,
+        cpus_per_task=config["autogen"]["cpus_per_task"],
+        gres=autogen_gres(),
         tasks_per_gpu=0,
     script:
         "../scripts/autogen_prompts.py"

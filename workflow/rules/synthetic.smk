@@ -17,7 +17,7 @@ rule synthetic_pretrain:
     wildcard_constraints:
         seed=r"\d+",
     conda:
-        "../../envs/models.yaml"
+        "../../envs/synthetic.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
@@ -44,7 +44,7 @@ rule synthetic_finetune:
         condition="cpt|cft|negcft",
         seed=r"\d+",
     conda:
-        "../../envs/models.yaml"
+        "../../envs/synthetic.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
@@ -63,7 +63,7 @@ rule download_synthetic_reference:
     log:
         "logs/download/synthetic_reference.log",
     conda:
-        "../../envs/data.yaml"
+        "../../envs/synthetic.yaml"
     params:
         url=config["synthetic"]["reference_url"],
     script:
@@ -88,6 +88,6 @@ rule synthetic_summary:
     log:
         "logs/synthetic/{scale}/summary.log",
     conda:
-        "../../envs/report.yaml"
+        "../../envs/synthetic.yaml"
     script:
         "../scripts/synthetic.py"

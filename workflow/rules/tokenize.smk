@@ -11,7 +11,7 @@ rule tokenize:
     benchmark:
         "benchmarks/tokenize/{domain}/{model}/{method}.tsv"
     conda:
-        "../../envs/models.yaml"
+        "../../envs/tokenize.yaml"
     threads: 4
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
@@ -28,6 +28,6 @@ rule export_gemini:
     log:
         "logs/export/{domain}_gemini.log",
     conda:
-        "../../envs/data.yaml"
+        "../../envs/tokenize.yaml"
     script:
         "../scripts/export_gemini.py"

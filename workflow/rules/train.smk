@@ -1,7 +1,8 @@
 # Fine-tuning per (domain, model, method): CPT, CFT, -CFT and TextAdaptCFT (cft.training).
 # `chat` has no train job: its row evaluates the base model.
 #
-# Resources come from training.resources (per model) and scale with `attempt` on retries.
+# Resources come from training.resources (per model); runtime scales with `attempt` on retries,
+# memory does not (it is a node's memory: twice or three times that cannot be scheduled).
 # On SLURM a GPU job asks for --gres=gpu:K per node with tasks_per_gpu=0 (one task, which
 # starts torchrun, instead of one task per GPU); several nodes add nodes=N, tasks=N and the
 # `mpi` resource, and the job launches `srun torchrun --rdzv-backend c10d` itself.
@@ -20,11 +21,10 @@ rule train:
     wildcard_constraints:
         method="|".join(trained_methods()) or "^$",
     conda:
-        "../../envs/models.yaml"
+        "../../envs/train.yaml"
     threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
     resources:
-        mem_mb=lambda wildcards, attempt: train_job_resources(wildcards)["mem_mb"]
-        * attempt,
+        mem_mb=lambda wildcards: train_job_resources(wildcards)["mem_mb"],
         runtime=lambda wildcards, attempt: train_job_resources(wildcards)["runtime"]
         * attempt,
         nodes=lambda wildcards: train_job_resources(wildcards)["nodes"],

@@ -1,0 +1,153 @@
+"""Distributed training semantics on 2 CPU processes (gloo), launched by the project's own
+launcher (torchrun --standalone): the FSDP2 code path of accelerate and torch, entered through
+the CPU seam `cft.training.fsdp_on_cpu`.
+
+- one process and two give the same per-step losses (the loss is the mean over every
+  loss-bearing token of the global batch, across ranks and accumulation steps);
+- FSDP2 keeps fp32 master weights and AdamW state under bf16 compute, reduces gradients in
+  fp32 and reduce-scatters every micro-batch; one process keeps fp32 masters under autocast;
+- a 2-process run killed with SIGKILL resumes from its sharded checkpoint to the weights of an
+  uninterrupted run;
+- the final save is gathered once and loads in plain transformers in the configured dtype.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from conftest import REPO, make_job
+
+from cft.training import COMPLETE_MARKER, METRICS_FILE, launch, launch_command, train
+
+pytestmark = pytest.mark.slow
+
+TWO_CPU_PROCESSES = {"cpu_processes_per_node": 2, "per_device_batch_size": 1}
+
+
+def two_process_job(config, tmp_path, tiny_model, tiny_data, **training):
+    job = make_job(config, tmp_path, tiny_model, tiny_data, **training)
+    job.resources = {**job.resources, **TWO_CPU_PROCESSES}
+    job.log_file = str(tmp_path / "train.log")
+    return job
+
+
+def losses(job) -> list[float]:
+    with (Path(job.out_dir) / "loss_curve.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+def metrics(job) -> dict:
+    return json.loads((Path(job.out_dir) / METRICS_FILE).read_text())
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model, tiny_data):
+    single = make_job(demo_config, tmp_path / "one", tiny_model, tiny_data, max_grad_norm=1e9)
+    single.resources = {**single.resources, "per_device_batch_size": 1}
+    train(single)  # 4 micro-batches of 1 per step
+    double = two_process_job(demo_config, tmp_path / "two", tiny_model, tiny_data, max_grad_norm=1e9)
+    launch(double)  # 2 ranks x 2 micro-batches of 1 per step
+    record = metrics(double)
+    assert record["parallelism"] == "fsdp2" and record["world_size"] == 2
+    assert record["batch"]["gradient_accumulation_steps"] == 2
+    assert len(losses(single)) == len(losses(double)) == 12
+    # The blocks carry different numbers of loss tokens, so a mean of per-rank or
+    # per-micro-batch means would differ here; token weighting across both agrees.
+    assert losses(double) == pytest.approx(losses(single), rel=2e-4)
+    for name, tensor in weights(Path(single.out_dir)).items():
+        torch.testing.assert_close(weights(Path(double.out_dir))[name], tensor, rtol=1e-3, atol=1e-5)
+
+
+def test_fsdp2_keeps_fp32_masters_under_bf16_compute(demo_config, tmp_path, tiny_model, tiny_data):
+    job = two_process_job(demo_config, tmp_path, tiny_model, tiny_data, precision="bf16")
+    job.config["models"][job.model]["dtype"] = "bfloat16"
+    launch(job)
+    precision = metrics(job)["precision"]
+    assert precision["sharded_parameters"] is True
+    assert precision["master_weights"] == precision["optimizer_state"] == "float32"
+    assert precision["compute"] == "bfloat16"
+    assert precision["gradient_reduction"] == "float32"
+    assert precision["gradient_sync"] == "every micro-batch"
+
+    # The final model: gathered once, saved in the configured dtype, loads in transformers.
+    from transformers import AutoModelForCausalLM
+
+    saved = weights(Path(job.out_dir))
+    assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}
+    model = AutoModelForCausalLM.from_pretrained(job.out_dir)
+    assert model.dtype == torch.bfloat16
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_one_process_keeps_fp32_masters_under_bf16_autocast(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """The path that one GPU, DDP and `fsdp: no_shard` take: weights are loaded in fp32 and
+    autocast computes in bf16 (before, a CUDA job loaded bf16 weights and trained pure bf16)."""
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, precision="bf16")
+    precision = train(job)["precision"]
+    assert precision["master_weights"] == precision["optimizer_state"] == "float32"
+    assert precision["compute"] == "bfloat16" and precision["gradient_reduction"] is None
+
+
+def test_killed_two_process_run_resumes_from_its_sharded_checkpoint(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    settings = {"epochs": 2, "save_steps": 4}  # 12 steps per epoch
+    reference = two_process_job(demo_config, tmp_path / "a", tiny_model, tiny_data, **settings)
+    launch(reference)
+
+    job = two_process_job(demo_config, tmp_path / "b", tiny_model, tiny_data, **settings)
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    command = [*launch_command(job.resources), "-m", "cft.training", "--job", str(spec)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = Path(job.checkpoint_dir)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob(f"checkpoint-*/{COMPLETE_MARKER}")):
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # As a job kill does (a SLURM cgroup, an OOM kill of the job): torchrun and both workers
+    # at once (torchrun starts its workers in sessions of their own, so a process group kill
+    # would miss them).
+    launcher = psutil.Process(proc.pid)
+    processes = [launcher, *launcher.children(recursive=True)]
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    proc.wait()
+    psutil.wait_procs(processes, timeout=10)
+    assert not Path(job.out_dir).exists()
+    first = min(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    shards = sorted(p.name for p in first.rglob("*.distcp"))
+    assert len(shards) >= 2, f"expected one model shard per rank in {first}: {shards}"
+
+    launch(job)  # the rerun
+    record = metrics(job)
+    assert record["resumed_from"] is not None
+    assert 0 < record["steps_this_run"] < record["optimizer_steps"] == 24
+    resumed, uninterrupted = weights(Path(job.out_dir)), weights(Path(reference.out_dir))
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_the_launcher_uses_the_current_interpreter():
+    command = launch_command({"nodes": 1, "gpus_per_node": 0, **TWO_CPU_PROCESSES})
+    assert command[0] == sys.executable
