@@ -159,5 +159,3 @@ def make_job(config, tmp_path, tiny_model, tiny_data, **training):
         checkpoint_dir=str(tmp_path / "checkpoints" / "cft"),
         resources=train_resources(config, "smollm2-135m-instruct"),
     )
-
-

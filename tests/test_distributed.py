@@ -60,7 +60,9 @@ def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model,
     single = make_job(demo_config, tmp_path / "one", tiny_model, tiny_data, max_grad_norm=1e9)
     single.resources = {**single.resources, "per_device_batch_size": 1}
     train(single)  # 4 micro-batches of 1 per step
-    double = two_process_job(demo_config, tmp_path / "two", tiny_model, tiny_data, max_grad_norm=1e9)
+    double = two_process_job(
+        demo_config, tmp_path / "two", tiny_model, tiny_data, max_grad_norm=1e9
+    )
     launch(double)  # 2 ranks x 2 micro-batches of 1 per step
     record = metrics(double)
     assert record["parallelism"] == "fsdp2" and record["world_size"] == 2
@@ -69,8 +71,9 @@ def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model,
     # The blocks carry different numbers of loss tokens, so a mean of per-rank or
     # per-micro-batch means would differ here; token weighting across both agrees.
     assert losses(double) == pytest.approx(losses(single), rel=2e-4)
+    two = weights(Path(double.out_dir))
     for name, tensor in weights(Path(single.out_dir)).items():
-        torch.testing.assert_close(weights(Path(double.out_dir))[name], tensor, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-5)
 
 
 def test_fsdp2_keeps_fp32_masters_under_bf16_compute(demo_config, tmp_path, tiny_model, tiny_data):

@@ -314,9 +314,10 @@ def fsdp_on_cpu(enabled: bool):
     """The CPU seam for FSDP2: accelerate builds its FSDP state only when the process group's
     type is GPU-like (MULTI_GPU, ...); on CPU processes (gloo) it silently falls back to DDP.
     While the Accelerator is created, the shared PartialState reports MULTI_GPU, so that
-    accelerate takes its FSDP branch (and records FSDP as the shared type); everything after that (fully_shard, the mixed-precision
-    policy, gradient reduce-scatter, sharded checkpoints, the final gather) is accelerate's and
-    torch's own code on the real CPU device. Nothing else is changed."""
+    accelerate takes its FSDP branch (and records FSDP as the shared type); everything after
+    that (fully_shard, the mixed-precision policy, gradient reduce-scatter, sharded
+    checkpoints, the final gather) is accelerate's and torch's own code on the real CPU
+    device. Nothing else is changed."""
     if not enabled:
         yield
         return
