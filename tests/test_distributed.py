@@ -86,6 +86,8 @@ def test_fsdp2_keeps_fp32_masters_under_bf16_compute(demo_config, tmp_path, tiny
     assert precision["compute"] == "bfloat16"
     assert precision["gradient_reduction"] == "float32"
     assert precision["gradient_sync"] == "every micro-batch"
+    # Host memory at load: only local rank 0 read the weights; rank 1 got FSDP2's broadcast.
+    assert metrics(job)["ranks_that_read_weights"] == [0]
 
     # The final model: gathered once, saved in the configured dtype, loads in transformers.
     from transformers import AutoModelForCausalLM

@@ -576,21 +576,39 @@ def make_trainer(
 
 
 def load_model(job: Job, args, parallel: Parallelism, attn: str):
-    """The base model with fp32 master weights, read after the TrainingArguments exist: they
-    start the process group, and with FSDP's RAM-efficient loading only local rank 0 reads the
-    weights (the other ranks build the model on the meta device and receive the broadcast)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    """The base model with fp32 master weights, and whether this process read the weights.
 
-    if parallel.fsdp:
+    Under FSDP only local rank 0 reads them (one copy per node in host memory): the other
+    ranks build the model without reading anything, on uninitialised storage (``to_empty``:
+    pages that are never written are never committed), and accelerate's RAM-efficient FSDP2
+    preparation broadcasts rank 0's weights into the shards. The TrainingArguments exist
+    first: they start the process group."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if parallel.fsdp and int(os.environ.get("LOCAL_RANK", "0")) != 0:
         _ = args.device  # initialises torch.distributed
-        os.environ["ACCELERATE_USE_FSDP"] = "true"
-        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
-    model = AutoModelForCausalLM.from_pretrained(
-        job.base_model_dir, dtype=torch.float32, attn_implementation=attn
-    )
+        config = AutoConfig.from_pretrained(job.base_model_dir)
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=torch.float32, attn_implementation=attn
+            )
+        # Real buffers (rotary frequencies) survive; FSDP2 does not broadcast them.
+        buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
+        model.to_empty(device="cpu")
+        for name, buffer in buffers.items():
+            module, _, attribute = name.rpartition(".")
+            model.get_submodule(module).get_buffer(attribute).copy_(buffer)
+        model.tie_weights()  # as from_pretrained does; FSDP2 maps the tied pair as one
+        read_weights = False
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            job.base_model_dir, dtype=torch.float32, attn_implementation=attn
+        )
+        read_weights = True
     model.config.use_cache = False
-    return model
+    return model, read_weights
 
 
 def gradient_reduction_dtype(trainer) -> str | None:
@@ -689,7 +707,7 @@ def train(job: Job) -> dict | None:
 
     attn = attention_implementation(train_cfg["attn_implementation"], cuda=cuda)
     args = training_arguments(job, plan, parallel)
-    model = load_model(job, args, parallel, attn)
+    model, read_weights = load_model(job, args, parallel, attn)
     n_params = sum(p.numel() for p in model.parameters())
     n_embedding = model.get_input_embeddings().weight.numel()
     model_cfg = model.config
@@ -727,6 +745,9 @@ def train(job: Job) -> dict | None:
     tokens = trainer.accelerator.reduce(
         torch.tensor([trainer.tokens_seen, trainer.loss_tokens_seen], device=trainer.args.device),
         "sum",
+    ).tolist()
+    readers = trainer.accelerator.gather(
+        torch.tensor([int(read_weights)], device=trainer.args.device)
     ).tolist()
     staging = out_dir.parent / f".{out_dir.name}.partial"
     if rank == 0 and staging.exists():
@@ -776,6 +797,7 @@ def train(job: Job) -> dict | None:
             else "last micro-batch",
             "saved_dtype": config["models"][job.model].get("dtype", "float32"),
         },
+        "ranks_that_read_weights": [r for r, did in enumerate(readers) if did],
         "batch": asdict(plan) | {"global_batch_size": plan.global_batch_size},
         "optimizer_steps": trainer.state.global_step,
         "steps_this_run": throughput.steps,
