@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,50 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None
         timeout=timeout,
         env=full_env,
     )
+
+
+def slurm_available() -> bool:
+    """A SLURM cluster answers here (scripts/slurm_up.sh starts a single-node one)."""
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return result.returncode == 0 and any(
+        state in result.stdout for state in ("idle", "mix", "alloc")
+    )
+
+
+# The SLURM tests run when a cluster answers; .ci/run starts one and sets CFT_REQUIRE_SLURM=1,
+# so that in CI a missing cluster fails them instead of skipping them.
+requires_slurm = pytest.mark.skipif(
+    not slurm_available() and os.environ.get("CFT_REQUIRE_SLURM") != "1",
+    reason="no SLURM cluster (scripts/slurm_up.sh starts one)",
+)
+
+# The project's slurm profile; fast polling only because the test cluster is local.
+SLURM_PROFILE_ARGS = (
+    "--profile",
+    str(REPO / "profiles" / "slurm"),
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+    "--latency-wait",
+    "5",
+    "--retries",
+    "0",
+)
+SLURM_ENV = {"CFT_SLURM_ACCOUNT": "cft", "CFT_SLURM_PARTITION": "debug"}
+
+
+def slurm_jobs() -> list[dict]:
+    """Jobs slurmctld still knows (finished ones stay for MinJobAge): id, state, comment."""
+    out = subprocess.run(
+        ["squeue", "-t", "all", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        dict(zip(("id", "state", "comment"), line.split("|", 2), strict=True))
+        for line in out.splitlines()
+    ]
 
 
 def job_counts(output: str) -> dict[str, int]:

@@ -9,59 +9,36 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
-from conftest import BIN, REPO, job_counts
+from conftest import (
+    BIN,
+    REPO,
+    SLURM_ENV,
+    SLURM_PROFILE_ARGS,
+    job_counts,
+    requires_slurm,
+    slurm_jobs,
+)
 
 TARGETS = [f"results/corpus/{domain}/stats.json" for domain in ("biomed", "finance")]
 
 
-def slurm_available() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return result.returncode == 0 and any(
-        state in result.stdout for state in ("idle", "mix", "alloc")
-    )
-
-
-pytestmark = pytest.mark.skipif(
-    not slurm_available() and os.environ.get("CFT_REQUIRE_SLURM") != "1",
-    reason="no SLURM cluster (scripts/slurm_up.sh starts one)",
-)
+pytestmark = requires_slurm
 
 
 def run_workflow(workdir: Path, config: Path, *extra: str, slurm: bool = True):
     """snakemake on the corpus chain of the demo, bounded by timeout -k."""
     cmd = ["timeout", "-k", "10", "240", str(BIN / "snakemake"), "-s", str(REPO / "Snakefile")]
     if slurm:
-        # The project's profile; fast polling only because this cluster is local.
-        cmd += [
-            "--profile",
-            str(REPO / "profiles" / "slurm"),
-            "--slurm-init-seconds-before-status-checks",
-            "1",
-            "--seconds-between-status-checks",
-            "1",
-            "--latency-wait",
-            "5",
-            "--retries",
-            "0",
-        ]
+        cmd += SLURM_PROFILE_ARGS
     else:
         cmd += ["--cores", "2"]
     cmd += [*TARGETS, "--directory", str(workdir), "--configfile", str(config), *extra]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "CFT_SLURM_ACCOUNT": "cft",
-        "CFT_SLURM_PARTITION": "debug",
-    }
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
 
 
@@ -71,17 +48,6 @@ def config_file(tmp_path: Path, name: str, **corpus) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def slurm_jobs() -> list[dict]:
-    """Jobs slurmctld still knows (finished ones stay for MinJobAge): id, state, comment."""
-    out = subprocess.run(
-        ["squeue", "-t", "all", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, check=True
-    ).stdout
-    return [
-        dict(zip(("id", "state", "comment"), line.split("|", 2), strict=True))
-        for line in out.splitlines()
-    ]
 
 
 def test_demo_chain_runs_as_slurm_jobs_like_a_local_run(tmp_path):
@@ -134,22 +100,3 @@ def test_failed_job_is_reported_and_a_rerun_completes_only_what_is_missing(tmp_p
     rerun = run_workflow(workdir, fixed)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert job_counts(rerun.stderr) == {"corpus": 2, "total": 2}  # the demo data is kept
-
-
-def test_two_node_training_job_gets_the_multi_node_sbatch_options():
-    """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
-    from test_training import dry_run_resources, sbatch_command
-
-    jobs = dry_run_resources("--configfile", "config/paper.yaml")
-    resources = jobs["results/models/biomed/llama-2-13b-chat/cft"]
-    command = sbatch_command(resources)
-    for option in (
-        "--nodes=2",
-        "--ntasks=2",
-        "--gres=gpu:a100:8",
-        "--cpus-per-task=32",
-        "--mem 480000",
-        "-t 720",
-    ):
-        assert option in command
-    assert resources["mpi"] == "srun"

@@ -340,3 +340,20 @@ def test_paper_train_jobs_become_correct_sbatch_commands():
             assert resources["mpi"] == "srun"
         else:
             assert "--nodes=1" in command and resources["mpi"] == ""
+
+
+def test_two_node_training_job_gets_the_multi_node_sbatch_options():
+    """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
+    jobs = dry_run_resources("--configfile", "config/paper.yaml")
+    resources = jobs["results/models/biomed/llama-2-13b-chat/cft"]
+    command = sbatch_command(resources)
+    for option in (
+        "--nodes=2",
+        "--ntasks=2",
+        "--gres=gpu:a100:8",
+        "--cpus-per-task=32",
+        "--mem 480000",
+        "-t 720",
+    ):
+        assert option in command
+    assert resources["mpi"] == "srun"

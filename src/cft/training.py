@@ -515,7 +515,8 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
         adam_beta1=train["adam_betas"][0],
         adam_beta2=train["adam_betas"][1],
         adam_epsilon=train["adam_epsilon"],
-        optim="adamw_torch",
+        # The fused CUDA kernel computes the same AdamW update in one launch per step.
+        optim="adamw_torch_fused" if parallel.cuda else "adamw_torch",
         lr_scheduler_type=train["lr_scheduler"],
         warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
         max_grad_norm=train["max_grad_norm"],

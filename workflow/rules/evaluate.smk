@@ -46,9 +46,10 @@ rule evaluate:
         "benchmarks/eval/{domain}/{model}/{method}/{task}.tsv"
     conda:
         "../../envs/eval.yaml"
-    threads: 2
+    threads: config["evaluation"]["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards, attempt: config["evaluation"]["mem_mb"] * attempt,
+        cpus_per_task=config["evaluation"]["cpus_per_task"],
         runtime=lambda wildcards, attempt: config["evaluation"]["runtime"] * attempt,
         gres=(
             f"gpu:{config['evaluation']['gpus']}"

@@ -1,0 +1,145 @@
+"""The paper path, end to end: `snakemake all` on the paper-shaped miniature
+(tests/miniature/build.py: config/paper.yaml's shape at toy sizes, hub stand-ins on disk)
+through the real single-node SLURM and the project's slurm profile, offline.
+
+Every rule of the paper DAG runs (only vLLM is swapped for the transformers backend, as the
+config selects it): hub downloads from the HF cache, corpus building from the hub layouts,
+TextAdaptCFT generation, packing, 2-process FSDP2 training of every method, lm-eval's own
+built-in medical tasks and the FinBen tasks on hub-shaped datasets caches, the tables with the
+paper's numbers beside ours, and the synthetic experiment with the authors' curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import (
+    BIN,
+    REPO,
+    SLURM_ENV,
+    SLURM_PROFILE_ARGS,
+    job_counts,
+    requires_slurm,
+    slurm_jobs,
+)
+from miniature.build import MMLU_SUBJECTS, build
+
+pytestmark = [pytest.mark.slow, requires_slurm]
+
+MODEL = "llama-2-7b-chat"
+METHODS = ("cpt", "cft", "negcft", "autocft")
+BIOMED_TASKS = [f"mmlu_{subject}" for subject in MMLU_SUBJECTS] + ["medqa_4options"]
+FINANCE_TASKS = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
+# Local rules run where snakemake runs (the login node), never as SLURM jobs.
+LOCAL_RULES = {"download_model", "download_eval_task", "download_synthetic_reference", "all"}
+
+
+@pytest.fixture(scope="module")
+def miniature(tmp_path_factory):
+    root = tmp_path_factory.mktemp("miniature")
+    config = build(root)
+    workdir = root / "work"
+    workdir.mkdir()
+    before = {job["id"] for job in slurm_jobs()}
+    command = [
+        "timeout",
+        "-k",
+        "10",
+        "1500",
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        *SLURM_PROFILE_ARGS,
+        "--jobs",
+        "2",
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+    ]
+    env = {**os.environ, "HF_HOME": str(root / "hf_home"), "HF_HUB_OFFLINE": "1", **SLURM_ENV}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    submitted = [job for job in slurm_jobs() if job["id"] not in before]
+    return SimpleNamespace(workdir=workdir, result=result, submitted=submitted)
+
+
+def read(workdir: Path, path: str) -> dict:
+    return json.loads((workdir / path).read_text())
+
+
+def test_all_runs_through_slurm(miniature):
+    result, submitted = miniature.result, miniature.submitted
+    assert result.returncode == 0, result.stderr[-5000:]
+    counts = job_counts(result.stderr)
+    expected_evaluations = (len(BIOMED_TASKS) + len(FINANCE_TASKS)) * (1 + len(METHODS) + 1)
+    assert counts["train"] == 2 * len(METHODS)
+    assert counts["evaluate"] == expected_evaluations
+    assert counts["autogen_prompts"] == 2 and counts["tokenize"] == 2 * 5
+    remote = sum(n for rule, n in counts.items() if rule not in LOCAL_RULES | {"total"})
+    assert len(submitted) == remote
+    assert all(job["state"] == "COMPLETED" for job in submitted), submitted
+    assert {job["comment"].split("_wildcards")[0] for job in submitted} >= {
+        "rule_train",
+        "rule_evaluate",
+        "rule_autogen_prompts",
+        "rule_table",
+    }
+
+
+def test_training_ran_two_process_fsdp2_with_the_paper_precision(miniature):
+    workdir = miniature.workdir
+    for domain in ("biomed", "finance"):
+        for method in METHODS:
+            metrics = read(workdir, f"results/models/{domain}/{MODEL}/{method}/train_metrics.json")
+            assert metrics["parallelism"] == "fsdp2" and metrics["world_size"] == 2
+            precision = metrics["precision"]
+            assert precision["master_weights"] == precision["optimizer_state"] == "float32"
+            assert precision["compute"] == "bfloat16"
+            assert precision["gradient_reduction"] == "float32"
+            assert precision["gradient_sync"] == "every micro-batch"
+            assert precision["saved_dtype"] == "bfloat16"
+            assert metrics["ranks_that_read_weights"] == [0]
+            assert metrics["checkpoint_seconds_this_run"] > 0  # sharded checkpoints were saved
+
+
+def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):
+    workdir = miniature.workdir
+    for method in ("chat", *METHODS):
+        for task in BIOMED_TASKS:
+            record = read(workdir, f"results/eval/biomed/{MODEL}/{method}/{task}.json")
+            assert record["n_samples"]["effective"] == 6  # the rows of the test split
+            assert 0 <= record["metrics"]["acc"] <= 1
+        for task in FINANCE_TASKS:
+            record = read(workdir, f"results/eval/finance/{MODEL}/{method}/{task}.json")
+            assert "weighted_f1" in record["metrics"]
+    baseline = read(workdir, "results/eval/biomed/adaptllm-medicine-chat/chat/mmlu_anatomy.json")
+    assert baseline["settings"]["device"] == "cpu"
+
+
+def test_prompts_were_generated_by_the_configured_backend(miniature):
+    workdir = miniature.workdir
+    for domain in ("biomed", "finance"):
+        stats = read(workdir, f"results/prompts/{domain}/autogen_stats.json")
+        assert stats["backend"] == "transformers" and stats["documents"] > 0
+
+
+def test_tables_carry_the_papers_numbers_beside_ours(miniature):
+    workdir = miniature.workdir
+    table = (workdir / f"results/tables/biomed/{MODEL}.md").read_text()
+    assert "AdaptLLM" in table and "Chat (CFT)" in table
+    assert "/ 44.07" in table  # the paper's Chat row, mmlu_anatomy, beside our number
+    finance = (workdir / f"results/tables/finance/{MODEL}.md").read_text()
+    assert "Chat (-CFT)" in finance
+
+
+def test_synthetic_summary_has_the_authors_curves_when_available(miniature):
+    workdir = miniature.workdir
+    summary = read(workdir, "results/synthetic/paper/summary.json")
+    assert set(summary["tasks"]) == {"polynomial", "sumdot"}
+    reference = REPO.parent / "shared" / "reference" / "synthetic" / "loss.csv"
+    if reference.is_file():
+        assert summary["tasks"]["polynomial"]["cft"]["authors_at_step"] is not None
