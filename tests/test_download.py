@@ -172,6 +172,7 @@ def hub_model_config(tmp_path: Path, paper_config: dict) -> Path:
     }
     config["grid"] = {**config["grid"], "models": ["tiny-chat"]}
     config["baselines"] = {}
+    config["autogen"] = {**config["autogen"], "model": "tiny-chat"}
     config["training"] = {  # the paper's per-model overrides name the Llama models
         **config["training"],
         "resources": {"default": config["training"]["resources"]["default"]},

@@ -1,3 +1,4 @@
+import json
 import re
 import sys
 from pathlib import Path
@@ -64,9 +65,17 @@ def base_model_input(wildcards):
     return []
 
 
-def base_model_mem_mb(wildcards, attempt):
-    """Linking a hub model needs little; re-saving .bin weights loads the whole model."""
-    return (32000 if wildcards.model in hub_models(config) else 8000) * attempt
+def base_model_mem_mb(wildcards, input, attempt):
+    """A safetensors hub repo is linked file by file (little memory); .bin weights are loaded
+    and re-saved, which takes about three times their size. Read off the download manifest
+    (the job's input, present when the job is scheduled)."""
+    if wildcards.model not in hub_models(config):
+        return 8000 * attempt  # converting the packaged GGUF, or a local folder
+    snapshot = Path(json.loads(Path(input[0]).read_text())["snapshot"])
+    if any(snapshot.glob("*.safetensors")):
+        return 4000 * attempt
+    weights = sum(path.stat().st_size for path in snapshot.glob("*.bin"))
+    return max(4000, 3 * weights // 2**20) * attempt
 
 
 def autogen_gres():
