@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,12 +39,44 @@ FINANCE_TASKS = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 LOCAL_RULES = {"download_model", "download_eval_task", "download_synthetic_reference", "all"}
 
 
+def check_jobs_fit_the_node(config: Path, workdir: Path, env: dict) -> None:
+    """A job that asks for more CPUs or memory than the node has stays pending forever
+    (PartitionConfig): refuse that before submitting anything."""
+    plan = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-n",
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    cpus = os.cpu_count()
+    for block in plan.stdout.split("\nrule ")[1:] + plan.stdout.split("\nlocalrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        threads = re.search(r"threads: (\d+)", block)
+        assert not threads or int(threads[1]) <= cpus, f"{rule} asks {threads[1]} CPUs > {cpus}"
+        mem = re.search(r"mem_mb=(\d+)", block)
+        assert not mem or int(mem[1]) <= 16000, f"{rule} asks {mem[1]} MB"
+
+
 @pytest.fixture(scope="module")
 def miniature(tmp_path_factory):
     root = tmp_path_factory.mktemp("miniature")
     config = build(root)
     workdir = root / "work"
     workdir.mkdir()
+    check_jobs_fit_the_node(
+        config, workdir, {**os.environ, "HF_HOME": str(root / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    )
     before = {job["id"] for job in slurm_jobs()}
     command = [
         "timeout",

@@ -12,9 +12,10 @@ rule tokenize:
         "benchmarks/tokenize/{domain}/{model}/{method}.tsv"
     conda:
         "../../envs/tokenize.yaml"
-    threads: 4
+    threads: config["packing"]["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        cpus_per_task=config["packing"]["cpus_per_task"],
         runtime=120,
     script:
         "../scripts/tokenize.py"
