@@ -14,7 +14,9 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
 fi
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# The test jobs mostly wait (interpreter start-up, imports, scheduling): the node declares twice
+# its cores so that twice as many overlap; config_overrides lets slurmd accept the declaration.
+CPUS=$(( $(nproc) * 2 ))
 MEM=$(( $(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p') - 1024 ))
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
 cat > /etc/slurm/slurm.conf <<CONF
@@ -28,8 +30,8 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 SchedulerType=sched/backfill
 ReturnToService=2
-# Finished jobs stay visible to squeue (the profile's status command) for 10 minutes.
-MinJobAge=600
+# Finished jobs stay visible to squeue (the profile's status command) for an hour.
+MinJobAge=3600
 SlurmctldPidFile=${STATE}/slurmctld.pid
 SlurmdPidFile=${STATE}/slurmd.pid
 StateSaveLocation=/var/spool/slurmctld
@@ -39,6 +41,7 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
+SlurmdParameters=config_overrides
 NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF

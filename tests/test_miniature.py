@@ -88,7 +88,7 @@ def miniature(tmp_path_factory):
         str(REPO / "Snakefile"),
         *SLURM_PROFILE_ARGS,
         "--jobs",
-        "2",
+        "4",  # the test node declares twice its cores (scripts/slurm_up.sh)
         "--directory",
         str(workdir),
         "--configfile",
