@@ -93,7 +93,9 @@ def test_conditions_build_what_they_claim():
     torch.testing.assert_close(neg.xs, torch.cat([xs, xs], 1))
     torch.testing.assert_close(neg.ys[:, 6:], g)
     assert not torch.allclose(neg.ys[:, :6], f)
-    assert neg.ys[:, :6].std() == pytest.approx(2.0, rel=0.5)  # sqrt(d): the scale of f
+    assert neg.ys[:, :6].std() == pytest.approx(1.0, rel=0.3)  # the authors' N(0, 1)
+    matched = build_condition("negcft", "polynomial", xs, w, v, gen, neg_noise="matched")
+    assert matched.ys[:, :6].std() == pytest.approx(2.0, rel=0.3)  # sqrt(d): the scale of f
     cpt = build_condition("cpt", "polynomial", xs, w, v, gen)
     assert torch.count_nonzero(cpt.xs[:, :6]) == 0 and torch.count_nonzero(cpt.ys[:, :6]) == 0
     assert cpt.attention_mask[:, :12].sum() == 0 and cpt.attention_mask[:, 12:].all()
@@ -257,3 +259,47 @@ def test_reference_download_needs_only_what_upstream_publishes(tmp_path):
     curves = synthetic.reference_curves(tmp_path / "ref", "polynomial")
     assert set(curves) == {"cpt", "cft", "negcft"}
     assert curves["cft"]["excess_loss"][-1] == pytest.approx(0.05, abs=0.01)
+
+
+def test_alignment_reference_gradient_is_a_switch():
+    """The authors' public metric compares every task with the polynomial gradient
+    (1 + 2 w.x) w; `alignment_gradient: task` compares with the task's own gradient."""
+    xs, w, v, _ = problem()
+    x = xs[:, -1]
+    f = torch.einsum("bd,bd->b", x, w)
+    torch.testing.assert_close(true_gradient("polynomial", x, w, v), (1 + 2 * f)[:, None] * w)
+    torch.testing.assert_close(true_gradient("sumdot", x, w, v), w + v)
+
+    class Exact(torch.nn.Module):  # a "model" whose last prediction is the sumdot function
+        def forward(self, xs, ys, attention_mask=None):
+            return torch.einsum("bnd,bd->bn", xs, w + v)
+
+    batch = build_condition("cpt", "sumdot", xs, w, v, torch.Generator().manual_seed(0))
+    own = gradient_alignment(Exact(), batch, "sumdot", reference="task")
+    authors = gradient_alignment(Exact(), batch, "sumdot", reference="polynomial")
+    assert own == pytest.approx(1.0, abs=1e-5) and authors < 0.9
+
+
+def test_garg_curriculum_grows_points_and_dims():
+    scale = Scale(
+        n_dims=20,
+        n_points=41,
+        n_embd=8,
+        n_layer=1,
+        n_head=1,
+        batch_size=2,
+        learning_rate=1e-3,
+        pretrain_steps=10,
+        curriculum_start=11,
+        curriculum_every=2000,
+        finetune_steps=1,
+        eval_every=1,
+        eval_batch_size=2,
+        save_every=1,
+        curriculum_points_inc=2,
+        curriculum_dims_start=5,
+        curriculum_dims_inc=1,
+    )
+    assert scale.curriculum(0) == (11, 5)
+    assert scale.curriculum(1999) == (11, 5) and scale.curriculum(2000) == (13, 6)
+    assert scale.curriculum(30000) == (41, 20) and scale.curriculum(500000) == (41, 20)

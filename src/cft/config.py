@@ -133,6 +133,18 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
         )
     if synthetic["reference"] not in (None, "download"):
         _check_path(synthetic["reference"], "synthetic.reference", source, base_dir)
+    training = config["training"]
+    if training["master_weights"] == "bf16" and training["precision"] != "bf16":
+        raise ConfigError(
+            f"{source}: 'training.master_weights' = 'bf16' needs training.precision 'bf16' "
+            f"(it is {training['precision']!r}); pure bf16 keeps the weights in the compute dtype"
+        )
+    if config["packing"]["mode"] == "document" and config["packing"]["prompt_format"] != "plain":
+        raise ConfigError(
+            f"{source}: 'packing.mode' = 'document' needs packing.prompt_format 'plain' (it is "
+            f"{config['packing']['prompt_format']!r}): a chunk has no place for the chat "
+            f"template's closing tokens"
+        )
     if config["autogen"]["backend"] == "vllm" and config["autogen"]["gpus"] < 1:
         raise ConfigError(
             f"{source}: 'autogen.gpus' = 0 with autogen.backend 'vllm'; vLLM runs on GPUs: "

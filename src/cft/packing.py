@@ -1,6 +1,19 @@
-"""Tokenization and packing into fixed-length training blocks, per (domain, model, method).
+"""Tokenization and packing into training sequences, per (domain, model, method).
 
-Every block holds exactly ``max_seq_len`` tokens (only the last block of a split is padded):
+Two modes (``packing.mode``):
+
+``document`` (the authors' released code, vectorlm's working ``partial`` packing): every
+document is chunked on its own (:func:`chunk_documents`). ``[BOS]`` + prompt + separator and
+the text are tokenized separately and concatenated with the document's EOS; that stream is cut
+into pieces of ``max_seq_len`` minus two slots, and every piece becomes ``[BOS] piece [EOS]``.
+Only a document's first piece carries the prompt; no sequence holds two documents, so no
+attention crosses a document boundary; every piece's EOS is a label, even in the middle of a
+document; prompt tokens are label -100. The last piece of a document is short: sequences are
+stored at their own length and padded per micro-batch at training time (to the longest
+sequence of the micro-batch, not to ``max_seq_len``).
+
+``packed`` (the project's alternative): every block holds exactly ``max_seq_len`` tokens (only
+the last block of a split is padded):
 
 - ``cpt`` (and ``chat``, whose blocks measure the untrained model's held-out loss): ``[BOS]`` then
   the next slice of the document stream, where documents are separated by EOS.
@@ -15,7 +28,8 @@ With ``prompt_format: chat`` the block is the model's chat template with the pro
 turn and the text as the assistant turn; the template's tokens are masked as well.
 
 Outputs a datasets ``DatasetDict`` folder (``train``, ``validation``) with ``input_ids``,
-``labels``, ``attention_mask`` and ``prompt_index``, plus ``stats.json``.
+``labels``, ``attention_mask`` and ``prompt_index``, plus ``stats.json``; the token accounting
+reconciles exactly in both modes.
 
     python -m cft.packing --config config/config.yaml --domain biomed \\
         --model smollm2-135m-instruct --method cft --out-dir results/tokenized/biomed/smol/cft
@@ -121,8 +135,10 @@ class PackStats:
     blocks: int = 0
     prompt_counts: dict = field(default_factory=dict)
 
-    def as_dict(self, max_seq_len: int) -> dict:
-        total = self.blocks * max_seq_len
+    def as_dict(self, max_seq_len: int, total: int | None = None) -> dict:
+        """``total``: the stored tokens (every block is ``max_seq_len`` in the packed mode;
+        document chunks are stored at their own length, padding comes at batch time)."""
+        total = self.blocks * max_seq_len if total is None else total
         return {
             "documents": self.documents,
             "document_tokens": self.document_tokens,
@@ -206,6 +222,64 @@ def pack(
                 cond, filled = None, 0
     if cond is not None and filled:
         yield emit()
+
+
+def chunk_documents(
+    documents: Iterator[tuple[str, np.ndarray]],
+    *,
+    max_seq_len: int,
+    bos_id: int | None,
+    eos_id: int,
+    condition: Callable[[int, str], Conditioning],
+    stats: PackStats,
+) -> Iterator[dict[str, np.ndarray | int]]:
+    """The ``document`` mode, as vectorlm's ``preprocess_data.py`` (9045f08) prepares data.
+
+    A document becomes the stream ``[BOS] prompt text [EOS]`` (the authors wrap the document
+    string in BOS and EOS before tokenizing), with labels ``BOS, -100 x prompt, text, EOS``:
+    the document's own BOS and EOS are targets, the prompt is not. The stream is cut into
+    pieces of ``max_seq_len`` minus two slots, and each piece is wrapped again as
+    ``[BOS] piece [EOS]`` (the wrapper EOS is a target, the wrapper BOS opens the sequence).
+    So a document's first sequence starts with two BOS and its last ends with two EOS; only
+    the first piece holds the prompt; the last piece is stored unpadded.
+    ``condition(document_index, doc_id)`` gives the document's prompt.
+    """
+    head = [bos_id] if bos_id is not None else []
+    room = max_seq_len - len(head) - 1  # the wrapper's BOS and EOS slots
+    for index, (doc_id, ids) in enumerate(documents):
+        cond = condition(index, doc_id)
+        if cond.suffix:
+            raise PackingError(
+                "packing.mode 'document' takes plain prompts (packing.prompt_format: plain); "
+                "the chat format's closing template tokens have no place in a chunk"
+            )
+        prompt = list(cond.prefix[len(head) :])
+        if len(head) + len(prompt) >= room:
+            raise PackingError(
+                f"prompt {cond.prompt_index} takes {len(prompt)} tokens, which leaves no room "
+                f"for text in a sequence of max_seq_len {max_seq_len}; shorten the prompt or "
+                f"raise training.max_seq_len"
+            )
+        text = np.asarray(ids, dtype=np.int32)
+        stream = np.concatenate([head, prompt, text, [eos_id]]).astype(np.int32)
+        targets = np.concatenate([head, [-100] * len(prompt), text, [eos_id]]).astype(np.int32)
+        stats.documents += 1
+        stats.prompt_counts[cond.prompt_index] = stats.prompt_counts.get(cond.prompt_index, 0) + 1
+        for start in range(0, len(stream), room):
+            input_ids = np.concatenate([head, stream[start : start + room], [eos_id]])
+            labels = np.concatenate([[-100] * len(head), targets[start : start + room], [eos_id]])
+            input_ids, labels = input_ids.astype(np.int32), labels.astype(np.int32)
+            loss_tokens = int(np.count_nonzero(labels != -100))
+            stats.blocks += 1
+            stats.document_tokens += loss_tokens
+            stats.text_tokens += loss_tokens
+            stats.prompt_tokens += len(input_ids) - loss_tokens
+            yield {
+                "input_ids": input_ids,
+                "labels": labels,
+                "attention_mask": np.ones(len(input_ids), dtype=np.int8),
+                "prompt_index": cond.prompt_index,
+            }
 
 
 # ---- choosing prompts -------------------------------------------------------------------------
@@ -313,9 +387,10 @@ BLOCK_SCHEMA_FIELDS = (
 )
 
 
-def write_blocks(blocks: Iterator[dict], path: Path, *, max_seq_len: int, batch_blocks: int = 64):
-    """Stream blocks into an Arrow IPC file (datasets' own cache format), ``batch_blocks`` at a
-    time, so memory holds one batch whatever the corpus size."""
+def write_blocks(blocks: Iterator[dict], path: Path, *, batch_blocks: int = 64):
+    """Stream sequences (fixed-length blocks or variable-length chunks) into an Arrow IPC file
+    (datasets' own cache format), ``batch_blocks`` at a time, so memory holds one batch
+    whatever the corpus size."""
     import pyarrow as pa
 
     schema = pa.schema(
@@ -324,7 +399,8 @@ def write_blocks(blocks: Iterator[dict], path: Path, *, max_seq_len: int, batch_
     )
 
     def record_batch(rows: list[dict]) -> pa.RecordBatch:
-        offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * max_seq_len)
+        lengths = [len(r["input_ids"]) for r in rows]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
         columns = [
             pa.ListArray.from_arrays(offsets, np.concatenate([r[name] for r in rows]))
             for name, _ in BLOCK_SCHEMA_FIELDS
@@ -427,20 +503,26 @@ def run(
                 seed=stable_int(seed, split),
             )
 
-            blocks = pack(
-                iter_split(tokenized, split),
-                max_seq_len=max_seq_len,
-                eos_id=eos_id,
-                pad_id=pad_id,
-                condition=condition,
-                stats=stats,
-            )
+            if packing["mode"] == "document":
+                blocks = chunk_documents(
+                    iter_split(tokenized, split),
+                    max_seq_len=max_seq_len,
+                    bos_id=tokenizer_bos(tokenizer),
+                    eos_id=eos_id,
+                    condition=condition,
+                    stats=stats,
+                )
+            else:
+                blocks = pack(
+                    iter_split(tokenized, split),
+                    max_seq_len=max_seq_len,
+                    eos_id=eos_id,
+                    pad_id=pad_id,
+                    condition=condition,
+                    stats=stats,
+                )
             arrow_file = Path(scratch) / f"{split}.arrow"
-            write_blocks(
-                tqdm(blocks, desc=f"packing {split}", unit=" blocks"),
-                arrow_file,
-                max_seq_len=max_seq_len,
-            )
+            write_blocks(tqdm(blocks, desc=f"packing {split}", unit=" sequences"), arrow_file)
             dataset = Dataset(
                 MemoryMappedTable.from_file(str(arrow_file)),
                 fingerprint=config_hash([settings, split])[:32],
@@ -448,7 +530,8 @@ def run(
             if stats.text_tokens != stats.document_tokens:  # the packer's invariant
                 raise AssertionError(f"{split}: {stats.text_tokens} != {stats.document_tokens}")
             splits[split] = dataset
-            split_stats[split] = stats.as_dict(max_seq_len)
+            stored = dataset.data.table.column("input_ids").combine_chunks().value_lengths()
+            split_stats[split] = stats.as_dict(max_seq_len, total=int(stored.to_numpy().sum()))
             if prompt_names:
                 split_stats[split]["prompt_counts"] = {
                     prompt_names[int(i)] if int(i) >= 0 else "none": n
@@ -460,6 +543,7 @@ def run(
             "model": model,
             "method": method,
             "max_seq_len": max_seq_len,
+            "mode": packing["mode"],
             "prompt_format": packing["prompt_format"] if prompt_kind else None,
             "prompt_sampling": (
                 packing["prompt_sampling"] if prompt_kind in ("cft", "negative") else None

@@ -64,11 +64,25 @@ class Scale:
     learning_rate: float
     pretrain_steps: int
     curriculum_start: int  # points at step 0 of pretraining
-    curriculum_every: int  # one more point every this many steps
+    curriculum_every: int  # the curriculum moves on every this many steps
     finetune_steps: int
     eval_every: int
     eval_batch_size: int
     save_every: int
+    curriculum_points_inc: int = 1  # points added at each curriculum move (Garg et al.: 2)
+    curriculum_dims_start: int | None = None  # active dims at step 0 (Garg et al.: 5); None: all
+    curriculum_dims_inc: int = 1  # dims added at each curriculum move
+    context_points: str | None = None  # this scale's synthetic.context_points, if it differs
+
+    def curriculum(self, step: int) -> tuple[int, int]:
+        """(points, active dims) of pretraining at ``step``: Garg et al.'s curriculum, which
+        grows both; inactive dims of x are zero."""
+        moves = step // self.curriculum_every
+        points = min(self.curriculum_start + moves * self.curriculum_points_inc, self.n_points)
+        if self.curriculum_dims_start is None:
+            return points, self.n_dims
+        dims = min(self.curriculum_dims_start + moves * self.curriculum_dims_inc, self.n_dims)
+        return points, dims
 
 
 def baseline_mse(n_dims: int, n_points: int) -> float:
@@ -108,7 +122,8 @@ def target(task: str, xs, w, v):
 
 
 def true_gradient(task: str, x, w, v):
-    """d g / d x at points x (batch, d)."""
+    """d g / d x at points x (batch, d). (The authors' public metric uses the polynomial's
+    gradient for every task: see ``alignment_gradient``.)"""
     f = torch.einsum("bd,bd->b", x, w)
     if task == "polynomial":
         return (1 + 2 * f)[:, None] * w
@@ -142,18 +157,33 @@ class Batch:
         )
 
 
+NEG_NOISE_STD = {
+    "unit": lambda d: 1.0,  # the authors' code: N(0, 1)
+    "matched": lambda d: math.sqrt(d),  # the variance of f(x) = w.x, d
+}
+
+
 def build_condition(
-    condition: str, task: str, xs, w, v, gen: torch.Generator, context_xs=None
+    condition: str,
+    task: str,
+    xs,
+    w,
+    v,
+    gen: torch.Generator,
+    context_xs=None,
+    neg_noise: str = "unit",
 ) -> Batch:
     """The fine-tuning input of one condition (see the module docstring). The context pairs
-    sit on the target x's, or on ``context_xs`` (other points of the same w) when given."""
+    sit on the target x's, or on ``context_xs`` (other points of the same w) when given.
+    NEG-CFT's context y's are N(0, 1) (``neg_noise: unit``, the authors') or of f's variance
+    d (``matched``)."""
     g = target(task, xs, w, v)
     batch, n, d = xs.shape
     shown = xs if context_xs is None else context_xs
     if condition == "cft":
         context_x, context_y, mask = shown, linear(shown, w), None
     elif condition == "negcft":
-        noise = torch.randn(batch, n, generator=gen) * math.sqrt(d)  # the variance of f
+        noise = torch.randn(batch, n, generator=gen) * NEG_NOISE_STD[neg_noise](d)
         context_x, context_y, mask = shown, noise, None
     elif condition == "cpt":
         context_x, context_y = torch.zeros_like(xs), torch.zeros(batch, n)
@@ -224,7 +254,7 @@ def target_predictions(model, batch: Batch):
     return model(batch.xs, batch.ys, batch.attention_mask)[:, batch.n_context :]
 
 
-def gradient_alignment(model, batch: Batch, task: str) -> float:
+def gradient_alignment(model, batch: Batch, task: str, reference: str = "task") -> float:
     """Mean cosine between d(last prediction)/d(last x) and the true gradient of g there.
 
     The x's are one input: where the context repeats them (CFT, NEG-CFT), the derivative
@@ -233,15 +263,18 @@ def gradient_alignment(model, batch: Batch, task: str) -> float:
     context = query if batch.context_repeats_x else batch.xs[:, : batch.n_context]
     preds = model(torch.cat([context, query], dim=1), batch.ys, batch.attention_mask)
     (grad,) = torch.autograd.grad(preds[:, -1].sum(), query)
-    true = true_gradient(task, batch.xs[:, -1], batch.w, batch.v)
+    # reference "polynomial": the authors' public metric, (1 + 2 w.x) w whatever the task.
+    true = true_gradient(
+        task if reference == "task" else "polynomial", batch.xs[:, -1], batch.w, batch.v
+    )
     return float(nn.functional.cosine_similarity(grad[:, -1], true, dim=1).mean())
 
 
-def evaluate(model, batch: Batch, task: str, scale: Scale) -> dict:
+def evaluate(model, batch: Batch, task: str, scale: Scale, reference: str = "task") -> dict:
     model.eval()
     with torch.no_grad():
         errors = (target_predictions(model, batch) - batch.ys[:, batch.n_context :]) ** 2
-    alignment = gradient_alignment(model, batch, task)
+    alignment = gradient_alignment(model, batch, task, reference)
     model.train()
     mse = float(errors.mean())
     return {
@@ -291,8 +324,9 @@ def pretrain(scale: Scale, seed: int, work_dir: Path) -> tuple[InContextRegresso
     optimizer = torch.optim.Adam(model.parameters(), lr=scale.learning_rate)
     step, history = _load_checkpoint(work_dir, model, optimizer)
     while step < scale.pretrain_steps:
-        points = min(scale.curriculum_start + step // scale.curriculum_every, scale.n_points)
+        points, dims = scale.curriculum(step)
         xs, w, _ = sample_problem(generator_for(seed, step), scale.batch_size, points, scale.n_dims)
+        xs[..., dims:] = 0  # dims curriculum: only the first `dims` coordinates are active
         xs, ys = xs.to(device), linear(xs, w).to(device)
         loss = ((model(xs, ys) - ys) ** 2).mean()
         optimizer.zero_grad()
@@ -315,6 +349,8 @@ def finetune(
     pretrained: dict,
     work_dir: Path,
     context: str = "same",
+    neg_noise: str = "unit",
+    alignment_gradient: str = "task",
 ):
     """Fine-tune the pretrained model under one condition; resumable in ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -329,11 +365,13 @@ def finetune(
     def draw(gen, size):
         xs, w, v = sample_problem(gen, size, scale.n_points, scale.n_dims)
         context_xs = torch.randn(xs.shape, generator=gen) if context == "fresh" else None
-        return build_condition(condition, task, xs, w, v, gen, context_xs).to(device)
+        return build_condition(condition, task, xs, w, v, gen, context_xs, neg_noise=neg_noise).to(
+            device
+        )
 
     eval_batch = draw(eval_gen, scale.eval_batch_size)
     if step == 0:
-        history.append({"step": 0, **evaluate(model, eval_batch, task, scale)})
+        history.append({"step": 0, **evaluate(model, eval_batch, task, scale, alignment_gradient)})
     while step < scale.finetune_steps:
         gen = generator_for(seed, 10**7 + step)
         batch = draw(gen, scale.batch_size)
@@ -343,7 +381,9 @@ def finetune(
         optimizer.step()
         step += 1
         if step % scale.eval_every == 0 or step == scale.finetune_steps:
-            history.append({"step": step, **evaluate(model, eval_batch, task, scale)})
+            history.append(
+                {"step": step, **evaluate(model, eval_batch, task, scale, alignment_gradient)}
+            )
         if step % scale.save_every == 0 and step < scale.finetune_steps:
             _save_checkpoint(work_dir, model, optimizer, step, history)
     _save_checkpoint(work_dir, model, optimizer, step, history)
@@ -390,8 +430,18 @@ def run_finetune(
     scale = scale_of(config, scale_name)
     start = time.perf_counter()
     state = torch.load(Path(pretrained) / "model.pt", weights_only=True, map_location="cpu")
-    context = config["synthetic"]["context_points"]
-    _, history = finetune(scale, task, condition, seed, state, work_dir, context)
+    settings = config["synthetic"]
+    _, history = finetune(
+        scale,
+        task,
+        condition,
+        seed,
+        state,
+        work_dir,
+        scale.context_points or settings["context_points"],
+        neg_noise=settings["neg_noise"],
+        alignment_gradient=settings["alignment_gradient"],
+    )
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         with (tmp / "metrics.csv").open("w", newline="") as handle:

@@ -358,6 +358,7 @@ def _trainer_classes():
         # Set by make_trainer before the Accelerator exists.
         cpu_fsdp = False
         fsdp_compute_dtype = None
+        recipe: dict | None = None
 
         def create_accelerator_and_postprocess(self):
             with fsdp_on_cpu(self.cpu_fsdp):
@@ -378,6 +379,24 @@ def _trainer_classes():
                     output_dtype=self.fsdp_compute_dtype,
                 )
             return args
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            recipe = self.recipe
+            if recipe["loss_normalization"] == "micro_batch_mean":
+                # The authors' loss: each micro-batch's mean over its own loss tokens, divided by
+                # the accumulation steps (the Trainer divides when it gets no item count), and
+                # averaged over ranks by the gradient reduction.
+                num_items_in_batch = None
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if recipe["grad_clipping"] == "per_micro_batch" and recipe["max_grad_norm"] > 0:
+                # The authors clip the accumulated gradient after every micro-batch's backward.
+                self.accelerator.clip_grad_norm_(model.parameters(), recipe["max_grad_norm"])
+            return loss
+
+        def get_decay_parameter_names(self, model):
+            if self.recipe["weight_decay_params"] == "all":
+                return [name for name, _ in model.named_parameters()]
+            return super().get_decay_parameter_names(model)
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             if model.training:
@@ -459,14 +478,26 @@ def _trainer_classes():
     )
 
 
-def collate_blocks(rows: list[dict]) -> dict:
-    """Stack fixed-length blocks into int64 tensors (the loss needs int64 labels)."""
+PAD_VALUES = {"labels": -100, "attention_mask": 0}
+
+
+def collate_blocks(rows: list[dict], pad_id: int = 0) -> dict:
+    """Stack sequences into int64 tensors (the loss needs int64 labels), right-padded to the
+    longest sequence of the micro-batch: packed blocks all have ``max_seq_len`` tokens and get
+    no padding; document chunks pad only to the micro-batch's longest, not to ``max_seq_len``
+    (sort-free and deterministic: the batch is what the sampler drew). Padding is ``pad_id``
+    (the EOS id, as the authors' code), hidden by the attention mask and never a label."""
     import torch
 
-    return {
-        key: torch.from_numpy(np.stack([np.asarray(r[key]) for r in rows]).astype(np.int64))
-        for key in ("input_ids", "labels", "attention_mask")
-    }
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {}
+    for key in ("input_ids", "labels", "attention_mask"):
+        out = np.full((len(rows), width), PAD_VALUES.get(key, pad_id), dtype=np.int64)
+        for i, row in enumerate(rows):
+            values = np.asarray(row[key])
+            out[i, : len(values)] = values
+        batch[key] = torch.from_numpy(out)
+    return batch
 
 
 @dataclass(frozen=True)
@@ -520,9 +551,10 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
         lr_scheduler_type=train["lr_scheduler"],
         warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
         max_grad_norm=train["max_grad_norm"],
-        # Autocast over fp32 master weights (under FSDP the MixedPrecisionPolicy casts too).
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        # Autocast over fp32 master weights (under FSDP the MixedPrecisionPolicy casts too);
+        # pure low-precision weights need no autocast.
+        bf16=precision == "bf16" and master_dtype(train) == "float32",
+        fp16=precision == "fp16" and master_dtype(train) == "float32",
         use_cpu=not parallel.cuda,
         ddp_backend="gloo" if parallel.world_size > 1 and not parallel.cuda else None,
         fsdp=parallel.fsdp,
@@ -551,33 +583,57 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": None}
 
 
+RECIPE_SWITCHES = ("loss_normalization", "grad_clipping", "weight_decay_params", "max_grad_norm")
+
+
+def master_dtype(train_cfg: dict) -> str:
+    """The dtype of the parameters and optimizer state: fp32 (mixed precision), or the
+    compute dtype itself (``master_weights: bf16``, the authors' pure bf16)."""
+    if train_cfg["master_weights"] == "fp32" or train_cfg["precision"] == "fp32":
+        return "float32"
+    return COMPUTE_DTYPES[train_cfg["precision"]]
+
+
 def make_trainer(
-    job: Job, model, train_set, plan: BatchPlan, parallel: Parallelism, *, args=None, callbacks=()
+    job: Job,
+    model,
+    train_set,
+    plan: BatchPlan,
+    parallel: Parallelism,
+    *,
+    args=None,
+    callbacks=(),
+    pad_id: int = 0,
 ):
-    """The project's Trainer: token counting, checkpoint markers, fixed-length block batches."""
+    """The project's Trainer: token counting, checkpoint markers, the recipe's switches, and
+    sequences padded per micro-batch."""
     import torch
 
     classes = _trainer_classes()
-    compute = COMPUTE_DTYPES[job.config["training"]["precision"]]
+    train_cfg = job.config["training"]
+    compute = COMPUTE_DTYPES[train_cfg["precision"]]
+    mixed = compute is not None and master_dtype(train_cfg) == "float32"
     trainer_class = type(
         "JobTrainer",
         (classes.CountingTrainer,),
         {
             "cpu_fsdp": parallel.cpu_fsdp,
-            "fsdp_compute_dtype": getattr(torch, compute) if compute else None,
+            "fsdp_compute_dtype": getattr(torch, compute) if mixed else None,
+            "recipe": {key: train_cfg[key] for key in RECIPE_SWITCHES},
         },
     )
     return trainer_class(
         model=model,
         args=args or training_arguments(job, plan, parallel),
         train_dataset=train_set,
-        data_collator=collate_blocks,
+        data_collator=functools.partial(collate_blocks, pad_id=pad_id),
         callbacks=[classes.CheckpointMarker(), classes.LogToFile(), *callbacks],
     )
 
 
 def load_model(job: Job, args, parallel: Parallelism, attn: str):
-    """The base model with fp32 master weights, and whether this process read the weights.
+    """The base model with its master weights (fp32, or the authors' pure bf16), and whether
+    this process read the weights.
 
     Under FSDP only local rank 0 reads them (one copy per node in host memory): the other
     ranks build the model without reading anything, on uninitialised storage (``to_empty``:
@@ -593,7 +649,9 @@ def load_model(job: Job, args, parallel: Parallelism, attn: str):
         config = AutoConfig.from_pretrained(job.base_model_dir)
         with init_empty_weights(include_buffers=False):
             model = AutoModelForCausalLM.from_config(
-                config, dtype=torch.float32, attn_implementation=attn
+                config,
+                dtype=getattr(torch, master_dtype(job.config["training"])),
+                attn_implementation=attn,
             )
         # Real buffers (rotary frequencies) survive; FSDP2 does not broadcast them.
         buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
@@ -605,7 +663,9 @@ def load_model(job: Job, args, parallel: Parallelism, attn: str):
         read_weights = False
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            job.base_model_dir, dtype=torch.float32, attn_implementation=attn
+            job.base_model_dir,
+            dtype=getattr(torch, master_dtype(job.config["training"])),
+            attn_implementation=attn,
         )
         read_weights = True
     model.config.use_cache = False
@@ -718,8 +778,18 @@ def train(job: Job) -> dict | None:
 
     train_set = tokenized["train"]
     throughput, probe = _trainer_classes().Throughput(), _trainer_classes().PrecisionProbe()
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     trainer = make_trainer(
-        job, model, train_set, plan, parallel, args=args, callbacks=[throughput, probe]
+        job,
+        model,
+        train_set,
+        plan,
+        parallel,
+        args=args,
+        callbacks=[throughput, probe],
+        pad_id=pad_id,
     )
     if world > 1:  # rank 0 may have just removed a different run's checkpoints
         torch.distributed.barrier()
@@ -770,7 +840,7 @@ def train(job: Job) -> dict | None:
     if (checkpoint_dir / "tensorboard").is_dir():
         shutil.copytree(checkpoint_dir / "tensorboard", staging / "tensorboard")
 
-    seq_len = len(train_set[0]["input_ids"])
+    seq_len = train_cfg["max_seq_len"]  # the attention span of a full block or chunk
     device_name = torch.cuda.get_device_name() if cuda else None
     loop_seconds = throughput.seconds - trainer.checkpoint_seconds
     speed = throughput_metrics(
