@@ -123,20 +123,52 @@ def test_all_runs_through_slurm(miniature):
     }
 
 
-def test_training_ran_two_process_fsdp2_with_the_paper_precision(miniature):
+def test_training_ran_two_process_fsdp2_with_the_authors_recipe(miniature):
+    """paper.yaml's settings, which are the authors': pure bf16 (weights, AdamW state and the
+    gradient reduction in bf16), per-document chunks; FSDP2 over 2 processes."""
     workdir = miniature.workdir
     for domain in ("biomed", "finance"):
         for method in METHODS:
             metrics = read(workdir, f"results/models/{domain}/{MODEL}/{method}/train_metrics.json")
             assert metrics["parallelism"] == "fsdp2" and metrics["world_size"] == 2
             precision = metrics["precision"]
-            assert precision["master_weights"] == precision["optimizer_state"] == "float32"
-            assert precision["compute"] == "bfloat16"
-            assert precision["gradient_reduction"] == "float32"
+            assert precision["master_weights"] == precision["optimizer_state"] == "bfloat16"
+            assert precision["compute"] == precision["gradient_reduction"] == "bfloat16"
             assert precision["gradient_sync"] == "every micro-batch"
             assert precision["saved_dtype"] == "bfloat16"
             assert metrics["ranks_that_read_weights"] == [0]
             assert metrics["checkpoint_seconds_this_run"] > 0  # sharded checkpoints were saved
+            stats = read(workdir, f"results/tokenized/{domain}/{MODEL}/{method}/stats.json")
+            assert stats["mode"] == "document"
+
+
+def test_recommended_overlay_plans_the_same_dag(miniature):
+    """The overlay changes settings, not the DAG: the same jobs are planned."""
+    config = miniature.workdir.parent / "config.yaml"
+    plan = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-n",
+            "--forceall",
+            "--directory",
+            str(miniature.workdir),
+            "--configfile",
+            str(config),
+            str(REPO / "config" / "recommended.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=miniature.workdir,
+        env={
+            **os.environ,
+            "HF_HOME": str(miniature.workdir.parent / "hf_home"),
+            "HF_HUB_OFFLINE": "1",
+        },
+    )
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert job_counts(plan.stdout)["train"] == 2 * len(METHODS)
 
 
 def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):

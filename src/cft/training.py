@@ -672,16 +672,15 @@ def load_model(job: Job, args, parallel: Parallelism, attn: str):
     return model, read_weights
 
 
-def gradient_reduction_dtype(trainer) -> str | None:
-    """The dtype gradients are reduced in across ranks (None in one process)."""
+def gradient_reduction_dtype(trainer, parameter_dtype: str | None) -> str | None:
+    """The dtype gradients are reduced in across ranks (None in one process): the FSDP2
+    policy's reduce dtype, or else (DDP, FSDP2 without a policy) the parameters' own dtype."""
     if trainer.accelerator.num_processes == 1:
         return None
     plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
     policy = getattr(plugin, "mixed_precision_policy", None) if plugin else None
     reduce = getattr(policy, "reduce_dtype", None)
-    # No FSDP policy: DDP (or FSDP2 without one) reduces gradients in the parameters' dtype,
-    # which is fp32 here.
-    return str(reduce).removeprefix("torch.") if reduce is not None else "float32"
+    return str(reduce).removeprefix("torch.") if reduce is not None else parameter_dtype
 
 
 def save_final_model(trainer, staging: Path, dtype_name: str) -> None:
@@ -862,7 +861,9 @@ def train(job: Job) -> dict | None:
         "parallelism": "fsdp2" if parallel.fsdp else ("ddp" if world > 1 else "single"),
         "precision": {
             **probe.record,
-            "gradient_reduction": gradient_reduction_dtype(trainer),
+            "gradient_reduction": gradient_reduction_dtype(
+                trainer, probe.record.get("master_weights")
+            ),
             "gradient_sync": "every micro-batch"
             if trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch")
             else "last micro-batch",
