@@ -100,6 +100,19 @@ def test_fsdp2_keeps_fp32_masters_under_bf16_compute(demo_config, tmp_path, tiny
         assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
 
 
+def test_fsdp2_pure_bf16_as_the_authors(demo_config, tmp_path, tiny_model, tiny_data):
+    """`master_weights: bf16`: parameter shards, AdamW state and the reduce-scatter all bf16,
+    as vectorlm's FSDP MixedPrecision(bf16) over a bf16-loaded model."""
+    job = two_process_job(
+        demo_config, tmp_path, tiny_model, tiny_data, precision="bf16", master_weights="bf16"
+    )
+    launch(job)
+    precision = metrics(job)["precision"]
+    assert precision["sharded_parameters"] is True
+    assert precision["master_weights"] == precision["optimizer_state"] == "bfloat16"
+    assert precision["compute"] == precision["gradient_reduction"] == "bfloat16"
+
+
 def test_one_process_keeps_fp32_masters_under_bf16_autocast(
     demo_config, tmp_path, tiny_model, tiny_data
 ):
