@@ -6,13 +6,14 @@ sequence x_1, y_1, x_2, y_2, ... (each y written in the first coordinate of a d-
 predicts y_k at the position of x_k.
 
 1. Pretraining: linear functions f(x) = w.x, w, x ~ N(0, I_d), with a curriculum on the number
-   of points.
+   of points (and optionally of active dimensions, as Garg et al.).
 2. Fine-tuning on g, a composition with f: polynomial g = f + f^2, sumdot g = f + v.x, relu
    g = max(0, f). Every example draws w (and v) and n points x_1..x_n, and is shown under one
    of three conditions, the target half always being (x_i, g(x_i)):
    - ``cft``: the n linear pairs (x_i, f(x_i)) precede the n target pairs;
    - ``cpt`` (the authors' "uft"): the context half is zeroed and masked out of attention;
-   - ``negcft``: the context pairs carry Gaussian noise instead of f(x_i) (same variance as f).
+   - ``negcft``: the context pairs carry Gaussian noise instead of f(x_i): N(0, 1) as the
+     authors (``neg_noise: unit``) or of f's variance d (``matched``).
    Loss and predictions are on the target half only.
 3. Metrics every ``eval_every`` steps on a fixed evaluation batch: excess loss (target-half MSE
    over the linear-regression baseline sum_k max(d - k, 0) / n, i.e. 210/41 for d = 20,
