@@ -85,7 +85,12 @@ def autogen_setup(tmp_path, demo_config, converted_smollm2):
     pd.DataFrame(
         {"doc_id": [d["doc_id"] for d in docs], "split": "train", "text": [d["text"] for d in docs]}
     ).to_parquet(corpus)
-    demo_config["autogen"] = {"shard_size": 3, "batch_size": 3, "max_new_tokens": 24}
+    demo_config["autogen"] = {
+        **demo_config["autogen"],  # the demo generator on CPU (autogen.gpus: 0)
+        "shard_size": 3,
+        "batch_size": 3,
+        "max_new_tokens": 24,
+    }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(demo_config))
     return config, corpus, converted_smollm2
