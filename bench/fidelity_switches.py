@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,9 +88,12 @@ def prepare(workdir: Path) -> None:
             "2",
             "--directory",
             str(workdir),
-            *targets,
+            *targets,  # before --configfile, which takes several values
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
         ],
         check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
 
 
@@ -150,6 +154,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     prepare(workdir)
     config = load_config(REPO / "config" / "config.yaml")
+    os.chdir(workdir)  # the demo tasks read results/demo_data/... relative to the working folder
     questions = {}
     for domain in ("biomed", "finance"):
         for name in VARIANTS:

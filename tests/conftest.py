@@ -204,3 +204,27 @@ def make_job(config, tmp_path, tiny_model, tiny_data, **training):
         checkpoint_dir=str(tmp_path / "checkpoints" / "cft"),
         resources=train_resources(config, "smollm2-135m-instruct"),
     )
+
+
+def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
+    """The gradient the optimizer sees at the first step (after clipping)."""
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    from cft.training import make_trainer, parallelism_of
+
+    captured = {}
+
+    class Capture(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if not captured:
+                captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    data = load_from_disk(job.tokenized_dir)["train"].select(range(blocks))
+    parallel = parallelism_of(job.config["training"], 1, cuda=False)
+    trainer = make_trainer(job, model, data, plan, parallel, callbacks=[Capture()])
+    trainer.args.report_to = []
+    trainer.args.max_steps = 1
+    trainer.train()
+    return captured

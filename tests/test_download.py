@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
+from miniature.build import hub_cache
 
 from cft import base_model, corpus, download
 from cft.config import validate_config
@@ -135,22 +135,6 @@ def tiny_model_folder(folder: Path, safetensors: bool = True) -> None:
     )
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=safetensors)
     tokenizer.save_pretrained(folder)
-
-
-def hub_cache(hf_home: Path, repo_id: str, source_folder: Path) -> str:
-    """Lay files out as huggingface_hub's cache does: blobs, snapshots/<commit>/ symlinks, refs."""
-    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for path in source_folder.iterdir():
-        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
-        shutil.copy(path, blob)
-        (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return commit
 
 
 def run_cli(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, SEQ, make_job
+from conftest import REPO, SEQ, first_step_gradient, make_job
 
 from cft.config import ConfigError, load_config, validate_config
 from cft.packing import Conditioning, PackStats, chunk_documents, prompt_conditioning
@@ -160,28 +160,6 @@ def test_document_mode_stage_is_exact_and_byte_identical(tmp_path, converted_smo
 
 
 # ---- training switches ----------------------------------------------------------------------
-
-
-def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
-    """The gradient the optimizer sees at the first step (after clipping)."""
-    from datasets import load_from_disk
-    from transformers import AutoModelForCausalLM, TrainerCallback
-
-    captured = {}
-
-    class Capture(TrainerCallback):
-        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            if not captured:
-                captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    data = load_from_disk(job.tokenized_dir)["train"].select(range(blocks))
-    parallel = parallelism_of(job.config["training"], 1, cuda=False)
-    trainer = make_trainer(job, model, data, plan, parallel, callbacks=[Capture()])
-    trainer.args.report_to = []
-    trainer.args.max_steps = 1
-    trainer.train()
-    return captured
 
 
 def same(a: dict, b: dict) -> bool:

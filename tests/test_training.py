@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SEQ, make_job, snakemake
+from conftest import REPO, SEQ, first_step_gradient, make_job, snakemake
 
 from cft.config import ConfigError, validate_config
 from cft.training import (
@@ -186,33 +186,12 @@ def test_only_unmasked_labels_reach_the_loss(demo_config, tmp_path, tiny_model, 
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def gradient_of_first_step(job, tiny_model, plan):
-    """Run the project's Trainer for one optimizer step; return the accumulated gradient."""
-    from datasets import load_from_disk
-    from transformers import AutoModelForCausalLM, TrainerCallback
-
-    captured = {}
-
-    class Capture(TrainerCallback):
-        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            if not captured:
-                captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    train_set = load_from_disk(job.tokenized_dir)["train"].select(range(4))
-    parallel = parallelism_of(job.config["training"], 1, cuda=False)
-    trainer = make_trainer(job, model, train_set, plan, parallel, callbacks=[Capture()])
-    trainer.args.report_to = []
-    trainer.train()
-    return captured
-
-
 def test_micro_batches_give_the_same_gradient_as_one_batch(
     demo_config, tmp_path, tiny_model, tiny_data
 ):
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data, max_grad_norm=1e9)
-    whole = gradient_of_first_step(job, tiny_model, plan_batch(4, 1, max_per_device=4))
-    split = gradient_of_first_step(job, tiny_model, plan_batch(4, 1, max_per_device=1))
+    whole = first_step_gradient(job, tiny_model, plan_batch(4, 1, max_per_device=4))
+    split = first_step_gradient(job, tiny_model, plan_batch(4, 1, max_per_device=1))
     assert set(whole) == set(split)
     for name, grad in whole.items():
         torch.testing.assert_close(split[name], grad, rtol=1e-4, atol=1e-7)

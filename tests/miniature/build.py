@@ -144,8 +144,9 @@ def model_folder(folder: Path, tok, seed: int) -> None:
     tok.save_pretrained(folder)
 
 
-def hub_cache(hf_home: Path, repo_id: str, source: Path) -> None:
-    """Files as huggingface_hub's cache keeps them: blobs, snapshots/<commit>/ links, refs."""
+def hub_cache(hf_home: Path, repo_id: str, source: Path) -> str:
+    """Files as huggingface_hub's cache keeps them: blobs, snapshots/<commit>/ links, refs.
+    Returns the commit."""
     repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
     snapshot = repo / "snapshots" / commit
@@ -157,6 +158,7 @@ def hub_cache(hf_home: Path, repo_id: str, source: Path) -> None:
         (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
+    return commit
 
 
 # ---- corpora in the hub repos' layouts -----------------------------------------------------------
