@@ -91,7 +91,14 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from transformers import AutoModelForCausalLM
 
     from cft.packing import run as pack
-    from cft.training import Job, collate_blocks, make_trainer, plan_batch, train_resources
+    from cft.training import (
+        Job,
+        collate_blocks,
+        make_trainer,
+        parallelism_of,
+        plan_batch,
+        train_resources,
+    )
 
     tokenized = str(scratch / "cpt")
     pack(
@@ -117,8 +124,9 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     train_set = load_from_disk(tokenized)["train"]
     timer = timed_callback(warmup)
+    parallel = parallelism_of(config["training"], 1, cuda=False)
     trainer = make_trainer(
-        job, model, train_set, plan_batch(batch, 1, batch), cuda=False, callbacks=[timer]
+        job, model, train_set, plan_batch(batch, 1, batch), parallel, callbacks=[timer]
     )
     counter = TokenCounter(collate_blocks, warmup)
     trainer.data_collator = counter
