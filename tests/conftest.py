@@ -75,6 +75,17 @@ def slurm_jobs() -> list[dict]:
     ]
 
 
+def planned_resources(rule: str, *args: str) -> dict[str, dict]:
+    """Each planned job of ``rule`` as {output: resources} from a dry run."""
+    out = snakemake("-n", "--forceall", *args).stdout
+    jobs = {}
+    for block in out.split(f"rule {rule}:")[1:]:
+        output = re.search(r"output: (\S+)", block).group(1)
+        fields = re.search(r"resources: (.*)", block).group(1)
+        jobs[output] = dict(item.split("=", 1) for item in fields.split(", "))
+    return jobs
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Parse snakemake's 'Job stats' table into {rule: count}."""
     section = output.split("Job stats:", 1)[1]

@@ -6,21 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, planned_resources
 
 from cft.config import ConfigError, load_config, validate_config
 from cft.devices import DeviceError
-
-
-def planned_resources(rule: str, *args: str) -> dict[str, dict]:
-    """Each planned job of ``rule`` as {output: resources} from a dry run."""
-    out = snakemake("-n", "--forceall", *args).stdout
-    jobs = {}
-    for block in out.split(f"rule {rule}:")[1:]:
-        output = re.search(r"output: (\S+)", block).group(1)
-        fields = re.search(r"resources: (.*)", block).group(1)
-        jobs[output] = dict(item.split("=", 1) for item in fields.split(", "))
-    return jobs
 
 
 def test_paper_config_generates_prompts_with_vllm_on_a_gpu():

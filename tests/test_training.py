@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SEQ, first_step_gradient, make_job, snakemake
+from conftest import REPO, SEQ, first_step_gradient, make_job, planned_resources
 
 from cft.config import ConfigError, validate_config
 from cft.training import (
@@ -273,17 +273,6 @@ def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tin
 # ---- SLURM: the sbatch options of the paper's train jobs ------------------------------------
 
 
-def dry_run_resources(*args) -> dict[str, dict]:
-    """Each train job's resources as the dry run prints them, by output path."""
-    out = snakemake("-n", "--forceall", *args).stdout
-    jobs = {}
-    for block in out.split("rule train:")[1:]:
-        output = re.search(r"output: (\S+)", block).group(1)
-        fields = re.search(r"resources: (.*)", block).group(1)
-        jobs[output] = dict(item.split("=", 1) for item in fields.split(", "))
-    return jobs
-
-
 class _Resources(dict):
     __getattr__ = dict.get
 
@@ -306,7 +295,7 @@ def sbatch_command(resources: dict) -> str:
 
 
 def test_paper_train_jobs_become_correct_sbatch_commands():
-    jobs = dry_run_resources("--configfile", "config/paper.yaml")
+    jobs = planned_resources("train", "--configfile", "config/paper.yaml")
     assert len(jobs) == 2 * 2 * 4  # domains x models x trained methods
     for output, resources in jobs.items():
         command = sbatch_command(resources)
@@ -323,7 +312,7 @@ def test_paper_train_jobs_become_correct_sbatch_commands():
 
 def test_two_node_training_job_gets_the_multi_node_sbatch_options():
     """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
-    jobs = dry_run_resources("--configfile", "config/paper.yaml")
+    jobs = planned_resources("train", "--configfile", "config/paper.yaml")
     resources = jobs["results/models/biomed/llama-2-13b-chat/cft"]
     command = sbatch_command(resources)
     for option in (

@@ -107,6 +107,11 @@ def train_job_resources(wildcards):
     return train_resources(config, wildcards.model)
 
 
+def evaluate_gres():
+    """SLURM --gres of an evaluation job ('' on CPU)."""
+    return gres_of({"gpus_per_node": config["evaluation"]["gpus"], "gpu_model": ""})
+
+
 def train_gres(wildcards):
     """SLURM --gres for the GPUs of one node ('' for CPU jobs: no --gres)."""
     return gres_of(train_job_resources(wildcards))
@@ -208,7 +213,7 @@ def row_eval_outputs(domain, model, method):
 
 def synthetic_gres():
     gpus = config["synthetic"]["gpus"]
-    return f"gpu:{gpus}" if gpus else ""
+    return gres_of({"gpus_per_node": gpus, "gpu_model": ""})
 
 
 def synthetic_runs(wildcards):

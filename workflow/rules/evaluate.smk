@@ -51,11 +51,7 @@ rule evaluate:
         mem_mb=lambda wildcards, attempt: config["evaluation"]["mem_mb"] * attempt,
         cpus_per_task=config["evaluation"]["cpus_per_task"],
         runtime=lambda wildcards, attempt: config["evaluation"]["runtime"] * attempt,
-        gres=(
-            f"gpu:{config['evaluation']['gpus']}"
-            if config["evaluation"]["gpus"]
-            else ""
-        ),
+        gres=evaluate_gres(),
         tasks_per_gpu=0,
     script:
         "../scripts/evaluate.py"
