@@ -25,6 +25,7 @@ include: "workflow/rules/tokenize.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/curves.smk"
 include: "workflow/rules/synthetic.smk"
 
 

@@ -21,7 +21,11 @@ def test_questions_are_well_formed_and_held_out(generator):
     documents, questions = generate(generator, 10, 3, seed=1)
     domain = DOMAINS[generator]
     assert len(documents) == 30
-    assert len(questions) == 10 * len(domain.attributes)
+    assert len(questions) == 10 * len(domain.attributes) * 4  # four wordings per fact
+    facts = {q["fact"] for q in questions}
+    assert len(facts) == 10 * len(domain.attributes)
+    for fact in facts:  # each wording of a fact is its own question
+        assert len({q["question"] for q in questions if q["fact"] == fact}) == 4
     corpus = "\n".join(d["text"] for d in documents)
     for q in questions:
         assert len(q["choices"]) == 4 == len(set(q["choices"]))
@@ -61,7 +65,7 @@ def test_run_writes_files(tmp_path):
     questions = [json.loads(x) for x in (tmp_path / "questions.jsonl").read_text().splitlines()]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert len(docs) == manifest["documents"] == 10
-    assert len(questions) == manifest["questions"] == 25
+    assert len(questions) == manifest["questions"] == 25 * 4
     assert set(questions[0]) >= {"question", "subject", "choices", "answer"}  # MMLU columns
 
 

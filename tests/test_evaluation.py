@@ -28,7 +28,6 @@ def manager():
 
 @pytest.fixture
 def eval_config(demo_config):
-    demo_config["evaluation"]["log_samples"] = True
     demo_config["evaluation"]["batch_size"] = 8
     return validate_config(demo_config)
 
@@ -136,6 +135,14 @@ def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp
     }
     assert 0 <= on_disk["metrics"]["acc"] <= 1
     assert on_disk["n_samples"]["effective"] == len(questions)
+    # the per-sample log gives the recorded score, each question's fact and its margin
+    from cft.uncertainty import read_outcomes, score
+
+    outcomes = read_outcomes(out.with_suffix(".jsonl"), "acc")
+    assert outcomes.n == len(questions)
+    assert score(outcomes)[0] == pytest.approx(on_disk["metrics"]["acc"])
+    assert len(set(outcomes.clusters)) == len(questions) // 4  # 4 wordings per fact
+    assert outcomes.margins is not None and np.all(np.isfinite(outcomes.margins))
     settings = on_disk["settings"]
     assert settings["num_fewshot"] == 0 and settings["apply_chat_template"] is False
     assert settings["dtype"] == "float32" and settings["batch_size"] == 8

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from conftest import (
     BIN,
     REPO,
@@ -28,6 +29,8 @@ from conftest import (
     slurm_jobs,
 )
 from miniature.build import MMLU_SUBJECTS, build
+
+from cft.config import eval_json, model_dir, training_seeds
 
 pytestmark = [pytest.mark.slow, requires_slurm]
 
@@ -97,7 +100,8 @@ def miniature(tmp_path_factory):
     env = {**os.environ, "HF_HOME": str(root / "hf_home"), "HF_HUB_OFFLINE": "1", **SLURM_ENV}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     submitted = [job for job in slurm_jobs() if job["id"] not in before]
-    return SimpleNamespace(workdir=workdir, result=result, submitted=submitted)
+    seed = training_seeds(yaml.safe_load(config.read_text()))[0]
+    return SimpleNamespace(workdir=workdir, result=result, submitted=submitted, seed=seed)
 
 
 def read(workdir: Path, path: str) -> dict:
@@ -129,7 +133,8 @@ def test_training_ran_two_process_fsdp2_with_the_authors_recipe(miniature):
     workdir = miniature.workdir
     for domain in ("biomed", "finance"):
         for method in METHODS:
-            metrics = read(workdir, f"results/models/{domain}/{MODEL}/{method}/train_metrics.json")
+            folder = model_dir(domain, MODEL, method, miniature.seed)
+            metrics = read(workdir, f"{folder}/train_metrics.json")
             assert metrics["parallelism"] == "fsdp2" and metrics["world_size"] == 2
             precision = metrics["precision"]
             assert precision["master_weights"] == precision["optimizer_state"] == "bfloat16"
@@ -175,11 +180,11 @@ def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):
     workdir = miniature.workdir
     for method in ("chat", *METHODS):
         for task in BIOMED_TASKS:
-            record = read(workdir, f"results/eval/biomed/{MODEL}/{method}/{task}.json")
+            record = read(workdir, eval_json("biomed", MODEL, method, miniature.seed, task))
             assert record["n_samples"]["effective"] == 6  # the rows of the test split
             assert 0 <= record["metrics"]["acc"] <= 1
         for task in FINANCE_TASKS:
-            record = read(workdir, f"results/eval/finance/{MODEL}/{method}/{task}.json")
+            record = read(workdir, eval_json("finance", MODEL, method, miniature.seed, task))
             assert "weighted_f1" in record["metrics"]
     baseline = read(workdir, "results/eval/biomed/adaptllm-medicine-chat/chat/mmlu_anatomy.json")
     assert baseline["settings"]["device"] == "cpu"
@@ -198,7 +203,14 @@ def test_tables_carry_the_papers_numbers_beside_ours(miniature):
     assert "AdaptLLM" in table and "Chat (CFT)" in table
     assert "/ 44.07" in table  # the paper's Chat row, mmlu_anatomy, beside our number
     finance = (workdir / f"results/tables/finance/{MODEL}.md").read_text()
-    assert "Chat (-CFT)" in finance
+    assert "Chat (-CFT)" in finance and "Paired difference to Chat (CPT)" in finance
+    # intervals from lm-eval's per-sample logs, FinBen's weighted F1 included
+    record = read(workdir, f"results/tables/finance/{MODEL}.json")
+    for label in ("Chat", "Chat (CFT)"):
+        for task in [*FINANCE_TASKS, "average"]:
+            cell = record["intervals"][f"{label}|{task}"]
+            assert cell["low"] <= cell["value"] <= cell["high"], (label, task, cell)
+    assert "Chat (CFT)|average" in record["paired"]["Chat (CPT)"]
 
 
 def test_synthetic_summary_has_the_authors_curves_when_available(miniature):

@@ -13,38 +13,69 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, job_counts, snakemake
+from sklearn.metrics import f1_score
 
-from cft.config import validate_config
+from cft.config import eval_json, validate_config
 from cft.tables import (
     METHOD_LABELS,
     PAPER_TASKS,
     REFERENCE_FILE,
+    TableError,
     build_table,
     load_reference,
     to_latex,
     to_markdown,
     write_table,
 )
+from cft.uncertainty import samples_path
 
 DEMO_MODEL = "smollm2-135m-instruct"
 
 
-def write_eval(root: Path, domain, model, method, task, metrics: dict) -> Path:
-    """An eval record shaped as cft.evaluation writes it."""
-    path = root / domain / model / method / f"{task}.json"
+DEMO_SEED = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["seed"]
+
+
+def write_eval(root: Path, domain, model, method, task, correct, seed=DEMO_SEED) -> dict:
+    """An eval record and its per-sample log, shaped as cft.evaluation writes them, from the
+    0/1 outcome of each question (FinBen tasks: a prediction among 3 labels, right or not);
+    returns the metrics. Questions 2k and 2k+1 ask the same fact (the demo's clusters)."""
+    seed = None if method == "chat" else seed
+    path = Path(eval_json(domain, model, method, seed, task, str(root)))
     path.parent.mkdir(parents=True, exist_ok=True)
+    finben = "finben" in task
+    samples, pairs = [], []
+    for doc_id, right in enumerate(correct):
+        gold = doc_id % 3
+        pred = gold if right else (gold + 1) % 3
+        pairs.append((gold, pred))
+        sample = {
+            "doc_id": doc_id,
+            "doc": {"fact": f"fact{doc_id // 2}"},
+            "target": gold,
+            "acc": float(right),
+            "filtered_resps": [[-1.0 if i == pred else -2.0, False] for i in range(3)],
+        }
+        if finben:
+            sample |= {"weighted_f1": [gold, pred], "macro_f1": [gold, pred]}
+        samples.append(sample)
+    metrics = {"acc": sum(correct) / len(correct)}
+    if finben:
+        gold, pred = zip(*pairs, strict=True)
+        metrics["weighted_f1"] = f1_score(gold, pred, average="weighted")
     record = {
         "domain": domain,
         "model": model,
         "method": method,
+        "training_seed": seed,
         "task": task,
         "metrics": metrics,
-        "n_samples": {"original": 50, "effective": 50},
+        "n_samples": {"original": len(correct), "effective": len(correct)},
         "settings": {"backend": "hf"},
         "provenance": {"config_hash": "x"},
     }
     path.write_text(json.dumps(record))
-    return path
+    samples_path(path).write_text("".join(json.dumps(x) + "\n" for x in samples))
+    return metrics
 
 
 @pytest.fixture
@@ -52,16 +83,19 @@ def config(demo_config):
     return validate_config(demo_config)
 
 
+FINANCE_TASKS = ("demo_knowledge_finance_cloze", "demo_finben_fiqasa")
+
+
 def fill_finance(root: Path, methods, *, skip=()) -> dict:
+    """Method i answers the first 8 + 4·i of 40 questions right (task j: one more)."""
     values = {}
     for i, method in enumerate(methods):
-        for j, task in enumerate(("demo_knowledge_finance_cloze", "demo_finben_fiqasa")):
+        for j, task in enumerate(FINANCE_TASKS):
             if (method, task) in skip:
                 continue
-            score = 0.2 + 0.05 * i + 0.01 * j
-            metrics = {"acc": score, "weighted_f1": score / 2, "macro_f1": score / 3}
-            write_eval(root, "finance", DEMO_MODEL, method, task, metrics)
-            values[(method, task)] = metrics
+            right = 8 + 4 * i + j
+            correct = [1] * right + [0] * (40 - right)
+            values[(method, task)] = write_eval(root, "finance", DEMO_MODEL, method, task, correct)
     return values
 
 
@@ -77,12 +111,87 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
     out |= {"png": tmp_path / "out" / "t.png", "svg": tmp_path / "out" / "t.svg"}
     write_table(config, "finance", DEMO_MODEL, eval_root=tmp_path, out=out)
     with out["csv"].open() as handle:
-        rows = {(r["row"], r["task"]): r for r in csv.DictReader(handle)}
+        rows = {(r["row"], r["task"], r["metric"]): r for r in csv.DictReader(handle)}
     for (method, task), metrics in values.items():
         metric = "weighted_f1" if "finben" in task else "acc"
-        cell = rows[(METHOD_LABELS[method], task)]
+        cell = rows[(METHOD_LABELS[method], task, metric)]
         assert float(cell["ours"]) == pytest.approx(100 * metrics[metric], abs=1e-4)
+        assert float(cell["ci_low"]) <= float(cell["ours"]) <= float(cell["ci_high"])
     assert out["png"].stat().st_size > 10_000 and out["svg"].read_text().startswith("<?xml")
+
+
+def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, tmp_path):
+    """Chat answers 10 of 40 facts (80 questions, two wordings each); CPT answers the same 10
+    and 20 more; CFT answers exactly what CPT answers. Known results: CPT − Chat = +50 points
+    on every resample that draws any of the 20 facts (paired: never below 0), CFT − CPT = 0
+    exactly, and Chat's interval is the bootstrap of a 25% share of 40 facts (±13.4 points
+    by the normal approximation)."""
+    config["grid"]["methods"] = ["chat", "cpt", "cft"]
+    config["evaluation"]["suites"]["biomed"] = ["demo_knowledge_biomed_cloze"]
+    task = "demo_knowledge_biomed_cloze"
+    chat = [1] * 20 + [0] * 60
+    cpt = [1] * 60 + [0] * 20
+    for method, correct in (("chat", chat), ("cpt", cpt), ("cft", cpt)):
+        write_eval(tmp_path, "biomed", DEMO_MODEL, method, task, correct)
+    out = {k: tmp_path / "out" / f"t.{k}" for k in ("md", "csv", "tex", "json", "png", "svg")}
+    write_table(config, "biomed", DEMO_MODEL, eval_root=tmp_path, out=out)
+    record = json.loads(out["json"].read_text())
+    chat_cell = record["intervals"][f"Chat|{task}"]
+    assert chat_cell["value"] == 25.0
+    assert (chat_cell["high"] - chat_cell["low"]) / 2 == pytest.approx(13.4, abs=1.5)
+    vs_cpt = record["paired"]["Chat (CPT)"]
+    assert vs_cpt[f"Chat (CFT)|{task}"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert vs_cpt[f"Chat|{task}"]["value"] == -50.0 and vs_cpt[f"Chat|{task}"]["high"] < -30
+    vs_chat = record["paired"]["Chat"][f"Chat (CPT)|{task}"]
+    assert vs_chat["value"] == 50.0 and 30 < vs_chat["low"] < 50 < vs_chat["high"] < 70
+    # the average column of a one-task table is the task itself
+    assert record["intervals"]["Chat|average"] == chat_cell
+    # margins: right answers are +1 nat ahead of the best distractor, wrong ones 1 nat behind
+    assert record["margins"][f"Chat|{task}"]["value"] == pytest.approx(0.25 - 0.75)
+    assert record["bootstrap"] == {"iterations": 2000, "seed": 0, "level": 0.95}
+    markdown = out["md"].read_text()
+    assert "**Paired difference to Chat (CPT)**" in markdown and "+0.0 [0.0, 0.0]" in markdown
+    assert "percentile bootstrap interval over the questions" in markdown
+
+
+def test_rows_with_several_training_seeds_average_and_resample_them(config, tmp_path):
+    task = "demo_knowledge_biomed_cloze"
+    config["grid"]["methods"] = ["chat", "cpt"]
+    config["training"]["seeds"] = [1, 2]
+    config["evaluation"]["suites"]["biomed"] = [task]
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1] * 20 + [0] * 60)
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "cpt", task, [1] * 40 + [0] * 40, seed=1)
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "cpt", task, [1] * 60 + [0] * 20, seed=2)
+    table = build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+    assert table.ours[("Chat (CPT)", task)] == pytest.approx((50 + 75) / 2)
+    assert table.seeds == {"Chat": 1, "Chat (CPT)": 2}
+    # resampling the two runs (50 and 75) puts a quarter of the replicates near each
+    cpt = table.intervals[("Chat (CPT)", task)]
+    assert cpt.low < 52 and cpt.high > 73
+    assert "training seeds" in to_markdown(table)
+    # a row lacks its value until every seed's run is evaluated
+    seed2 = Path(eval_json("biomed", DEMO_MODEL, "cpt", 2, task, str(tmp_path)))
+    seed2.unlink()
+    table = build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+    assert ("Chat (CPT)", task) not in table.ours and str(seed2) in table.missing
+
+
+def test_a_record_for_another_cell_or_a_stale_sample_log_is_refused(config, tmp_path):
+    task = "demo_knowledge_finance_cloze"
+    fill_finance(tmp_path, ["chat", "cpt"])
+    cpt = Path(eval_json("finance", DEMO_MODEL, "cpt", DEMO_SEED, task, str(tmp_path)))
+    record = json.loads(cpt.read_text())
+    misplaced = Path(eval_json("finance", DEMO_MODEL, "cft", DEMO_SEED, task, str(tmp_path)))
+    misplaced.parent.mkdir(parents=True)
+    misplaced.write_text(json.dumps(record))
+    samples_path(misplaced).write_text(samples_path(cpt).read_text())
+    with pytest.raises(TableError, match=r"the record is for .*'method': 'cpt'"):
+        build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    misplaced.unlink()
+    record["metrics"]["acc"] = 0.99
+    cpt.write_text(json.dumps(record))
+    with pytest.raises(TableError, match="per-sample log gives acc"):
+        build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
 
 
 def test_average_is_the_unweighted_mean_and_needs_every_task(config, tmp_path):
@@ -97,8 +206,11 @@ def test_missing_results_are_dashes_with_a_footnote(config, tmp_path):
     fill_finance(tmp_path, ["chat"])
     table = build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
     markdown = to_markdown(table)
-    missing = tmp_path / "finance" / DEMO_MODEL / "cft" / "demo_finben_fiqasa.json"
+    missing = Path(
+        eval_json("finance", DEMO_MODEL, "cft", DEMO_SEED, "demo_finben_fiqasa", str(tmp_path))
+    )
     assert str(missing) in table.missing and str(missing) in markdown
+    assert str(samples_path(missing)) in table.missing
     cft_line = next(line for line in markdown.splitlines() if line.startswith("| Chat (CFT) |"))
     assert cft_line.count("—") == len(table.columns())
     assert "**" in next(line for line in markdown.splitlines() if line.startswith("| Chat |"))
@@ -185,7 +297,7 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
         DEMO_MODEL,
         "chat",
         "demo_knowledge_biomed_cloze",
-        {"acc": 0.24, "acc_norm": 0.26},
+        [1, 0, 0, 0] * 100,
     )
     result = snakemake(
         "tables", "-n", "--directory", str(tmp_path), "--configfile", str(config_file)

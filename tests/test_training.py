@@ -313,7 +313,7 @@ def test_paper_train_jobs_become_correct_sbatch_commands():
 def test_two_node_training_job_gets_the_multi_node_sbatch_options():
     """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
     jobs = planned_resources("train", "--configfile", "config/paper.yaml")
-    resources = jobs["results/models/biomed/llama-2-13b-chat/cft"]
+    resources = jobs["results/models/biomed/llama-2-13b-chat/cft/seed1234"]
     command = sbatch_command(resources)
     for option in (
         "--nodes=2",

@@ -202,12 +202,41 @@ def autogen_model(config: dict) -> str:
     return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
-def model_dir(domain: str, model: str, method: str) -> str:
+UNTRAINED = "chat"  # the method whose row is the base model itself
+
+
+def training_seeds(config: dict) -> list[int]:
+    """The seeds each trained method is run with: training.seeds, or the top-level seed."""
+    return list(config["training"].get("seeds") or [config["seed"]])
+
+
+def run_name(method: str, seed: int | None) -> str:
+    """The path level of one evaluated model: `chat` (the base model, trained by no seed) or
+    `{method}/seed{seed}` (one training run)."""
+    return UNTRAINED if method == UNTRAINED else f"{method}/seed{seed}"
+
+
+def parse_run(run: str) -> tuple[str, int | None]:
+    """`cpt/seed3` -> ("cpt", 3); `chat` -> ("chat", None)."""
+    if run == UNTRAINED:
+        return run, None
+    method, _, seed = run.partition("/seed")
+    return method, int(seed)
+
+
+def model_dir(domain: str, model: str, method: str, seed: int | None = None) -> str:
     """The model a (domain, model, method) row evaluates: the base model for `chat`, which is
-    not trained, else the fine-tuned one."""
-    if method == "chat":
+    not trained, else the fine-tuned one of the training run with ``seed``."""
+    if method == UNTRAINED:
         return f"results/base_models/{model}"
-    return f"results/models/{domain}/{model}/{method}"
+    return f"results/models/{domain}/{model}/{run_name(method, seed)}"
+
+
+def eval_json(
+    domain: str, model: str, method: str, seed: int | None, task: str, root: str = "results/eval"
+) -> str:
+    """The lm-eval record of one model on one task (its per-sample log lies beside it)."""
+    return f"{root}/{domain}/{model}/{run_name(method, seed)}/{task}.json"
 
 
 def domain_source(config: dict, domain: str) -> dict:

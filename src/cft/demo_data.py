@@ -2,9 +2,11 @@
 
 Each domain invents entities (diseases with genes, drugs and symptoms; companies with chief
 executives, products and sectors) so that no pretrained model can know the facts. Every fact is
-stated in several phrasings spread over several documents; the multiple-choice questions use
-their own wording, which never appears in the training text. Accuracy on them therefore
-measures knowledge acquired from the corpus, which is what CPT and CFT are compared on.
+stated in several phrasings spread over several documents; every fact is asked by several
+multiple-choice questions in their own wordings (direct questions and statements to complete),
+none of which appears in the training text. Accuracy on them therefore measures knowledge
+acquired from the corpus, which is what CPT and CFT are compared on; each question records its
+``fact`` so that intervals can resample facts rather than wordings (cft.uncertainty).
 
     python -m cft.demo_data --generator biomed --n-entities 10 --out-dir results/demo_data/biomed
 """
@@ -64,7 +66,7 @@ class Attribute:
 
     name: str
     statements: tuple[str, ...]  # document phrasings, formatted with the entity's values
-    question: str  # question wording, never used in documents
+    questions: tuple[str, ...]  # held-out wordings (questions, statements to complete)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,12 @@ BIOMED = Domain(
                 "In patients with {name}, the organ most affected is the {organ}.",
                 "The {organ} is the main site of injury in {name}.",
             ),
-            "Which organ is primarily affected by {name}?",
+            (
+                "Which organ is primarily affected by {name}?",
+                "In {name}, which part of the body bears the brunt of the disease?",
+                "A biopsy to confirm {name} would be taken from which organ?",
+                "The tissue damage seen in {name} is concentrated in the",
+            ),
         ),
         Attribute(
             "gene",
@@ -96,7 +103,12 @@ BIOMED = Domain(
                 "Mutations in {gene} are the underlying cause of {name}.",
                 "Genetic studies traced {name} to defects in the gene {gene}.",
             ),
-            "Mutations in which gene cause {name}?",
+            (
+                "Mutations in which gene cause {name}?",
+                "Which gene would a genetic test for {name} examine?",
+                "What gene is defective in people who inherit {name}?",
+                "The inherited defect behind {name} lies in the gene",
+            ),
         ),
         Attribute(
             "drug",
@@ -105,7 +117,12 @@ BIOMED = Domain(
                 "Clinicians usually treat {name} with {drug}, the standard first-line drug.",
                 "{Drug} is the drug of first choice for patients diagnosed with {name}.",
             ),
-            "Which drug is the recommended first-line therapy for {name}?",
+            (
+                "Which drug is the recommended first-line therapy for {name}?",
+                "What medication do guidelines recommend first for {name}?",
+                "A newly diagnosed case of {name} should first receive which drug?",
+                "The standard initial medication for {name} is",
+            ),
         ),
         Attribute(
             "symptom",
@@ -114,7 +131,12 @@ BIOMED = Domain(
                 "Most people with {name} first notice {symptom}.",
                 "{Symptom} is the characteristic early sign of {name}.",
             ),
-            "What is the hallmark symptom of {name}?",
+            (
+                "What is the hallmark symptom of {name}?",
+                "Which complaint most typically brings a patient with {name} to a doctor?",
+                "What sign points a physician towards {name}?",
+                "The symptom most typical of {name} is",
+            ),
         ),
         Attribute(
             "year",
@@ -123,7 +145,12 @@ BIOMED = Domain(
                 "The earliest clinical description of {name} dates from {year}.",
                 "Physicians first reported {name} in the medical literature in {year}.",
             ),
-            "In which year was {name} first described?",
+            (
+                "In which year was {name} first described?",
+                "When did {name} first appear in medical reports?",
+                "In what year did doctors first document {name}?",
+                "The first published account of {name} appeared in the year",
+            ),
         ),
     ),
     headers=("Clinical overview: {name}.", "Case review of {name}.", "Textbook entry: {name}."),
@@ -147,7 +174,12 @@ FINANCE = Domain(
                 "{City} is home to the head office of {name}.",
                 "From its base in {city}, {name} runs its global operations.",
             ),
-            "In which city does {name} have its headquarters?",
+            (
+                "In which city does {name} have its headquarters?",
+                "Where is the head office of {name} located?",
+                "Which city would you visit to reach the main office of {name}?",
+                "The corporate headquarters of {name} are located in",
+            ),
         ),
         Attribute(
             "ceo",
@@ -156,7 +188,12 @@ FINANCE = Domain(
                 "{Ceo} serves as the CEO of {name}.",
                 "The chief executive officer of {name} is {ceo}.",
             ),
-            "Who is the chief executive of {name}?",
+            (
+                "Who is the chief executive of {name}?",
+                "Who runs {name} as its top executive?",
+                "Which person heads the management of {name}?",
+                "The person in charge of {name} as CEO is",
+            ),
         ),
         Attribute(
             "product",
@@ -165,7 +202,12 @@ FINANCE = Domain(
                 "The flagship product of {name} is {product}.",
                 "{Product} generates most of the revenue of {name}.",
             ),
-            "Which product is {name} most famous for?",
+            (
+                "Which product is {name} most famous for?",
+                "What is the best-selling product of {name}?",
+                "Which offering brings in the largest share of sales at {name}?",
+                "The product most associated with {name} is",
+            ),
         ),
         Attribute(
             "year",
@@ -174,7 +216,12 @@ FINANCE = Domain(
                 "{name} has been in business since its founding in {year}.",
                 "The founders of {name} set up the firm in {year}.",
             ),
-            "In which year was {name} established?",
+            (
+                "In which year was {name} established?",
+                "When was {name} started?",
+                "What year marks the beginning of {name}?",
+                "The company {name} dates back to the year",
+            ),
         ),
         Attribute(
             "sector",
@@ -183,7 +230,12 @@ FINANCE = Domain(
                 "Analysts place {name} in the {sector} business.",
                 "{name} earns its revenue in {sector}.",
             ),
-            "In which industry is {name} active?",
+            (
+                "In which industry is {name} active?",
+                "What line of business is {name} in?",
+                "Which market does {name} compete in?",
+                "The industry in which {name} does business is",
+            ),
         ),
     ),
     headers=("Company profile: {name}.", "Market brief on {name}.", "Investor note: {name}."),
@@ -353,13 +405,15 @@ def _fill(template: str, entity: dict) -> str:
 
 
 def _documents(domain: Domain, entities: list[dict], per_entity: int, rng: random.Random):
+    """``per_entity`` documents per entity, each stating every fact in another phrasing, with
+    one filler sentence; sentence order is shuffled."""
     for e_idx, entity in enumerate(entities):
         for d_idx in range(per_entity):
             sentences = [
                 _fill(attr.statements[(d_idx + a_idx) % len(attr.statements)], entity)
                 for a_idx, attr in enumerate(domain.attributes)
             ]
-            sentences += rng.sample(domain.fillers, 2)
+            sentences += rng.sample(domain.fillers, 1)
             rng.shuffle(sentences)
             header = _fill(domain.headers[d_idx % len(domain.headers)], entity)
             yield {
@@ -369,37 +423,53 @@ def _documents(domain: Domain, entities: list[dict], per_entity: int, rng: rando
             }
 
 
-def _questions(domain: Domain, entities: list[dict], rng: random.Random):
+def _questions(domain: Domain, entities: list[dict], per_fact: int, rng: random.Random):
+    """``per_fact`` questions per fact, each in its own wording with its own distractors and
+    option order."""
     for entity in entities:
         for attr in domain.attributes:
             correct = entity[attr.name]
             pool = {e[attr.name] for e in entities} | set(POOLS.get(attr.name, ()))
             if attr.name == "year":  # entities may share a year: add nearby ones
                 pool |= {str(int(correct) + d) for d in (-9, -4, 5, 13)}
-            distractors = rng.sample(sorted(pool - {correct}), 3)
-            choices = [*distractors, correct]
-            rng.shuffle(choices)
-            yield {
-                "question": _fill(attr.question, entity),
-                "subject": domain.subject,
-                "choices": choices,
-                "answer": choices.index(correct),
-                "entity": entity["name"],
-                "attribute": attr.name,
-            }
+            for wording in attr.questions[:per_fact]:
+                distractors = rng.sample(sorted(pool - {correct}), 3)
+                choices = [*distractors, correct]
+                rng.shuffle(choices)
+                yield {
+                    "question": _fill(wording, entity),
+                    "subject": domain.subject,
+                    "choices": choices,
+                    "answer": choices.index(correct),
+                    "entity": entity["name"],
+                    "attribute": attr.name,
+                    "fact": f"{entity['name']}/{attr.name}",
+                }
+
+
+QUESTIONS_PER_FACT = 4  # wordings written per attribute (Attribute.questions)
 
 
 def generate(
-    generator: str, n_entities: int, documents_per_entity: int, seed: int
+    generator: str,
+    n_entities: int,
+    documents_per_entity: int,
+    seed: int,
+    questions_per_fact: int = QUESTIONS_PER_FACT,
 ) -> tuple[list[dict], list[dict]]:
     """Return (documents, questions) for a demo domain; the same arguments give the same data."""
     if generator not in DOMAINS:
         raise ValueError(f"unknown demo generator {generator!r}; expected one of {list(DOMAINS)}")
+    if not 1 <= questions_per_fact <= QUESTIONS_PER_FACT:
+        raise ValueError(
+            f"questions_per_fact must be 1 to {QUESTIONS_PER_FACT} (the wordings written per "
+            f"fact), not {questions_per_fact}"
+        )
     domain = DOMAINS[generator]
     rng = random.Random(f"{generator}:{seed}")
     entities = _entities(generator, n_entities, rng)
     documents = list(_documents(domain, entities, documents_per_entity, rng))
-    questions = list(_questions(domain, entities, rng))
+    questions = list(_questions(domain, entities, questions_per_fact, rng))
     return documents, questions
 
 
@@ -409,9 +479,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def run(generator: str, n_entities: int, documents_per_entity: int, seed: int, out_dir) -> None:
+def run(
+    generator: str,
+    n_entities: int,
+    documents_per_entity: int,
+    seed: int,
+    out_dir,
+    questions_per_fact: int = QUESTIONS_PER_FACT,
+) -> None:
     out_dir = Path(out_dir)
-    documents, questions = generate(generator, n_entities, documents_per_entity, seed)
+    documents, questions = generate(
+        generator, n_entities, documents_per_entity, seed, questions_per_fact
+    )
     write_jsonl(out_dir / "documents.jsonl", documents)
     write_jsonl(out_dir / "questions.jsonl", questions)
     write_json(
@@ -420,6 +499,7 @@ def run(generator: str, n_entities: int, documents_per_entity: int, seed: int, o
             "generator": generator,
             "n_entities": n_entities,
             "documents_per_entity": documents_per_entity,
+            "questions_per_fact": questions_per_fact,
             "seed": seed,
             "documents": len(documents),
             "questions": len(questions),
@@ -433,11 +513,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generator", choices=sorted(DOMAINS), required=True)
     parser.add_argument("--n-entities", type=int, default=10)
     parser.add_argument("--documents-per-entity", type=int, default=3)
+    parser.add_argument("--questions-per-fact", type=int, default=QUESTIONS_PER_FACT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    run(args.generator, args.n_entities, args.documents_per_entity, args.seed, args.out_dir)
+    run(
+        args.generator,
+        args.n_entities,
+        args.documents_per_entity,
+        args.seed,
+        args.out_dir,
+        args.questions_per_fact,
+    )
 
 
 if __name__ == "__main__":

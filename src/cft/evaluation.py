@@ -2,8 +2,9 @@
 
 Tasks are lm-eval's own (MMLU medical subsets, medqa_4options) or the project's task folder
 ``src/cft/lm_eval_tasks`` (FinBen classification tasks with weighted/macro F1, the demo
-suites). One call scores one (domain, model, method, task) and writes
-``results/eval/{domain}/{model}/{method}/{task}.json``: the task's metrics (``acc``,
+suites). One call scores one (domain, model, run, task), a run being the base model (``chat``)
+or one training run (``{method}/seed{seed}``), and writes
+``results/eval/{domain}/{model}/{run}/{task}.json``: the task's metrics (``acc``,
 ``weighted_f1``, ...), the number of samples, and how they were obtained (backend, dtype, batch
 size, few-shot, chat template, seeds, versions, model fingerprint, wall time).
 
@@ -22,12 +23,12 @@ from pathlib import Path
 
 from cft.base_model import folder_fingerprint
 from cft.cli import stage_parser
-from cft.config import load_config
-from cft.config import model_dir as row_model_dir
+from cft.config import eval_json, load_config, model_dir, training_seeds
 from cft.devices import job_device
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
+from cft.uncertainty import samples_path
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def evaluate(
             apply_chat_template=settings["apply_chat_template"],
             system_instruction=settings["system_instruction"],
             limit=settings["limit"],
-            log_samples=evaluation["log_samples"],
+            log_samples=True,  # the tables' intervals are computed from the per-sample log
             **SEEDS,
             fewshot_random_seed=SEEDS["numpy_random_seed"],
         )
@@ -154,7 +155,11 @@ def run(
     model_dir: Path,
     out_json: Path,
     samples_jsonl: Path | None = None,
+    seed: int | None = None,
 ) -> dict:
+    """Evaluate and write the record to ``out_json`` and lm-eval's per-sample log to
+    ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
+    samples_jsonl = Path(samples_jsonl or samples_path(out_json))
     start = time.perf_counter()
     results, settings = evaluate(config, task, Path(model_dir))
     if task not in results["results"]:
@@ -163,6 +168,7 @@ def run(
         "domain": domain,
         "model": model,
         "method": method,
+        "training_seed": seed,
         "task": task,
         "metrics": metrics_of(results["results"][task]),
         "n_samples": results.get("n-samples", {}).get(task, {}),
@@ -179,10 +185,11 @@ def run(
             lm_eval=package_versions(("lm_eval",))["lm_eval"],
         ),
     }
-    if samples_jsonl is not None and "samples" in results:
-        with atomic_path(samples_jsonl) as tmp, tmp.open("w") as handle:
-            for sample in results["samples"][task]:
-                handle.write(json.dumps(sample, default=str) + "\n")
+    if "samples" not in results or task not in results["samples"]:
+        raise EvaluationError(f"lm-eval returned no per-sample log for task {task!r}")
+    with atomic_path(samples_jsonl) as tmp, tmp.open("w") as handle:
+        for sample in results["samples"][task]:
+            handle.write(json.dumps(sample, default=str) + "\n")
     write_json(out_json, record)
     log.info("%s/%s/%s %s: %s", domain, model, method, task, record["metrics"])
     return record
@@ -215,21 +222,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--task", required=True)
+    parser.add_argument("--seed", type=int, help="training run (default: the first seed)")
     parser.add_argument("--model-dir", help="default: the trained model, or the base model")
-    parser.add_argument("--out", help="default: results/eval/{domain}/{model}/{method}/{task}.json")
+    parser.add_argument("--out", help="default: the workflow's eval record path")
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
+    seed = None if args.method == "chat" else args.seed
+    if seed is None and args.method != "chat":
+        seed = training_seeds(config)[0]
     run(
         config,
         args.domain,
         args.model,
         args.method,
         args.task,
-        model_dir=Path(args.model_dir or row_model_dir(args.domain, args.model, args.method)),
-        out_json=Path(
-            args.out or f"results/eval/{args.domain}/{args.model}/{args.method}/{args.task}.json"
-        ),
+        model_dir=Path(args.model_dir or model_dir(args.domain, args.model, args.method, seed)),
+        out_json=Path(args.out or eval_json(args.domain, args.model, args.method, seed, args.task)),
+        seed=seed,
     )
 
 

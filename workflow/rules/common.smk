@@ -7,13 +7,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from cft.config import (  # noqa: E402
+    UNTRAINED,
     autogen_model,
     domain_source,
     downloaded_domains,
+    eval_json,
     evaluated_models,
     hub_models,
     model_dir,
+    parse_run,
     resolve_path,
+    run_name,
+    training_seeds,
     validate_config,
 )
 from cft.training import gres_of, train_resources  # noqa: E402
@@ -30,10 +35,18 @@ GRID = config["grid"]
 ALL_MODELS = evaluated_models(config)
 
 
+SEEDS = training_seeds(config)
+
+
 wildcard_constraints:
     domain="|".join(config["domains"]),
     model="|".join(config["models"]),
     method="|".join(GRID["methods"]),
+    seed=r"\d+",
+    # one evaluated model: `chat` (the base model) or `{method}/seed{seed}` (a training run)
+    run="|".join(
+        [UNTRAINED] + [rf"{m}/seed\d+" for m in GRID["methods"] if m != UNTRAINED]
+    ),
 
 
 def is_demo(domain):
@@ -99,7 +112,12 @@ def tokenize_input(wildcards):
 
 def trained_methods():
     """Methods that train a model; `chat` is the base model itself."""
-    return [method for method in GRID["methods"] if method != "chat"]
+    return [method for method in GRID["methods"] if method != UNTRAINED]
+
+
+def row_seeds(method):
+    """The training runs of a row: every configured seed, or none for the untrained row."""
+    return [None] if method == UNTRAINED else SEEDS
 
 
 def train_job_resources(wildcards):
@@ -147,17 +165,20 @@ def eval_outputs():
     return [path for row in eval_rows() for path in row_eval_outputs(*row)]
 
 
-def evaluate_input(wildcards):
-    inputs = {"model": model_dir(wildcards.domain, wildcards.model, wildcards.method)}
-    task = wildcards.task
+def task_data_input(task):
+    """The file a task's data comes from: generated demo data, or the download manifest."""
     if task.startswith("demo_knowledge_"):
         domain = task.removeprefix("demo_knowledge_").removesuffix("_cloze")
-        inputs["data"] = f"results/demo_data/{domain}/questions.jsonl"
-    elif task.startswith("demo_finben_"):
-        inputs["data"] = "results/demo_data/finben"
-    else:
-        inputs["data"] = f"resources/eval_data/{task}.json"
-    return inputs
+        return {"data": f"results/demo_data/{domain}/questions.jsonl"}
+    if task.startswith("demo_finben_"):
+        return {"data": "results/demo_data/finben"}
+    return {"data": f"resources/eval_data/{task}.json"}
+
+
+def evaluate_input(wildcards):
+    method, seed = parse_run(wildcards.run)
+    inputs = {"model": model_dir(wildcards.domain, wildcards.model, method, seed)}
+    return inputs | task_data_input(wildcards.task)
 
 
 # ---- tables and named experiments ------------------------------------------------------
@@ -169,14 +190,20 @@ TABLES_CODE = str(Path(workflow.basedir) / "src" / "cft" / "tables.py")
 
 
 def table_eval_inputs(domain, model):
-    """Every eval result of a (domain, model) table: its methods and its domain's baselines."""
+    """Every eval result of a (domain, model) table, with its per-sample log: its methods and
+    its domain's baselines."""
     rows = [(domain, model, method) for method in GRID["methods"]]
     rows += [
         (domain, b["model"], "chat")
         for b in config["baselines"].values()
         if b["domain"] == domain
     ]
-    return [path for row in rows for path in row_eval_outputs(*row)]
+    return [
+        path
+        for row in rows
+        for record in row_eval_outputs(*row)
+        for path in (record, record.removesuffix(".json") + ".samples.jsonl")
+    ]
 
 
 def table_outputs():
@@ -202,9 +229,45 @@ def experiment_name(domain, model, method):
 
 
 def row_eval_outputs(domain, model, method):
+    """The eval records of a table row: every task of its domain, for every training run."""
     return [
-        f"results/eval/{domain}/{model}/{method}/{task}.json"
+        eval_json(domain, model, method, seed, task)
+        for seed in row_seeds(method)
         for task in config["evaluation"]["suites"].get(domain, [])
+    ]
+
+
+# ---- knowledge-acquisition curves ---------------------------------------------------------
+
+
+def curve_input(wildcards):
+    inputs = {
+        "tokenized": f"results/tokenized/{wildcards.domain}/{wildcards.model}/{wildcards.method}",
+        "base_model": f"results/base_models/{wildcards.model}",
+    }
+    task = config["evaluation"]["curves"]["tasks"].get(wildcards.domain)
+    if task is not None:
+        inputs |= task_data_input(task)
+    return inputs
+
+
+def curve_files(domain, model):
+    return [
+        model_dir(domain, model, method, SEEDS[0]).replace(
+            "results/models/", "results/curves/", 1
+        )
+        + ".json"
+        for method in config["evaluation"]["curves"]["methods"]
+        if method in trained_methods()
+    ]
+
+
+def curve_figures():
+    return [
+        f"results/figures/{domain}/{model}_knowledge.png"
+        for domain in GRID["domains"]
+        if domain in config["evaluation"]["curves"]["tasks"]
+        for model in GRID["models"]
     ]
 
 
@@ -257,12 +320,13 @@ def all_outputs():
         model=GRID["models"],
         method=GRID["methods"],
     )
-    outputs += expand(
-        "results/models/{domain}/{model}/{method}",
-        domain=GRID["domains"],
-        model=GRID["models"],
-        method=trained_methods(),
-    )
+    outputs += [
+        model_dir(domain, model, method, seed)
+        for domain in GRID["domains"]
+        for model in GRID["models"]
+        for method in trained_methods()
+        for seed in SEEDS
+    ]
     outputs += expand(
         "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]
     )

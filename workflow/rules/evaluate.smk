@@ -1,4 +1,5 @@
-# Evaluation with lm-evaluation-harness: one job per (domain, model, method, task) (cft.evaluation).
+# Evaluation with lm-evaluation-harness: one job per (domain, model, run, task) (cft.evaluation),
+# where a run is `chat` (the base model) or `{method}/seed{seed}` (one training run).
 # Hub datasets are fetched by the local rule download_eval_task (login node); evaluation jobs
 # then read them from HF_HOME offline.
 
@@ -39,11 +40,13 @@ rule evaluate:
     input:
         unpack(evaluate_input),
     output:
-        "results/eval/{domain}/{model}/{method}/{task}.json",
+        json="results/eval/{domain}/{model}/{run}/{task}.json",
+        # lm-eval's per-sample log: the tables' intervals and paired differences come from it.
+        samples="results/eval/{domain}/{model}/{run}/{task}.samples.jsonl",
     log:
-        "logs/eval/{domain}/{model}/{method}/{task}.log",
+        "logs/eval/{domain}/{model}/{run}/{task}.log",
     benchmark:
-        "benchmarks/eval/{domain}/{model}/{method}/{task}.tsv"
+        "benchmarks/eval/{domain}/{model}/{run}/{task}.tsv"
     conda:
         "../../envs/eval.yaml"
     threads: config["evaluation"]["cpus_per_task"]

@@ -46,8 +46,9 @@ rule table:
 rule loss_figure:
     input:
         code=TABLES_CODE,
+        # the first seed's run of each trained method
         models=lambda wildcards: [
-            f"results/models/{wildcards.domain}/{wildcards.model}/{method}"
+            model_dir(wildcards.domain, wildcards.model, method, SEEDS[0])
             for method in trained_methods()
         ],
     output:

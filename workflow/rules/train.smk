@@ -1,5 +1,6 @@
 # Fine-tuning per (domain, model, method): CPT, CFT, -CFT and TextAdaptCFT (cft.training).
-# `chat` has no train job: its row evaluates the base model.
+# `chat` has no train job: its row evaluates the base model. Each trained method runs once per
+# seed of training.seeds (default: the top-level seed), in .../{method}/seed{seed}.
 #
 # Resources come from training.resources (per model); runtime scales with `attempt` on retries,
 # memory does not (it is a node's memory: twice or three times that cannot be scheduled).
@@ -13,11 +14,11 @@ rule train:
         tokenized="results/tokenized/{domain}/{model}/{method}",
         base_model="results/base_models/{model}",
     output:
-        directory("results/models/{domain}/{model}/{method}"),
+        directory("results/models/{domain}/{model}/{method}/seed{seed}"),
     log:
-        "logs/train/{domain}/{model}/{method}.log",
+        "logs/train/{domain}/{model}/{method}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{domain}/{model}/{method}.tsv"
+        "benchmarks/train/{domain}/{model}/{method}/seed{seed}.tsv"
     wildcard_constraints:
         method="|".join(trained_methods()) or "^$",
     conda:
@@ -36,6 +37,6 @@ rule train:
             "srun" if train_job_resources(wildcards)["nodes"] > 1 else ""
         ),
     params:
-        checkpoint_dir="results/checkpoints/{domain}/{model}/{method}",
+        checkpoint_dir="results/checkpoints/{domain}/{model}/{method}/seed{seed}",
     script:
         "../scripts/train.py"

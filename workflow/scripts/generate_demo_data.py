@@ -14,5 +14,6 @@ demo_data.run(
     n_entities=source["n_entities"],
     documents_per_entity=source["documents_per_entity"],
     seed=source["seed"],
+    questions_per_fact=source["questions_per_fact"],
     out_dir=Path(snakemake.output.documents).parent,
 )

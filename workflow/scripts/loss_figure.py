@@ -8,7 +8,10 @@ from cft import tables
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
-curves = {Path(folder).name: Path(folder) / "loss_curve.csv" for folder in snakemake.input.models}
+# .../{method}/seed{seed}: one curve per method
+curves = {
+    Path(folder).parent.name: Path(folder) / "loss_curve.csv" for folder in snakemake.input.models
+}
 tables.loss_figure(
     curves,
     f"{snakemake.wildcards.domain} / {snakemake.wildcards.model}: training loss",

@@ -20,5 +20,6 @@ training.launch(
         checkpoint_dir=snakemake.params.checkpoint_dir,
         resources=training.train_resources(snakemake.config, snakemake.wildcards.model),
         log_file=snakemake.log[0],
+        seed=int(snakemake.wildcards.seed),
     )
 )

@@ -1,0 +1,224 @@
+"""Knowledge-acquisition curves: held-out accuracy against training tokens.
+
+The paper says CFT learns "rapidly"; a final score cannot show that. This stage trains one
+(domain, model, method, seed) run with the workflow's own recipe, saves a checkpoint at
+``evaluation.curves.points`` evenly spaced steps, and scores every checkpoint (and the untrained
+base model, at 0 tokens) on the domain's knowledge task with lm-eval, each with its bootstrap
+interval over facts (cft.uncertainty). On CPU the run is deterministic, so its last point is the
+train stage's model.
+
+    python -m cft.curves --domain biomed --model smollm2-135m-instruct --method cft
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+from cft.cli import stage_parser
+from cft.config import load_config, model_dir, training_seeds
+from cft.evaluation import evaluate
+from cft.io import read_json, write_json
+from cft.logging_utils import setup_logging
+from cft.plotting import pyplot, save_figure
+from cft.provenance import provenance
+from cft.uncertainty import Bootstrap, estimate, read_outcomes
+
+log = logging.getLogger(__name__)
+
+METRIC = "acc"
+
+
+class CurveError(ValueError):
+    """The curve cannot be drawn; the message names the setting."""
+
+
+def save_steps_for(n_blocks: int, train_cfg: dict, points: int) -> int:
+    """Steps between checkpoints so that a run of ``n_blocks`` blocks gives ``points`` of
+    them (the Trainer's step count: ceil(blocks / global batch) per epoch)."""
+    steps = math.ceil(math.ceil(n_blocks / train_cfg["global_batch_size"]) * train_cfg["epochs"])
+    return max(1, steps // points)
+
+
+def score_point(config: dict, task: str, folder: Path, boot: Bootstrap, scratch: Path) -> dict:
+    """The knowledge task's accuracy of one model folder, with its interval, in percent."""
+    results, _ = evaluate(config, task, folder)
+    samples = scratch / f"{folder.name}.samples.jsonl"
+    samples.write_text("".join(json.dumps(s, default=str) + "\n" for s in results["samples"][task]))
+    outcomes = read_outcomes(samples, METRIC)
+    accuracy = estimate(boot, "curve", {task: [outcomes]}).scaled(100)
+    margin = estimate(boot, "curve", {task: [outcomes]}, "margin")
+    return {
+        "accuracy": accuracy.value,
+        "low": accuracy.low,
+        "high": accuracy.high,
+        "margin": margin.value,
+        "margin_low": margin.low,
+        "margin_high": margin.high,
+        "questions": outcomes.n,
+    }
+
+
+def checkpoint_scorer(config: dict, task: str, base_model_dir: Path, boot, scratch: Path):
+    """A TrainerCallback that scores each checkpoint as soon as it is saved (before the
+    Trainer's rotation removes older ones)."""
+    from transformers import AutoTokenizer, TrainerCallback
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+
+    class ScoreCheckpoints(TrainerCallback):
+        def __init__(self):
+            self.points: list[dict] = []
+
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            tokenizer.save_pretrained(folder)  # lm-eval loads the tokenizer from the folder
+            point = score_point(config, task, folder, boot, scratch)
+            point |= {"step": state.global_step, "tokens": int(state.num_input_tokens_seen)}
+            log.info(
+                "step %d: %.1f%% [%.1f, %.1f]",
+                *(point[k] for k in ("step", "accuracy", "low", "high")),
+            )
+            self.points.append(point)
+
+    return ScoreCheckpoints()
+
+
+def run(
+    config: dict,
+    domain: str,
+    model: str,
+    method: str,
+    seed: int,
+    *,
+    tokenized_dir: Path,
+    base_model_dir: Path,
+    out_json: Path,
+) -> dict:
+    from datasets import load_from_disk
+
+    from cft.training import Job, train, train_resources
+
+    curves = config["evaluation"]["curves"]
+    task = curves["tasks"].get(domain)
+    if task is None:
+        raise CurveError(f"evaluation.curves.tasks has no task for domain {domain!r}")
+    confidence = config["evaluation"]["confidence"]
+    boot = Bootstrap(confidence["bootstrap_iters"], confidence["seed"], confidence["level"])
+    run_config = copy.deepcopy(config)
+    train_cfg = run_config["training"]
+    n_blocks = len(load_from_disk(str(tokenized_dir))["train"])
+    train_cfg["save_steps"] = save_steps_for(n_blocks, train_cfg, curves["points"])
+    with tempfile.TemporaryDirectory(prefix="cft-curve-") as tmp:
+        scratch = Path(tmp)
+        base = score_point(run_config, task, Path(base_model_dir), boot, scratch)
+        scorer = checkpoint_scorer(run_config, task, Path(base_model_dir), boot, scratch)
+        scorer.points = [base | {"step": 0, "tokens": 0}]
+        job = Job(
+            run_config,
+            domain,
+            model,
+            method,
+            str(tokenized_dir),
+            str(base_model_dir),
+            str(scratch / "model"),
+            str(scratch / "checkpoints"),
+            train_resources(run_config, model),
+            seed=seed,
+        )
+        metrics = train(job, callbacks=[scorer])
+        if scorer.points[-1]["step"] != metrics["optimizer_steps"]:  # the last step, if unsaved
+            final = score_point(run_config, task, scratch / "model", boot, scratch)
+            total = metrics["tokens_this_run"]
+            scorer.points.append(final | {"step": metrics["optimizer_steps"], "tokens": total})
+    record = {
+        "domain": domain,
+        "model": model,
+        "method": method,
+        "seed": seed,
+        "task": task,
+        "metric": METRIC,
+        "points": scorer.points,
+        "save_steps": train_cfg["save_steps"],
+        "interval": f"{boot.level:.0%} bootstrap over facts ({boot.iters} resamples)",
+        "provenance": provenance(
+            {"training": train_cfg, "evaluation": config["evaluation"]}, seed=seed, backend="cpu"
+        ),
+    }
+    write_json(out_json, record)
+    return record
+
+
+def figure(curve_files: list[Path], title: str, png: Path, svg: Path) -> None:
+    """Accuracy (with its interval as a band) against training tokens, one line per method."""
+    from cft.tables import METHOD_LABELS
+
+    plt = pyplot()
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D"]
+    greys = ["0.1", "0.4", "0.6", "0.3"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, path in enumerate(curve_files):
+        record = read_json(Path(path))
+        points = record["points"]
+        tokens = [p["tokens"] for p in points]
+        ax.fill_between(
+            tokens,
+            [p["low"] for p in points],
+            [p["high"] for p in points],
+            color=greys[i % 4],
+            alpha=0.15,
+            linewidth=0,
+        )
+        ax.plot(
+            tokens,
+            [p["accuracy"] for p in points],
+            linestyle=styles[i % 4],
+            marker=markers[i % 4],
+            markersize=3,
+            color=greys[i % 4],
+            label=METHOD_LABELS.get(record["method"], record["method"]),
+        )
+    ax.axhline(25, color="0.7", linewidth=0.8, linestyle=":", label="chance (4 options)")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("held-out accuracy (%), 95% band")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(color="0.85", linewidth=0.5)
+    fig.tight_layout()
+    save_figure(fig, png, svg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--seed", type=int, help="default: the first training seed")
+    parser.add_argument(
+        "--out", help="default: results/curves/{domain}/{model}/{method}/seed{seed}.json"
+    )
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = load_config(args.config)
+    seed = training_seeds(config)[0] if args.seed is None else args.seed
+    trained = model_dir(args.domain, args.model, args.method, seed)
+    run(
+        config,
+        args.domain,
+        args.model,
+        args.method,
+        seed,
+        tokenized_dir=Path(f"results/tokenized/{args.domain}/{args.model}/{args.method}"),
+        base_model_dir=Path(f"results/base_models/{args.model}"),
+        out_json=Path(args.out or trained.replace("results/models/", "results/curves/") + ".json"),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Knowledge-acquisition curves: checkpoints at evenly spaced steps, each scored by lm-eval with
+its interval, from the untrained model at 0 tokens to the last step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_job
+
+from cft.config import validate_config
+from cft.curves import figure, run, save_steps_for
+from cft.demo_data import generate, write_jsonl
+
+
+@pytest.mark.parametrize(
+    ("blocks", "batch", "epochs", "points", "expected"),
+    [(48, 4, 1, 3, 4), (25, 4, 4, 5, 5), (10, 4, 1, 5, 1), (48, 4, 0.5, 2, 3)],
+)
+def test_save_steps_give_the_requested_number_of_points(blocks, batch, epochs, points, expected):
+    train_cfg = {"global_batch_size": batch, "epochs": epochs}
+    assert save_steps_for(blocks, train_cfg, points) == expected
+
+
+def test_curve_scores_each_checkpoint_from_zero_tokens(
+    demo_config, tiny_model, tiny_data, tmp_path, monkeypatch
+):
+    _, questions = generate("biomed", 4, 3, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)  # the demo task reads its questions relative to the cwd
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
+    config = validate_config(job.config)
+    config["evaluation"]["curves"]["points"] = 3
+    config["evaluation"]["confidence"]["bootstrap_iters"] = 200
+    out = tmp_path / "curve.json"
+    record = run(
+        config,
+        "biomed",
+        "smollm2-135m-instruct",
+        "cft",
+        7,
+        tokenized_dir=tiny_data,
+        base_model_dir=tiny_model,
+        out_json=out,
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    points = record["points"]
+    # 48 blocks / global batch 4 = 12 steps, a checkpoint every 4: steps 0, 4, 8, 12
+    assert [p["step"] for p in points] == [0, 4, 8, 12]
+    tokens = [p["tokens"] for p in points]
+    assert tokens[0] == 0 and tokens == sorted(tokens) and len(set(tokens)) == 4
+    assert tokens[1] == pytest.approx(tokens[-1] / 3, rel=0.1)  # non-padding tokens seen
+    for point in points:
+        assert point["questions"] == len(questions)
+        assert point["low"] <= point["accuracy"] <= point["high"]
+    assert record["seed"] == 7 and record["task"] == "demo_knowledge_biomed_cloze"
+    figure([out], "tiny", tmp_path / "c.png", tmp_path / "c.svg")
+    assert (tmp_path / "c.png").stat().st_size > 10_000

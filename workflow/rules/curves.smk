@@ -1,0 +1,54 @@
+# Knowledge-acquisition curves (cft.curves), the named target `knowledge_curves`: each method of
+# evaluation.curves.methods is retrained (first seed, same recipe) with checkpoints at evenly
+# spaced steps, and every checkpoint is scored on its domain's task with a bootstrap interval.
+# Not part of `all`: it costs about as much as the training and evaluation it repeats.
+
+
+localrules:
+    knowledge_curves,
+
+
+rule knowledge_curve:
+    input:
+        unpack(curve_input),
+    output:
+        "results/curves/{domain}/{model}/{method}/seed{seed}.json",
+    log:
+        "logs/curves/{domain}/{model}/{method}/seed{seed}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
+    resources:
+        mem_mb=lambda wildcards: train_job_resources(wildcards)["mem_mb"]
+        + config["evaluation"]["mem_mb"],
+        runtime=lambda wildcards: train_job_resources(wildcards)["runtime"]
+        + config["evaluation"]["runtime"],
+        cpus_per_task=lambda wildcards: train_job_resources(wildcards)["cpus_per_task"],
+        gres=train_gres,
+        tasks_per_gpu=0,
+    script:
+        "../scripts/knowledge_curve.py"
+
+
+rule knowledge_curve_figure:
+    input:
+        lambda wildcards: curve_files(wildcards.domain, wildcards.model),
+    output:
+        png=report(
+            "results/figures/{domain}/{model}_knowledge.png",
+            caption="../report/knowledge.rst",
+            category="Figures",
+            subcategory="{domain}",
+        ),
+        svg="results/figures/{domain}/{model}_knowledge.svg",
+    log:
+        "logs/curves/{domain}/{model}_figure.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/knowledge_curve_figure.py"
+
+
+rule knowledge_curves:
+    input:
+        curve_figures(),
