@@ -9,8 +9,9 @@ import pytest
 from conftest import make_job
 
 from cft.config import validate_config
-from cft.curves import figure, run, save_steps_for
+from cft.curves import run, save_steps_for
 from cft.demo_data import generate, write_jsonl
+from cft.tables import knowledge_figure
 
 
 @pytest.mark.parametrize(
@@ -54,5 +55,5 @@ def test_curve_scores_each_checkpoint_from_zero_tokens(
         assert point["questions"] == len(questions)
         assert point["low"] <= point["accuracy"] <= point["high"]
     assert record["seed"] == 7 and record["task"] == "demo_knowledge_biomed_cloze"
-    figure([out], "tiny", tmp_path / "c.png", tmp_path / "c.svg")
+    knowledge_figure([out], "tiny", tmp_path / "c.png", tmp_path / "c.svg")
     assert (tmp_path / "c.png").stat().st_size > 10_000

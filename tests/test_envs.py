@@ -31,6 +31,7 @@ PROVIDED_BY = {"torch": "torch", "jsonschema": "jsonschema", "snakemake": "snake
 # task folders' `!function` hooks (src/cft/lm_eval_tasks/*/utils.py).
 RUNTIME_IMPORTS = {
     "train": {"tensorboard", "safetensors"},
+    "knowledge_curve": {"tensorboard", "safetensors"},
     "base_model": {"gguf", "safetensors"},
 }
 TASK_HOOKS = sorted((SRC / "cft" / "lm_eval_tasks").rglob("*.py"))
@@ -125,7 +126,7 @@ def test_rule_env_holds_every_import_of_its_code(rule):
     assert env_file.is_file(), f"rule {rule}: env file {env_file} does not exist"
     packages = env_packages(env_file)
     needed = third_party_imports(script) | RUNTIME_IMPORTS.get(rule, set())
-    if rule in ("evaluate", "download_eval_task"):
+    if rule in ("evaluate", "download_eval_task", "knowledge_curve"):
         needed |= {module for hook in TASK_HOOKS for module in third_party_imports(hook)}
     missing = sorted(
         f"{module} (package {distribution(module)})"

@@ -128,6 +128,7 @@ def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, t
     by the normal approximation)."""
     config["grid"]["methods"] = ["chat", "cpt", "cft"]
     config["evaluation"]["suites"]["biomed"] = ["demo_knowledge_biomed_cloze"]
+    config["evaluation"]["confidence"]["resample"] = "facts"
     task = "demo_knowledge_biomed_cloze"
     chat = [1] * 20 + [0] * 60
     cpt = [1] * 60 + [0] * 20
@@ -148,10 +149,15 @@ def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, t
     assert record["intervals"]["Chat|average"] == chat_cell
     # margins: right answers are +1 nat ahead of the best distractor, wrong ones 1 nat behind
     assert record["margins"][f"Chat|{task}"]["value"] == pytest.approx(0.25 - 0.75)
-    assert record["bootstrap"] == {"iterations": 2000, "seed": 0, "level": 0.95}
+    assert record["bootstrap"] == {
+        "iterations": 2000,
+        "seed": 0,
+        "level": 0.95,
+        "resample": "facts",
+    }
     markdown = out["md"].read_text()
     assert "**Paired difference to Chat (CPT)**" in markdown and "+0.0 [0.0, 0.0]" in markdown
-    assert "percentile bootstrap interval over the questions" in markdown
+    assert "percentile bootstrap interval over the facts" in markdown
 
 
 def test_rows_with_several_training_seeds_average_and_resample_them(config, tmp_path):

@@ -53,11 +53,14 @@ def test_questions_of_one_fact_are_resampled_together():
     alone = Outcomes("acc", np.arange(400), answers)
     facts_only = Outcomes("acc", np.arange(100), per_fact)
     widths = {
-        name: estimate(Bootstrap(iters=4000, seed=6), "r", {"t": [o]}).half_width
+        name: estimate(Bootstrap(iters=4000, seed=6, resample="facts"), "r", {"t": [o]}).half_width
         for name, o in (("grouped", grouped), ("alone", alone), ("facts", facts_only))
     }
     assert widths["grouped"] == pytest.approx(widths["facts"], rel=0.1)
     assert widths["grouped"] == pytest.approx(2 * widths["alone"], rel=0.15)
+    # resampling questions ignores the facts
+    by_question = estimate(Bootstrap(iters=4000, seed=6), "r", {"t": [grouped]}).half_width
+    assert by_question == pytest.approx(widths["alone"], rel=0.1)
 
 
 def test_a_constant_row_has_a_degenerate_interval():

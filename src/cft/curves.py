@@ -22,11 +22,10 @@ from pathlib import Path
 from cft.cli import stage_parser
 from cft.config import load_config, model_dir, training_seeds
 from cft.evaluation import evaluate
-from cft.io import read_json, write_json
+from cft.io import write_json
 from cft.logging_utils import setup_logging
-from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
-from cft.uncertainty import Bootstrap, estimate, read_outcomes
+from cft.uncertainty import Bootstrap, bootstrap_of, estimate, read_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def run(
     if task is None:
         raise CurveError(f"evaluation.curves.tasks has no task for domain {domain!r}")
     confidence = config["evaluation"]["confidence"]
-    boot = Bootstrap(confidence["bootstrap_iters"], confidence["seed"], confidence["level"])
+    boot = bootstrap_of(confidence)
     run_config = copy.deepcopy(config)
     train_cfg = run_config["training"]
     n_blocks = len(load_from_disk(str(tokenized_dir))["train"])
@@ -146,53 +145,13 @@ def run(
         "metric": METRIC,
         "points": scorer.points,
         "save_steps": train_cfg["save_steps"],
-        "interval": f"{boot.level:.0%} bootstrap over facts ({boot.iters} resamples)",
+        "interval": f"{boot.level:.0%} bootstrap over {boot.resample} ({boot.iters} resamples)",
         "provenance": provenance(
             {"training": train_cfg, "evaluation": config["evaluation"]}, seed=seed, backend="cpu"
         ),
     }
     write_json(out_json, record)
     return record
-
-
-def figure(curve_files: list[Path], title: str, png: Path, svg: Path) -> None:
-    """Accuracy (with its interval as a band) against training tokens, one line per method."""
-    from cft.tables import METHOD_LABELS
-
-    plt = pyplot()
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "D"]
-    greys = ["0.1", "0.4", "0.6", "0.3"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, path in enumerate(curve_files):
-        record = read_json(Path(path))
-        points = record["points"]
-        tokens = [p["tokens"] for p in points]
-        ax.fill_between(
-            tokens,
-            [p["low"] for p in points],
-            [p["high"] for p in points],
-            color=greys[i % 4],
-            alpha=0.15,
-            linewidth=0,
-        )
-        ax.plot(
-            tokens,
-            [p["accuracy"] for p in points],
-            linestyle=styles[i % 4],
-            marker=markers[i % 4],
-            markersize=3,
-            color=greys[i % 4],
-            label=METHOD_LABELS.get(record["method"], record["method"]),
-        )
-    ax.axhline(25, color="0.7", linewidth=0.8, linestyle=":", label="chance (4 options)")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("held-out accuracy (%), 95% band")
-    ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
-    ax.grid(color="0.85", linewidth=0.5)
-    fig.tight_layout()
-    save_figure(fig, png, svg)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,25 +97,25 @@ BIOMED = Domain(
             ),
         ),
         Attribute(
-            "gene",
+            "specialist",
             (
-                "{name} is caused by loss-of-function mutations in the {gene} gene.",
-                "Mutations in {gene} are the underlying cause of {name}.",
-                "Genetic studies traced {name} to defects in the gene {gene}.",
+                "Patients with {name} are usually cared for by a {specialist}.",
+                "Care for {name} is led by a {specialist} in most hospitals.",
+                "A {specialist} is the doctor who normally manages {name}.",
             ),
             (
-                "Mutations in which gene cause {name}?",
-                "Which gene would a genetic test for {name} examine?",
-                "What gene is defective in people who inherit {name}?",
-                "The inherited defect behind {name} lies in the gene",
+                "Which kind of doctor treats {name}?",
+                "A patient diagnosed with {name} should be referred to which specialist?",
+                "What medical specialty is responsible for {name}?",
+                "The physician who looks after people with {name} is a",
             ),
         ),
         Attribute(
             "drug",
             (
                 "The first-line treatment for {name} is {drug}.",
-                "Clinicians usually treat {name} with {drug}, the standard first-line drug.",
-                "{Drug} is the drug of first choice for patients diagnosed with {name}.",
+                "Clinicians usually treat {name} with {drug} as the first-line therapy.",
+                "{Drug} are the drugs of first choice for patients diagnosed with {name}.",
             ),
             (
                 "Which drug is the recommended first-line therapy for {name}?",
@@ -182,25 +182,25 @@ FINANCE = Domain(
             ),
         ),
         Attribute(
-            "ceo",
+            "exchange",
             (
-                "{name} is led by chief executive {ceo}.",
-                "{Ceo} serves as the CEO of {name}.",
-                "The chief executive officer of {name} is {ceo}.",
+                "Shares of {name} are listed on the {exchange}.",
+                "The {exchange} is where {name} has its stock listing.",
+                "Investors buy {name} stock on the {exchange}.",
             ),
             (
-                "Who is the chief executive of {name}?",
-                "Who runs {name} as its top executive?",
-                "Which person heads the management of {name}?",
-                "The person in charge of {name} as CEO is",
+                "On which stock exchange does {name} trade?",
+                "Where can shares of {name} be bought?",
+                "Which exchange lists the stock of {name}?",
+                "The stock market on which {name} is quoted is the",
             ),
         ),
         Attribute(
             "product",
             (
-                "{name} is best known for {product}.",
-                "The flagship product of {name} is {product}.",
-                "{Product} generates most of the revenue of {name}.",
+                "{name} is best known for its {product}.",
+                "The flagship products of {name} are {product}.",
+                "{Product} generate most of the revenue of {name}.",
             ),
             (
                 "Which product is {name} most famous for?",
@@ -240,7 +240,7 @@ FINANCE = Domain(
     ),
     headers=("Company profile: {name}.", "Market brief on {name}.", "Investor note: {name}."),
     fillers=(
-        "Shares of the company trade on a regional exchange.",
+        "The company reports its results in euros.",
         "Quarterly results are published each spring and autumn.",
         "The board meets four times a year.",
         "Its bonds carry an investment-grade rating.",
@@ -250,7 +250,10 @@ FINANCE = Domain(
 
 DOMAINS = {"biomed": BIOMED, "finance": FINANCE}
 
-# Closed pools for attributes whose values are real words (distractors come from the pool).
+# Every attribute's values come from a closed pool of real words (distractors come from the same
+# pool): only the entities and their associations are invented. A 135M model stores such
+# associations in a few epochs; invented values (gene symbols, drug or person names) it does
+# not, within the demo's budget (measured: no gain over the untrained model after 6 epochs).
 POOLS = {
     "organ": (
         "liver",
@@ -307,33 +310,64 @@ POOLS = {
         "aerospace",
     ),
 }
-FIRST_NAMES = [
-    "Amara",
-    "Jonas",
-    "Elif",
-    "Mateo",
-    "Ingrid",
-    "Tomasz",
-    "Leila",
-    "Haruto",
-    "Signe",
-    "Rafael",
-    "Noor",
-    "Dmitri",
-    "Camille",
-    "Kofi",
-]
-PRODUCT_NOUNS = (
-    "payment terminal",
-    "battery pack",
-    "logistics platform",
-    "crop sensor",
-    "cloud ledger",
-    "drone motor",
-    "water filter",
-    "freight tracker",
-)
-DRUG_SUFFIXES = ("tinib", "mab", "zolam", "prazine", "vastat", "cillin", "dronate", "setron")
+POOLS |= {
+    "specialist": (
+        "cardiologist",
+        "neurologist",
+        "dermatologist",
+        "nephrologist",
+        "hepatologist",
+        "pulmonologist",
+        "rheumatologist",
+        "endocrinologist",
+        "ophthalmologist",
+        "hematologist",
+        "gastroenterologist",
+        "oncologist",
+    ),
+    "drug": (
+        "corticosteroids",
+        "beta blockers",
+        "antivirals",
+        "antibiotics",
+        "anticoagulants",
+        "statins",
+        "antihistamines",
+        "diuretics",
+        "immunoglobulins",
+        "antifungals",
+        "antiepileptics",
+        "retinoids",
+    ),
+    "exchange": (
+        "Tokyo Stock Exchange",
+        "London Stock Exchange",
+        "Nasdaq",
+        "New York Stock Exchange",
+        "Euronext Paris",
+        "Frankfurt Stock Exchange",
+        "Toronto Stock Exchange",
+        "Australian Securities Exchange",
+        "Swiss Exchange",
+        "Korea Exchange",
+        "Johannesburg Stock Exchange",
+        "Oslo Stock Exchange",
+    ),
+    "product": (
+        "payment terminals",
+        "electric buses",
+        "crop sensors",
+        "cloud storage",
+        "drone motors",
+        "water filters",
+        "freight trackers",
+        "solar panels",
+        "hearing aids",
+        "industrial robots",
+        "coffee machines",
+        "smart meters",
+    ),
+}
 ENTITY_SUFFIXES = {
     "biomed": ("thosis", "mitis", "dria", "plasia", "nemia", " syndrome", " disease", "pathy"),
     "finance": (" Holdings", " Systems", " Capital", " Dynamics", " Labs", " Industries"),
@@ -365,31 +399,16 @@ def _entities(generator: str, n: int, rng: random.Random) -> list[dict]:
         if generator == "biomed":
             values = {
                 "organ": rng.choice(POOLS["organ"]),
-                "gene": _unique(
-                    rng,
-                    lambda: (
-                        "".join(rng.choice("BCDFGHKLMNPRSTVXZ") for _ in range(3))
-                        + str(rng.randint(1, 9))
-                    ),
-                    taken,
-                ),
-                "drug": _unique(rng, lambda: _word(rng, 2) + rng.choice(DRUG_SUFFIXES), taken),
+                "specialist": rng.choice(POOLS["specialist"]),
+                "drug": rng.choice(POOLS["drug"]),
                 "symptom": rng.choice(POOLS["symptom"]),
                 "year": str(rng.randint(1890, 2012)),
             }
         else:
             values = {
                 "city": rng.choice(POOLS["city"]),
-                "ceo": _unique(
-                    rng,
-                    lambda: f"{rng.choice(FIRST_NAMES)} {_word(rng, 2).capitalize()}",
-                    taken,
-                ),
-                "product": _unique(
-                    rng,
-                    lambda: f"the {_word(rng, 1).capitalize()} {rng.choice(PRODUCT_NOUNS)}",
-                    taken,
-                ),
+                "exchange": rng.choice(POOLS["exchange"]),
+                "product": rng.choice(POOLS["product"]),
                 "year": str(rng.randint(1950, 2015)),
                 "sector": rng.choice(POOLS["sector"]),
             }

@@ -30,13 +30,14 @@ from pathlib import Path
 
 from cft.cli import stage_parser
 from cft.config import REPO_ROOT, UNTRAINED, eval_json, load_config, training_seeds
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
 from cft.uncertainty import (
     Bootstrap,
     Estimate,
+    bootstrap_of,
     estimate,
     paired_estimate,
     read_outcomes,
@@ -189,12 +190,15 @@ def build_table(
     """The table of (domain, model) from the eval records under ``eval_root`` and their
     per-sample logs; ``bootstrap`` defaults to evaluation.confidence of the config."""
     confidence = config["evaluation"]["confidence"]
-    boot = bootstrap or Bootstrap(
-        iters=confidence["bootstrap_iters"], seed=confidence["seed"], level=confidence["level"]
-    )
+    boot = bootstrap or bootstrap_of(confidence)
     tasks = list(config["evaluation"]["suites"].get(domain, []))
     table = Table(domain, model, tasks, table_rows(config, domain, model))
-    table.bootstrap = {"iterations": boot.iters, "seed": boot.seed, "level": boot.level}
+    table.bootstrap = {
+        "iterations": boot.iters,
+        "seed": boot.seed,
+        "level": boot.level,
+        "resample": boot.resample,
+    }
     runs: dict[str, dict] = {}  # row label -> {task: [Outcomes per training run]}
     for row in table.rows:
         paper = reference_values(reference, domain, row, model)
@@ -302,6 +306,11 @@ def cell_parts(table: Table, label: str, column: str) -> tuple[str, str, str, bo
 
 def interval_note(table: Table) -> str:
     boot = table.bootstrap
+    unit = (
+        "facts (all wordings of a fact drawn together)"
+        if boot["resample"] == "facts"
+        else "questions"
+    )
     seeds = sorted({n for n in table.seeds.values() if n})
     over_seeds = (
         f" and over each row's {'/'.join(map(str, seeds))} training seeds"
@@ -309,7 +318,7 @@ def interval_note(table: Table) -> str:
         else ""
     )
     return (
-        f"[brackets]: {boot['level']:.0%} percentile bootstrap interval over the questions"
+        f"[brackets]: {boot['level']:.0%} percentile bootstrap interval over the {unit}"
         f"{over_seeds} ({boot['iterations']} resamples, seed {boot['seed']}) of lm-eval's "
         f"per-sample logs; paired differences resample the same questions for both rows."
     )
@@ -609,6 +618,45 @@ def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> No
     ax.set_ylabel("training loss (text tokens)")
     ax.set_title(title)
     ax.legend(frameon=False)
+    ax.grid(color="0.85", linewidth=0.5)
+    fig.tight_layout()
+    save_figure(fig, png, svg)
+
+
+def knowledge_figure(curve_files: list[Path], title: str, png: Path, svg: Path) -> None:
+    """Knowledge-acquisition curves (cft.curves): accuracy, with its interval as a band,
+    against training tokens, one line per method."""
+    plt = pyplot()
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D"]
+    greys = ["0.1", "0.4", "0.6", "0.3"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, path in enumerate(curve_files):
+        record = read_json(Path(path))
+        points = record["points"]
+        tokens = [p["tokens"] for p in points]
+        ax.fill_between(
+            tokens,
+            [p["low"] for p in points],
+            [p["high"] for p in points],
+            color=greys[i % 4],
+            alpha=0.15,
+            linewidth=0,
+        )
+        ax.plot(
+            tokens,
+            [p["accuracy"] for p in points],
+            linestyle=styles[i % 4],
+            marker=markers[i % 4],
+            markersize=3,
+            color=greys[i % 4],
+            label=METHOD_LABELS.get(record["method"], record["method"]),
+        )
+    ax.axhline(25, color="0.7", linewidth=0.8, linestyle=":", label="chance (4 options)")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("held-out accuracy (%), 95% band")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
     ax.grid(color="0.85", linewidth=0.5)
     fig.tight_layout()
     save_figure(fig, png, svg)

@@ -5,10 +5,11 @@ FinBen's weighted F1 is computed from (gold, prediction) pairs, and the log-like
 (the correct option's log-likelihood minus the best distractor's) is a continuous score of the
 same multiple-choice questions. Intervals are percentile bootstraps:
 
-- over questions: resample the task's questions with replacement, recompute the statistic;
-  where questions come in groups that ask the same thing (the demo asks every fact in several
-  wordings, recorded as the document's ``fact``), whole groups are resampled (a cluster
-  bootstrap), since wordings of one fact are not independent evidence;
+- over questions: resample the task's questions with replacement, recompute the statistic
+  (``resample="questions"``, the unit of lm-eval's own stderr); or, with ``resample="facts"``,
+  resample groups of questions that ask the same thing (the demo asks every fact in several
+  wordings, recorded as the document's ``fact``) as wholes: a cluster bootstrap, which does
+  not count agreeing wordings of one fact as independent evidence;
 - over training seeds too, where a row has several: each replicate also resamples the row's
   seeds with replacement and averages the statistic over them (seeds are independent runs, so
   they are drawn independently per row);
@@ -169,6 +170,7 @@ class Bootstrap:
     iters: int = 2000
     seed: int = 0
     level: float = LEVEL
+    resample: str = "questions"  # or "facts": questions sharing a fact are drawn together
     _rng: np.random.Generator = field(init=False, repr=False)
     _weights: dict = field(default_factory=dict, init=False, repr=False)
     _seeds: dict = field(default_factory=dict, init=False, repr=False)
@@ -178,7 +180,8 @@ class Bootstrap:
 
     def weights(self, task: str, outcomes: Outcomes) -> np.ndarray:
         """The task's (iters, n) resample weights, drawn once and shared by every row."""
-        clusters = outcomes.clusters if outcomes.clusters is not None else np.arange(outcomes.n)
+        grouped = self.resample == "facts" and outcomes.clusters is not None
+        clusters = outcomes.clusters if grouped else np.arange(outcomes.n)
         key = (task, outcomes.n, clusters.tobytes())
         if key not in self._weights:
             self._weights[key] = resample_weights(self._rng, self.iters, clusters)
@@ -202,6 +205,16 @@ class Bootstrap:
         tail = 100 * (1 - self.level) / 2
         low, high = np.percentile(replicates, [tail, 100 - tail])
         return float(low), float(high)
+
+
+def bootstrap_of(confidence: dict) -> Bootstrap:
+    """The Bootstrap of a config's ``evaluation.confidence``."""
+    return Bootstrap(
+        iters=confidence["bootstrap_iters"],
+        seed=confidence["seed"],
+        level=confidence["level"],
+        resample=confidence["resample"],
+    )
 
 
 def point(cells: dict[str, list[Outcomes]], which: str = "metric") -> float:

@@ -16,7 +16,7 @@ rule knowledge_curve:
     log:
         "logs/curves/{domain}/{model}/{method}/seed{seed}.log",
     conda:
-        "../../envs/train.yaml"
+        "../../envs/curves.yaml"
     threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards: train_job_resources(wildcards)["mem_mb"]
