@@ -119,7 +119,8 @@ def trainer_loop(
 
 def main() -> None:
     from cft.config import load_config
-    from cft.training import native_bf16, train_resources
+    from cft.devices import native_bf16
+    from cft.training import train_resources
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")

@@ -4,6 +4,7 @@ its interval, from the untrained model at 0 tokens to the last step."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import make_job
@@ -11,7 +12,12 @@ from conftest import make_job
 from cft.config import validate_config
 from cft.curves import run, save_steps_for
 from cft.demo_data import generate, write_jsonl
+from cft.evaluation import evaluate
 from cft.tables import knowledge_figure
+from cft.training import train
+from cft.uncertainty import read_outcomes, score
+
+TASK = "demo_knowledge_biomed_cloze"
 
 
 @pytest.mark.parametrize(
@@ -55,5 +61,15 @@ def test_curve_scores_each_checkpoint_from_zero_tokens(
         assert point["questions"] == len(questions)
         assert point["low"] <= point["accuracy"] <= point["high"]
     assert record["seed"] == 7 and record["task"] == "demo_knowledge_biomed_cloze"
+    # scoring between steps does not move the run: its end is the train stage's model
+    job = make_job(config, tmp_path / "plain", tiny_model, tiny_data)
+    job.seed = 7
+    train(job)
+    results, _ = evaluate(config, TASK, Path(job.out_dir))
+    samples = tmp_path / "plain.samples.jsonl"
+    samples.write_text("".join(json.dumps(x, default=str) + "\n" for x in results["samples"][TASK]))
+    outcomes = read_outcomes(samples, "acc")
+    assert points[-1]["accuracy"] == pytest.approx(100 * score(outcomes)[0])
+    assert points[-1]["margin"] == pytest.approx(score(outcomes, "margin")[0], rel=1e-6)
     knowledge_figure([out], "tiny", tmp_path / "c.png", tmp_path / "c.svg")
     assert (tmp_path / "c.png").stat().st_size > 10_000

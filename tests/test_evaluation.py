@@ -29,6 +29,7 @@ def manager():
 @pytest.fixture
 def eval_config(demo_config):
     demo_config["evaluation"]["batch_size"] = 8
+    demo_config["evaluation"]["dtype"] = "float32"
     return validate_config(demo_config)
 
 
@@ -201,3 +202,15 @@ def test_cloze_variant_scores_the_option_text(eval_config, tiny_model, tmp_path,
         assert context.endswith("Answer:") and "\nA. " not in context
         continuations = [arg[1] for arg in sample["arguments"]]
         assert continuations == [" " + choice for choice in sample["doc"]["choices"]]
+
+
+def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
+    from cft.devices import native_bf16
+    from cft.evaluation import model_arguments
+
+    demo_config["evaluation"]["dtype"] = "native"
+    evaluation = validate_config(demo_config)["evaluation"]
+    native, reason = native_bf16(cuda=False)
+    expected = "bfloat16" if native else "float32"
+    assert model_arguments(REPO, evaluation, backend="hf")["dtype"] == expected
+    assert reason.startswith("cpu has")

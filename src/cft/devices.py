@@ -25,3 +25,27 @@ def job_device(gpus: int, job: str, key: str) -> str:
             f"set {key} to 0 to run on CPU"
         )
     return "cuda"
+
+
+def native_bf16(*, cuda: bool) -> tuple[bool, str]:
+    """Whether this machine computes bf16 matmuls natively, and what says so."""
+    import torch
+
+    if cuda:
+        supported = torch.cuda.is_bf16_supported()
+        return supported, f"{torch.cuda.get_device_name()} {'has' if supported else 'lacks'} bf16"
+    # torch's own CPU feature probes (cpuinfo): AMX tiles or AVX512-bf16 instructions.
+    probes = {
+        "amx": getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)(),
+        "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)(),
+    }
+    found = [name for name, present in probes.items() if present]
+    if found:
+        return True, "cpu has " + " and ".join(found)
+    return False, "cpu has neither AMX nor AVX512-bf16"
+
+
+def native_dtype(*, cuda: bool) -> tuple[str, str]:
+    """bfloat16 where the hardware computes it natively, else float32; and why."""
+    native, reason = native_bf16(cuda=cuda)
+    return ("bfloat16" if native else "float32"), reason

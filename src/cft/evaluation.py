@@ -24,7 +24,7 @@ from pathlib import Path
 from cft.base_model import folder_fingerprint
 from cft.cli import stage_parser
 from cft.config import eval_json, load_config, model_dir, training_seeds
-from cft.devices import job_device
+from cft.devices import job_device, native_dtype
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
@@ -72,6 +72,8 @@ def metrics_of(task_result: dict) -> dict:
 
 def model_arguments(model_dir: Path, evaluation: dict, *, backend: str) -> dict:
     args = {"pretrained": str(model_dir), "dtype": evaluation["dtype"]}
+    if evaluation["dtype"] == "native":
+        args["dtype"], _ = native_dtype(cuda=evaluation["gpus"] > 0)
     if backend == "vllm":  # tensor parallel over the job's GPUs
         args["tensor_parallel_size"] = max(evaluation["gpus"], 1)
         args["gpu_memory_utilization"] = 0.85
@@ -102,7 +104,8 @@ def evaluate(
     settings = {
         "backend": backend,
         "device": device,
-        "dtype": evaluation["dtype"],
+        "dtype": model_arguments(model_dir, evaluation, backend=backend)["dtype"],
+        "dtype_requested": evaluation["dtype"],
         "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],

@@ -50,7 +50,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from cft.config import REPO_ROOT, ConfigError, load_config, model_dir, training_seeds
-from cft.devices import job_device
+from cft.devices import job_device, native_bf16
 from cft.io import read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
@@ -590,24 +590,6 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
 
 
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": None}
-
-
-def native_bf16(*, cuda: bool) -> tuple[bool, str]:
-    """Whether this machine computes bf16 matmuls natively, and what says so."""
-    import torch
-
-    if cuda:
-        supported = torch.cuda.is_bf16_supported()
-        return supported, f"{torch.cuda.get_device_name()} {'has' if supported else 'lacks'} bf16"
-    # torch's own CPU feature probes (cpuinfo): AMX tiles or AVX512-bf16 instructions.
-    probes = {
-        "amx": getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)(),
-        "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)(),
-    }
-    found = [name for name, present in probes.items() if present]
-    if found:
-        return True, "cpu has " + " and ".join(found)
-    return False, "cpu has neither AMX nor AVX512-bf16"
 
 
 def resolve_precision(train_cfg: dict, *, cuda: bool) -> tuple[dict, str | None]:
