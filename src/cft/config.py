@@ -232,6 +232,11 @@ def model_dir(domain: str, model: str, method: str, seed: int | None = None) -> 
     return f"results/models/{domain}/{model}/{run_name(method, seed)}"
 
 
+def curve_json(domain: str, model: str, method: str, seed: int) -> str:
+    """The knowledge-acquisition curve of one training run (cft.curves)."""
+    return f"results/curves/{domain}/{model}/{run_name(method, seed)}.json"
+
+
 def eval_json(
     domain: str, model: str, method: str, seed: int | None, task: str, root: str = "results/eval"
 ) -> str:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from cft.cli import stage_parser
-from cft.config import load_config, model_dir, training_seeds
+from cft.config import curve_json, load_config, training_seeds
 from cft.evaluation import evaluate
 from cft.io import write_json
 from cft.logging_utils import setup_logging
@@ -175,7 +175,6 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     config = load_config(args.config)
     seed = training_seeds(config)[0] if args.seed is None else args.seed
-    trained = model_dir(args.domain, args.model, args.method, seed)
     run(
         config,
         args.domain,
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         seed,
         tokenized_dir=Path(f"results/tokenized/{args.domain}/{args.model}/{args.method}"),
         base_model_dir=Path(f"results/base_models/{args.model}"),
-        out_json=Path(args.out or trained.replace("results/models/", "results/curves/") + ".json"),
+        out_json=Path(args.out or curve_json(args.domain, args.model, args.method, seed)),
     )
 
 

@@ -101,10 +101,11 @@ def evaluate(
     )
     manager = task_manager()
     check_task(task, manager)
+    model_args = model_arguments(model_dir, evaluation, backend=backend)
     settings = {
         "backend": backend,
         "device": device,
-        "dtype": model_arguments(model_dir, evaluation, backend=backend)["dtype"],
+        "dtype": model_args["dtype"],
         "dtype_requested": evaluation["dtype"],
         "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
         "num_fewshot": evaluation["num_fewshot"],
@@ -117,7 +118,7 @@ def evaluate(
     try:
         results = lm_eval.simple_evaluate(
             model=backend,
-            model_args=model_arguments(model_dir, evaluation, backend=backend),
+            model_args=model_args,
             tasks=[task],
             task_manager=manager,
             num_fewshot=settings["num_fewshot"],

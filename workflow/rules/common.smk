@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from cft.config import (  # noqa: E402
     UNTRAINED,
     autogen_model,
+    curve_json,
     domain_source,
     downloaded_domains,
     eval_json,
@@ -253,10 +254,7 @@ def curve_input(wildcards):
 
 def curve_files(domain, model):
     return [
-        model_dir(domain, model, method, SEEDS[0]).replace(
-            "results/models/", "results/curves/", 1
-        )
-        + ".json"
+        curve_json(domain, model, method, SEEDS[0])
         for method in config["evaluation"]["curves"]["methods"]
         if method in trained_methods()
     ]
