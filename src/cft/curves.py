@@ -4,8 +4,8 @@ The paper says CFT learns "rapidly"; a final score cannot show that. This stage 
 (domain, model, method, seed) run with the workflow's own recipe, saves a checkpoint at
 ``evaluation.curves.points`` evenly spaced steps, and scores every checkpoint (and the untrained
 base model, at 0 tokens) on the domain's knowledge task with lm-eval, each with its bootstrap
-interval (cft.uncertainty). The global RNGs are restored after each scoring, so on CPU the run
-follows the train stage's trajectory and its last point is the train stage's model.
+interval (cft.uncertainty). Scoring between steps does not move the run, so on CPU its last
+point is the train stage's model.
 
     python -m cft.curves --domain biomed --model smollm2-135m-instruct --method cft
 """
@@ -16,7 +16,6 @@ import copy
 import json
 import logging
 import math
-import random
 import tempfile
 from pathlib import Path
 
@@ -66,8 +65,6 @@ def score_point(config: dict, task: str, folder: Path, boot: Bootstrap, scratch:
 def checkpoint_scorer(config: dict, task: str, base_model_dir: Path, boot, scratch: Path):
     """A TrainerCallback that scores each checkpoint as soon as it is saved (before the
     Trainer's rotation removes older ones)."""
-    import numpy as np
-    import torch
     from transformers import AutoTokenizer, TrainerCallback
 
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
@@ -81,13 +78,10 @@ def checkpoint_scorer(config: dict, task: str, base_model_dir: Path, boot, scrat
                 return
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             tokenizer.save_pretrained(folder)  # lm-eval loads the tokenizer from the folder
-            # lm-eval seeds the global RNGs; restoring them keeps the run on the train stage's
-            # trajectory (the next epoch's shuffle draws from the global torch generator).
-            states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+            # lm-eval reseeds the global RNGs; the Trainer's data order does not depend on
+            # them (accelerate's sampler is seeded from data_seed and the epoch), so the run
+            # keeps the train stage's trajectory (tested).
             point = score_point(config, task, folder, boot, scratch)
-            random.setstate(states[0])
-            np.random.set_state(states[1])
-            torch.random.set_rng_state(states[2])
             point |= {"step": state.global_step, "tokens": int(state.num_input_tokens_seen)}
             log.info(
                 "step %d: %.1f%% [%.1f, %.1f]",
