@@ -16,5 +16,7 @@ rule base_model:
     resources:
         mem_mb=base_model_mem_mb,
         runtime=60,
+    params:
+        settings=settings_of("base_model"),
     script:
         "../scripts/base_model.py"

@@ -22,6 +22,7 @@ from cft.config import (  # noqa: E402
     training_seeds,
     validate_config,
 )
+from cft.settings import settings_digest  # noqa: E402
 from cft.training import gres_of, train_resources  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
@@ -48,6 +49,16 @@ wildcard_constraints:
     run="|".join(
         [UNTRAINED] + [rf"{m}/seed\d+" for m in GRID["methods"] if m != UNTRAINED]
     ),
+
+
+def settings_of(stage):
+    """A rule's `settings` param: the digest of the config slice and code its job depends on
+    (cft.settings), so that a change of either reruns exactly that job and its dependants.
+    """
+    keys = ("domain", "model", "method", "task", "scale")
+    return lambda wildcards: settings_digest(
+        config, stage, **{key: getattr(wildcards, key, None) for key in keys}
+    )
 
 
 def is_demo(domain):
@@ -183,11 +194,6 @@ def evaluate_input(wildcards):
 
 
 # ---- tables and named experiments ------------------------------------------------------
-
-
-# An input of the table rules, so that a change of the table code reruns them (absolute: the
-# working directory may be elsewhere).
-TABLES_CODE = str(Path(workflow.basedir) / "src" / "cft" / "tables.py")
 
 
 def table_eval_inputs(domain, model):

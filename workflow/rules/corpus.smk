@@ -11,7 +11,7 @@ rule generate_demo_data:
     conda:
         "../../envs/data.yaml"
     params:
-        source=lambda wildcards: domain_source(config, wildcards.domain),
+        settings=settings_of("demo_data"),
     script:
         "../scripts/generate_demo_data.py"
 
@@ -32,6 +32,7 @@ rule corpus:
         mem_mb=8000,
         runtime=120,
     params:
+        settings=settings_of("corpus"),
         raw_dir=lambda wildcards: raw_corpus_dir(wildcards.domain),
     script:
         "../scripts/corpus.py"

@@ -26,6 +26,8 @@ rule knowledge_curve:
         cpus_per_task=lambda wildcards: train_job_resources(wildcards)["cpus_per_task"],
         gres=train_gres,
         tasks_per_gpu=0,
+    params:
+        settings=settings_of("curves"),
     script:
         "../scripts/knowledge_curve.py"
 

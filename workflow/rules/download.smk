@@ -19,7 +19,7 @@ rule download_corpus:
     conda:
         "../../envs/data.yaml"
     params:
-        source=lambda wildcards: domain_source(config, wildcards.domain),
+        settings=settings_of("download_corpus"),
     script:
         "../scripts/download_corpus.py"
 
@@ -32,7 +32,7 @@ rule download_model:
     conda:
         "../../envs/data.yaml"
     params:
-        model=lambda wildcards: config["models"][wildcards.model],
+        settings=settings_of("download_model"),
     script:
         "../scripts/download_model.py"
 

@@ -16,6 +16,8 @@ rule demo_finben:
         "logs/demo_data/finben.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        settings=settings_of("finben_demo"),
     script:
         "../scripts/demo_finben.py"
 
@@ -56,5 +58,7 @@ rule evaluate:
         runtime=lambda wildcards, attempt: config["evaluation"]["runtime"] * attempt,
         gres=evaluate_gres(),
         tasks_per_gpu=0,
+    params:
+        settings=settings_of("evaluate"),
     script:
         "../scripts/evaluate.py"

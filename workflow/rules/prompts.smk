@@ -22,5 +22,7 @@ rule autogen_prompts:
         cpus_per_task=config["autogen"]["cpus_per_task"],
         gres=autogen_gres(),
         tasks_per_gpu=0,
+    params:
+        settings=settings_of("autogen"),
     script:
         "../scripts/autogen_prompts.py"

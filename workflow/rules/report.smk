@@ -15,8 +15,6 @@ localrules:
 
 rule table:
     input:
-        # The table code is an input: changing it rebuilds the tables and nothing upstream.
-        code=TABLES_CODE,
         evals=lambda wildcards: table_eval_inputs(wildcards.domain, wildcards.model),
     output:
         md="results/tables/{domain}/{model}.md",
@@ -39,13 +37,14 @@ rule table:
         "logs/tables/{domain}/{model}.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        settings=settings_of("table"),
     script:
         "../scripts/table.py"
 
 
 rule loss_figure:
     input:
-        code=TABLES_CODE,
         # the first seed's run of each trained method
         models=lambda wildcards: [
             model_dir(wildcards.domain, wildcards.model, method, SEEDS[0])
@@ -63,6 +62,8 @@ rule loss_figure:
         "logs/tables/{domain}/{model}_loss.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        settings=settings_of("loss_figure"),
     script:
         "../scripts/loss_figure.py"
 

@@ -25,6 +25,7 @@ rule synthetic_pretrain:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
+        settings=settings_of("synthetic"),
         work_dir="results/synthetic/{scale}/pretrain/.seed{seed}.work",
     script:
         "../scripts/synthetic.py"
@@ -52,6 +53,7 @@ rule synthetic_finetune:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
+        settings=settings_of("synthetic"),
         work_dir="results/synthetic/{scale}/{task}/{condition}/.seed{seed}.work",
     script:
         "../scripts/synthetic.py"
@@ -89,5 +91,7 @@ rule synthetic_summary:
         "logs/synthetic/{scale}/summary.log",
     conda:
         "../../envs/synthetic.yaml"
+    params:
+        settings=settings_of("synthetic"),
     script:
         "../scripts/synthetic.py"

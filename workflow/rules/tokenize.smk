@@ -17,6 +17,8 @@ rule tokenize:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         cpus_per_task=config["packing"]["cpus_per_task"],
         runtime=120,
+    params:
+        settings=settings_of("tokenize"),
     script:
         "../scripts/tokenize.py"
 
@@ -30,5 +32,7 @@ rule export_gemini:
         "logs/export/{domain}_gemini.log",
     conda:
         "../../envs/tokenize.yaml"
+    params:
+        settings=settings_of("export"),
     script:
         "../scripts/export_gemini.py"

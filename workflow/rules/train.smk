@@ -37,6 +37,7 @@ rule train:
             "srun" if train_job_resources(wildcards)["nodes"] > 1 else ""
         ),
     params:
+        settings=settings_of("train"),
         checkpoint_dir="results/checkpoints/{domain}/{model}/{method}/seed{seed}",
     script:
         "../scripts/train.py"

@@ -8,4 +8,5 @@ from cft.download import download_model
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
-download_model(snakemake.wildcards.model, snakemake.params.model, Path(snakemake.output[0]))
+model = snakemake.wildcards.model
+download_model(model, snakemake.config["models"][model], Path(snakemake.output[0]))

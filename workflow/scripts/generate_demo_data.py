@@ -5,10 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import demo_data
+from cft.config import domain_source
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
-source = snakemake.params.source
+source = domain_source(snakemake.config, snakemake.wildcards.domain)
 demo_data.run(
     generator=source["generator"],
     n_entities=source["n_entities"],

@@ -1,0 +1,120 @@
+"""Rerun semantics: a config change reruns exactly the jobs whose settings it changes, and their
+dependants; a change that only schedules, or a reordered config, reruns nothing.
+
+The demo DAG is laid out in a scratch folder with every output present and snakemake's own
+metadata recorded (`--touch`), as after a finished run; then each edited config is dry-run.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+from conftest import REPO, job_counts, snakemake
+
+TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
+EVALS_TRAINED = 4 * (1 + 2)  # biomed has 1 task, finance 2
+EVALS = EVALS_TRAINED + 3  # and the untrained chat rows
+DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, "loss_figure": 2, "table": 2, "all": 1}
+
+
+@pytest.fixture(scope="module")
+def finished_demo(tmp_path_factory):
+    """A scratch workdir where the demo DAG is complete, metadata included."""
+    workdir = tmp_path_factory.mktemp("finished_demo")
+    config = REPO / "config" / "config.yaml"
+    summary = snakemake("--summary", "--configfile", str(config), cwd=workdir)
+    assert summary.returncode == 0, summary.stderr
+    for line in summary.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        if path.suffix:  # files; the suffix-less outputs are directory() outputs
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    touched = snakemake(
+        "--touch", "--forceall", "--cores", "1", "--configfile", str(config), cwd=workdir
+    )
+    assert touched.returncode == 0, touched.stderr
+    return workdir
+
+
+def planned(workdir, config: dict, name: str) -> dict[str, int]:
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake("-n", "--configfile", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    counts = job_counts(text)
+    del counts["total"]
+    return counts
+
+
+def edited(config: dict, key: str, value) -> dict:
+    config = copy.deepcopy(config)
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})  # keys left to the schema defaults
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("training.learning_rate", 1.0e-4, {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
+        ("training.epochs", 2, {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
+        # the block length is both the packer's and the trainer's
+        ("training.max_seq_len", 128, {"tokenize": 10, "train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
+        ("evaluation.limit", 5, {"evaluate": EVALS, "table": 2, "all": 1}),
+        ("evaluation.confidence.bootstrap_iters", 500, {"table": 2, "all": 1}),
+        (
+            "autogen.temperature",
+            0.3,
+            {
+                "autogen_prompts": 2,
+                "tokenize": 2,
+                "train": 2,
+                "evaluate": 3,
+                "loss_figure": 2,
+                "table": 2,
+                "all": 1,
+            },
+        ),
+        # scheduling only: where and how long a job runs does not change what it computes
+        ("training.resources.default.runtime", 99, {}),
+        ("evaluation.mem_mb", 9000, {}),
+        ("training.save_steps", 7, {}),
+    ],
+)
+def test_a_config_change_reruns_exactly_its_dependent_chain(
+    finished_demo, demo_config, key, value, expected
+):
+    name = re.sub(r"\W", "_", key)
+    assert planned(finished_demo, edited(demo_config, key, value), name) == expected
+
+
+def test_a_changed_prompt_file_reruns_the_jobs_that_use_it(finished_demo, demo_config, tmp_path):
+    prompts = yaml.safe_load((REPO / "config" / "prompts" / "cft.yaml").read_text())
+    prompts["prompts"][0]["text"] = "Explain each statement to a colleague, step by step."
+    other = tmp_path / "cft.yaml"
+    other.write_text(yaml.safe_dump(prompts))
+    counts = planned(finished_demo, edited(demo_config, "prompts.cft", str(other)), "prompts")
+    # the CFT sets, the Gemini export, and the autogen fallbacks (drawn from the CFT prompts)
+    assert counts["tokenize"] == 2 * 2 and counts["export_gemini"] == 2
+    assert counts["autogen_prompts"] == 2 and counts["train"] == 2 * 2
+    assert "corpus" not in counts and "generate_demo_data" not in counts
+
+
+def test_the_same_config_in_another_key_order_reruns_nothing(finished_demo, demo_config):
+    def reordered(node):
+        if isinstance(node, dict):
+            return {key: reordered(node[key]) for key in reversed(list(node))}
+        return node
+
+    assert planned(finished_demo, reordered(demo_config), "reordered") == {}
