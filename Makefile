@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --report results/report.html
-	@echo; for table in results/tables/*/*.md; do cat "$$table"; echo; done
+	@echo; for table in results/tables/*/*/table.md; do cat "$$table"; echo; done
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
 test: $(STAMP)

@@ -199,13 +199,13 @@ def test_prompts_were_generated_by_the_configured_backend(miniature):
 
 def test_tables_carry_the_papers_numbers_beside_ours(miniature):
     workdir = miniature.workdir
-    table = (workdir / f"results/tables/biomed/{MODEL}.md").read_text()
+    table = (workdir / f"results/tables/biomed/{MODEL}/table.md").read_text()
     assert "AdaptLLM" in table and "Chat (CFT)" in table
     assert "/ 44.07" in table  # the paper's Chat row, mmlu_anatomy, beside our number
-    finance = (workdir / f"results/tables/finance/{MODEL}.md").read_text()
+    finance = (workdir / f"results/tables/finance/{MODEL}/table.md").read_text()
     assert "Chat (-CFT)" in finance and "Paired difference to Chat (CPT)" in finance
     # intervals from lm-eval's per-sample logs, FinBen's weighted F1 included
-    record = read(workdir, f"results/tables/finance/{MODEL}.json")
+    record = read(workdir, f"results/tables/finance/{MODEL}/table.json")
     for label in ("Chat", "Chat (CFT)"):
         for task in [*FINANCE_TASKS, "average"]:
             cell = record["intervals"][f"{label}|{task}"]

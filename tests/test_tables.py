@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, job_counts, snakemake
 from sklearn.metrics import f1_score
 
-from cft.config import eval_json, validate_config
+from cft.config import TABLE_FILES, eval_json, validate_config
 from cft.tables import (
     METHOD_LABELS,
     PAPER_TASKS,
@@ -107,9 +107,8 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
     for (method, task), metrics in values.items():
         metric = "weighted_f1" if "finben" in task else "acc"
         assert table.ours[(METHOD_LABELS[method], task)] == pytest.approx(100 * metrics[metric])
-    out = {k: tmp_path / "out" / f"t.{k}" for k in ("md", "csv", "tex", "json")}
-    out |= {"png": tmp_path / "out" / "t.png", "svg": tmp_path / "out" / "t.svg"}
-    write_table(config, "finance", DEMO_MODEL, eval_root=tmp_path, out=out)
+    write_table(config, "finance", DEMO_MODEL, eval_root=tmp_path, out_dir=tmp_path / "out")
+    out = {kind: tmp_path / "out" / name for kind, name in TABLE_FILES.items()}
     with out["csv"].open() as handle:
         rows = {(r["row"], r["task"], r["metric"]): r for r in csv.DictReader(handle)}
     for (method, task), metrics in values.items():
@@ -118,6 +117,26 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
         assert float(cell["ours"]) == pytest.approx(100 * metrics[metric], abs=1e-4)
         assert float(cell["ci_low"]) <= float(cell["ours"]) <= float(cell["ci_high"])
     assert out["png"].stat().st_size > 10_000 and out["svg"].read_text().startswith("<?xml")
+
+
+def test_table_files_are_published_together(config, tmp_path, monkeypatch):
+    from cft import tables
+
+    fill_finance(tmp_path / "eval", config["grid"]["methods"])
+    out = tmp_path / "table"
+    tables.write_table(config, "finance", "smollm2-135m-instruct", eval_root=tmp_path / "eval",
+                       out_dir=out)  # fmt: skip
+    old = {name: (out / name).read_bytes() for name in TABLE_FILES.values()}
+    config["evaluation"]["confidence"]["seed"] = 7  # other intervals this time
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the bar chart")
+
+    monkeypatch.setattr(tables, "bar_chart", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tables.write_table(config, "finance", "smollm2-135m-instruct",
+                           eval_root=tmp_path / "eval", out_dir=out)  # fmt: skip
+    assert {name: (out / name).read_bytes() for name in TABLE_FILES.values()} == old
 
 
 def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, tmp_path):
@@ -134,8 +153,8 @@ def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, t
     cpt = [1] * 60 + [0] * 20
     for method, correct in (("chat", chat), ("cpt", cpt), ("cft", cpt)):
         write_eval(tmp_path, "biomed", DEMO_MODEL, method, task, correct)
-    out = {k: tmp_path / "out" / f"t.{k}" for k in ("md", "csv", "tex", "json", "png", "svg")}
-    write_table(config, "biomed", DEMO_MODEL, eval_root=tmp_path, out=out)
+    write_table(config, "biomed", DEMO_MODEL, eval_root=tmp_path, out_dir=tmp_path / "out")
+    out = {kind: tmp_path / "out" / name for kind, name in TABLE_FILES.items()}
     record = json.loads(out["json"].read_text())
     chat_cell = record["intervals"][f"Chat|{task}"]
     assert chat_cell["value"] == 25.0

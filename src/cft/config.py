@@ -244,6 +244,26 @@ def eval_json(
     return f"{root}/{domain}/{model}/{run_name(method, seed)}/{task}.json"
 
 
+# One table's files, published together in its folder (cft.tables).
+TABLE_FILES = {
+    "md": "table.md",
+    "csv": "table.csv",
+    "tex": "table.tex",
+    "json": "table.json",
+    "png": "bars.png",
+    "svg": "bars.svg",
+}
+
+
+def table_dir(domain: str, model: str, root: str = "results/tables") -> str:
+    """The folder of the (domain, model) table: Markdown, CSV, LaTeX, JSON and bar chart."""
+    return f"{root}/{domain}/{model}"
+
+
+def table_file(domain: str, model: str, kind: str, root: str = "results/tables") -> str:
+    return f"{table_dir(domain, model, root)}/{TABLE_FILES[kind]}"
+
+
 def domain_source(config: dict, domain: str) -> dict:
     return config["domains"][domain]["source"]
 

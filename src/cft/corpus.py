@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from cft.cli import stage_parser
 from cft.config import domain_source, load_config, resolve_path
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
 
@@ -299,13 +299,22 @@ def build_corpus(
 
 
 def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
-    """Build ``out_dir/documents.parquet`` and ``out_dir/stats.json`` for one domain."""
+    """Build ``out_dir/documents.parquet`` and ``out_dir/stats.json`` for one domain; the two
+    are published together (the folder is renamed into place as a unit)."""
     source = domain_source(config, domain)
     settings = config["corpus"]
     raw_dir = resolve_path(source["local_path"]) if source.get("local_path") else Path(raw_dir)
+    check_output(out_dir, directory=True)
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        record = _build(domain, source, settings, raw_dir, staged)
+    return record
+
+
+def _build(domain: str, source: dict, settings: dict, raw_dir: Path, out_dir: Path) -> dict:
     stats = build_corpus(
         read_source(source, raw_dir, settings["on_invalid_utf8"]),
-        Path(out_dir) / "documents.parquet",
+        out_dir / "documents.parquet",
         source_name=source["type"],
         min_chars=settings["min_chars"],
         max_chars=settings["max_chars"],
@@ -323,7 +332,7 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
         **stats.as_dict(),
         "provenance": provenance({"source": source, "corpus": settings}, seed=None),
     }
-    write_json(Path(out_dir) / "stats.json", record)
+    write_json(out_dir / "stats.json", record)
     log.info(
         "%s: %d documents in, %d out (%d train / %d validation)",
         domain,

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 from cft.config import ConfigError, domain_source, load_config
 from cft.corpus import DOWNLOAD_PATTERNS
 from cft.hub import fetch_dataset, fetch_model
-from cft.io import write_json
+from cft.io import check_output, publish, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
 
@@ -35,7 +34,7 @@ def download_corpus(domain: str, source: dict, out_dir: Path) -> None:
             f"domains.{domain}.source.type = {source['type']!r} is not downloadable; "
             f"expected one of {sorted(DOWNLOAD_PATTERNS)}"
         )
-    out_dir = Path(out_dir)
+    out_dir = check_output(out_dir, directory=True)
     partial = out_dir.with_name(out_dir.name + ".partial")
     log.info("downloading %s into %s", source["repo_id"], partial)
     fetch_dataset(
@@ -54,9 +53,7 @@ def download_corpus(domain: str, source: dict, out_dir: Path) -> None:
         partial / "cft_download.json",
         {"domain": domain, "source": source, "files": len(files), "provenance": provenance(source)},
     )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
+    publish(partial, out_dir)
     log.info("%s: %d files in %s", source["repo_id"], len(files), out_dir)
 
 

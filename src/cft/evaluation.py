@@ -25,7 +25,7 @@ from cft.base_model import folder_fingerprint
 from cft.cli import stage_parser
 from cft.config import eval_json, load_config, model_dir, training_seeds
 from cft.devices import job_device, native_dtype
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
 from cft.uncertainty import samples_path
@@ -163,7 +163,8 @@ def run(
 ) -> dict:
     """Evaluate and write the record to ``out_json`` and lm-eval's per-sample log to
     ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
-    samples_jsonl = Path(samples_jsonl or samples_path(out_json))
+    samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
+    check_output(out_json)  # before the work, not after
     start = time.perf_counter()
     results, settings = evaluate(config, task, Path(model_dir))
     if task not in results["results"]:
@@ -191,9 +192,12 @@ def run(
     }
     if "samples" not in results or task not in results["samples"]:
         raise EvaluationError(f"lm-eval returned no per-sample log for task {task!r}")
-    with atomic_path(samples_jsonl) as tmp, tmp.open("w") as handle:
-        for sample in results["samples"][task]:
-            handle.write(json.dumps(sample, default=str) + "\n")
+    with atomic_path(samples_jsonl) as tmp:
+        with tmp.open("w") as handle:
+            for sample in results["samples"][task]:
+                handle.write(json.dumps(sample, default=str) + "\n")
+        # the pair is two files; the record names its log's content, which the tables check
+        record["samples_sha256"] = file_sha256(tmp)
     write_json(out_json, record)
     log.info("%s/%s/%s %s: %s", domain, model, method, task, record["metrics"])
     return record

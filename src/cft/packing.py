@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ import numpy as np
 
 from cft.cli import corpus_path, stage_parser
 from cft.config import ConfigError, load_config, load_prompt_file, resolve_path
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, check_output, scratch_dir, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
 
@@ -460,6 +459,7 @@ def run(
 
     if method not in METHOD_PROMPTS:
         raise PackingError(f"unknown method {method!r}; expected one of {list(METHOD_PROMPTS)}")
+    check_output(out_dir, directory=True)
     packing = config["packing"]
     max_seq_len = config["training"]["max_seq_len"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -485,8 +485,7 @@ def run(
         "tokenizer": str(tokenizer_dir),
     }
     split_stats = {}
-    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent, prefix=".pack.") as scratch:
+    with scratch_dir(Path(out_dir).parent, f"{Path(out_dir).name}.pack") as scratch:
         tokenized = tokenize_documents(corpus_table, tokenizer, num_proc, Path(scratch))
         splits = {}
         present = set(tokenized.unique("split"))

@@ -22,15 +22,22 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cft.cli import stage_parser
-from cft.config import REPO_ROOT, UNTRAINED, eval_json, load_config, training_seeds
-from cft.io import atomic_path, read_json, write_json
+from cft.config import (
+    REPO_ROOT,
+    TABLE_FILES,
+    UNTRAINED,
+    eval_json,
+    load_config,
+    table_dir,
+    training_seeds,
+)
+from cft.io import atomic_path, check_output, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
@@ -163,10 +170,16 @@ def reference_values(reference: list[dict], domain: str, row: Row, table_model: 
 def _read_run(path: Path, expected: dict, metric: str):
     """An eval record and its per-sample outcomes; refuses a record made for another cell and
     samples that do not give the record's score."""
-    record = json.loads(path.read_text())
+    record = read_json(path)
     found = {key: record.get(key) for key in expected}
     if found != expected:
         raise TableError(f"{path}: the record is for {found}, but this cell is {expected}")
+    logged_sha = record.get("samples_sha256")
+    if logged_sha is not None and file_sha256(samples_path(path)) != logged_sha:
+        raise TableError(
+            f"{samples_path(path)}: not the per-sample log {path} was written with (its "
+            f"SHA-256 differs from the record's samples_sha256); rerun the evaluation"
+        )
     outcomes = read_outcomes(samples_path(path), metric)
     logged = record["metrics"][metric]
     if not math.isclose(float(score(outcomes)[0]), logged, abs_tol=1e-6):
@@ -676,38 +689,41 @@ def write_table(
     model: str,
     *,
     eval_root: Path,
-    out: dict[str, Path],
+    out_dir: Path,
     reference_file: Path = REFERENCE_FILE,
 ) -> Table:
-    """Write the table as Markdown, CSV, LaTeX and JSON plus its bar chart (``out`` maps
-    md/csv/tex/json/png/svg to paths)."""
+    """Write the table as Markdown, CSV, LaTeX and JSON plus its bar chart into ``out_dir``
+    (names: config.TABLE_FILES); the folder is published as a unit, so its files always agree."""
+    check_output(out_dir, directory=True)
     table = build_table(config, domain, model, eval_root, load_reference(reference_file))
-    for kind, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
-        with atomic_path(out[kind]) as tmp:
-            tmp.write_text(render(table))
-    write_json(
-        out["json"],
-        {
-            "domain": domain,
-            "model": model,
-            "tasks": table.tasks,
-            "rows": [r.label for r in table.rows],
-            "ours": {f"{k[0]}|{k[1]}": v for k, v in table.ours.items()},
-            "paper": {f"{k[0]}|{k[1]}": v for k, v in table.paper.items()},
-            "intervals": _estimates_json(table.intervals),
-            "paired": {ref: _estimates_json(cells) for ref, cells in table.paired.items()},
-            "margins": _estimates_json(table.margins),
-            "paired_margins": {
-                ref: _estimates_json(cells) for ref, cells in table.paired_margins.items()
+    with atomic_path(out_dir) as staged:
+        staged.mkdir()
+        out = {kind: staged / name for kind, name in TABLE_FILES.items()}
+        for kind, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
+            out[kind].write_text(render(table))
+        write_json(
+            out["json"],
+            {
+                "domain": domain,
+                "model": model,
+                "tasks": table.tasks,
+                "rows": [r.label for r in table.rows],
+                "ours": {f"{k[0]}|{k[1]}": v for k, v in table.ours.items()},
+                "paper": {f"{k[0]}|{k[1]}": v for k, v in table.paper.items()},
+                "intervals": _estimates_json(table.intervals),
+                "paired": {ref: _estimates_json(cells) for ref, cells in table.paired.items()},
+                "margins": _estimates_json(table.margins),
+                "paired_margins": {
+                    ref: _estimates_json(cells) for ref, cells in table.paired_margins.items()
+                },
+                "seeds": table.seeds,
+                "bootstrap": table.bootstrap,
+                "interval_note": interval_note(table),
+                "missing": table.missing,
+                "provenance": provenance({"evaluation": config["evaluation"]}),
             },
-            "seeds": table.seeds,
-            "bootstrap": table.bootstrap,
-            "interval_note": interval_note(table),
-            "missing": table.missing,
-            "provenance": provenance({"evaluation": config["evaluation"]}),
-        },
-    )
-    bar_chart(table, out["png"], out["svg"])
+        )
+        bar_chart(table, out["png"], out["svg"])
     if table.missing:
         log.warning("%s/%s: %d result(s) missing", domain, model, len(table.missing))
     return table
@@ -717,16 +733,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--eval-root", default="results/eval")
-    parser.add_argument("--out-dir", default="results/tables")
+    parser.add_argument(
+        "--out-root", default="results/tables", help="the table goes to OUT_ROOT/DOMAIN/MODEL/"
+    )
     parser.add_argument("--print", action="store_true", help="print the Markdown table")
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
-    base = f"{args.out_dir}/{args.domain}/{args.model}"
-    out = {kind: Path(f"{base}.{kind}") for kind in ("md", "csv", "tex", "json")}
-    figures = f"results/figures/{args.domain}/{args.model}"
-    out |= {"png": Path(f"{figures}_bars.png"), "svg": Path(f"{figures}_bars.svg")}
-    table = write_table(config, args.domain, args.model, eval_root=Path(args.eval_root), out=out)
+    table = write_table(
+        config,
+        args.domain,
+        args.model,
+        eval_root=Path(args.eval_root),
+        out_dir=Path(table_dir(args.domain, args.model, args.out_root)),
+    )
     if args.print:
         print(to_markdown(table))
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from cft.config import REPO_ROOT, ConfigError, load_config, model_dir, training_seeds
 from cft.devices import job_device, native_bf16
-from cft.io import read_json, write_json
+from cft.io import OutputError, check_output, publish, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
 
@@ -273,6 +273,11 @@ def prepare_checkpoint_dir(checkpoint_dir: Path, run_key: str) -> None:
     """Keep checkpoints only if they belong to the same run (config, data and base model); a
     change of any of them starts afresh rather than resuming into a different run."""
     record = checkpoint_dir / RUN_RECORD
+    if checkpoint_dir.is_dir() and not record.is_file() and any(checkpoint_dir.iterdir()):
+        raise OutputError(
+            f"{checkpoint_dir}: refusing to use a non-empty folder without {RUN_RECORD} as the "
+            f"checkpoint folder (it would be deleted after training); give a new or empty folder"
+        )
     if record.is_file() and read_json(record).get("run_key") != run_key:
         log.warning(
             "%s: checkpoints of a different run (config or data changed); removing them",
@@ -768,7 +773,8 @@ def train(job: Job, callbacks=()) -> dict | None:
         )
     plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
     parallel = parallelism_of(train_cfg, world, cuda=cuda)
-    checkpoint_dir, out_dir = Path(job.checkpoint_dir), Path(job.out_dir)
+    checkpoint_dir = Path(job.checkpoint_dir)
+    out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
     tokenized = load_from_disk(job.tokenized_dir)
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
     base_record = Path(job.base_model_dir) / "cft_provenance.json"
@@ -926,9 +932,7 @@ def train(job: Job, callbacks=()) -> dict | None:
         ),
     }
     write_json(staging / METRICS_FILE, metrics)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
+    publish(staging, out_dir)
     if not train_cfg["keep_checkpoints"]:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info(

@@ -19,6 +19,7 @@ from cft.config import (  # noqa: E402
     parse_run,
     resolve_path,
     run_name,
+    table_file,
     training_seeds,
     validate_config,
 )
@@ -220,10 +221,8 @@ def table_outputs():
             continue
         for model in GRID["models"]:
             outputs += [
-                f"results/tables/{domain}/{model}.{kind}"
-                for kind in ("md", "csv", "tex")
+                table_file(domain, model, kind) for kind in ("md", "csv", "tex", "png")
             ]
-            outputs.append(f"results/figures/{domain}/{model}_bars.png")
             if trained_methods():
                 outputs.append(f"results/figures/{domain}/{model}_loss.png")
     return outputs

@@ -17,22 +17,23 @@ rule table:
     input:
         evals=lambda wildcards: table_eval_inputs(wildcards.domain, wildcards.model),
     output:
-        md="results/tables/{domain}/{model}.md",
+        # one folder, published as a unit (cft.tables)
+        md=table_file("{domain}", "{model}", "md"),
         csv=report(
-            "results/tables/{domain}/{model}.csv",
+            table_file("{domain}", "{model}", "csv"),
             caption="../report/table.rst",
             category="Tables",
             subcategory="{domain}",
         ),
-        tex="results/tables/{domain}/{model}.tex",
-        json="results/tables/{domain}/{model}.json",
+        tex=table_file("{domain}", "{model}", "tex"),
+        json=table_file("{domain}", "{model}", "json"),
         png=report(
-            "results/figures/{domain}/{model}_bars.png",
+            table_file("{domain}", "{model}", "png"),
             caption="../report/bars.rst",
             category="Figures",
             subcategory="{domain}",
         ),
-        svg="results/figures/{domain}/{model}_bars.svg",
+        svg=table_file("{domain}", "{model}", "svg"),
     log:
         "logs/tables/{domain}/{model}.log",
     conda:

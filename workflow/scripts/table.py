@@ -13,8 +13,5 @@ tables.write_table(
     snakemake.wildcards.domain,
     snakemake.wildcards.model,
     eval_root=Path("results/eval"),
-    out={
-        kind: Path(getattr(snakemake.output, kind))
-        for kind in ("md", "csv", "tex", "json", "png", "svg")
-    },
+    out_dir=Path(snakemake.output.md).parent,
 )

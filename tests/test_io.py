@@ -1,0 +1,114 @@
+"""Outputs: nothing is deleted that the pipeline did not write, a stage's files are published as
+one set, and scratch folders of killed runs are cleaned by the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from cft import corpus, evaluation
+from cft.io import OUTPUT_MARKER, OutputError, atomic_path, check_output, scratch_dir
+
+
+def other_data(folder):
+    """A folder of someone else's files."""
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("my notes\n")
+    (folder / "data").mkdir()
+    (folder / "data" / "x.bin").write_bytes(b"\x00" * 1000)
+    return sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+
+def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path):
+    target = tmp_path / "datasets"
+    before = other_data(target)
+    result = subprocess.run(
+        [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
+         "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(target),
+         "--corpus", str(tmp_path / "missing.parquet")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"{target}: refusing to replace a folder" in result.stderr
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
+def test_evaluation_refuses_a_folder_as_its_output_file_before_any_work(demo_config, tmp_path):
+    target = tmp_path / "evals"
+    before = other_data(target)
+    with pytest.raises(OutputError, match="expected an output file path, but it is a folder"):
+        evaluation.run(
+            demo_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+            model_dir=tmp_path / "no-model", out_json=target,
+        )  # fmt: skip
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
+def test_a_published_folder_is_replaced_on_rerun_but_a_foreign_one_never(tmp_path):
+    target = tmp_path / "out"
+    with atomic_path(target) as staged:
+        staged.mkdir()
+        (staged / "a.txt").write_text("1")
+    assert (target / OUTPUT_MARKER).is_file()
+    with atomic_path(target) as staged:  # our own: replaced as a whole
+        staged.mkdir()
+        (staged / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "b.txt"]
+    (target / OUTPUT_MARKER).unlink()
+    with pytest.raises(OutputError, match=r"no \.cft-output marker"):
+        check_output(target, directory=True)
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        check_output(target / "b.txt" / "x.json")
+
+
+def test_corpus_files_are_published_together(demo_config, tmp_path, monkeypatch):
+    """A failure after documents.parquet is written leaves the previous pair untouched."""
+    out = tmp_path / "corpus"
+    corpus.run(demo_config, "biomed", raw_dir=demo_raw(demo_config, tmp_path), out_dir=out)
+    old = {name: (out / name).read_bytes() for name in ("documents.parquet", "stats.json")}
+    demo_config["corpus"]["min_chars"] = 150  # a different table this time
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed between the two files")
+
+    monkeypatch.setattr(corpus, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        corpus.run(demo_config, "biomed", raw_dir=tmp_path / "raw", out_dir=out)
+    assert {name: (out / name).read_bytes() for name in old} == old
+    assert not [p for p in tmp_path.glob(".corpus.*")]  # the scratch went with the failure
+
+
+def demo_raw(config, tmp_path):
+    from cft.demo_data import run as generate
+
+    source = config["domains"]["biomed"]["source"]
+    generate(source["generator"], 4, 2, source["seed"], tmp_path / "raw")
+    return tmp_path / "raw"
+
+
+def test_scratch_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".out.json.{host}-{dead.pid}.abc123.tmp"
+    live = tmp_path / f".out.json.{host}-{os.getpid()}.def456.tmp"  # a running writer's
+    foreign = tmp_path / ".unrelated.tmp"
+    for folder in (stale, live, foreign):
+        folder.mkdir()
+    with atomic_path(tmp_path / "out.json") as staged:
+        staged.write_text(json.dumps({"ok": True}))
+    assert not stale.exists() and live.exists() and foreign.exists()
+    assert json.loads((tmp_path / "out.json").read_text()) == {"ok": True}
+    # the packer's scratch (tokenized shards) works the same way
+    stale = tmp_path / f".cpt.pack.{host}-{dead.pid}.x.tmp"
+    stale.mkdir()
+    with scratch_dir(tmp_path, "cpt.pack") as scratch:
+        assert scratch.name.startswith(f".cpt.pack.{host}-{os.getpid()}.")
+        assert not stale.exists()
+    assert not scratch.exists()
