@@ -22,6 +22,7 @@ from cft.config import ConfigError, validate_config
 from cft.training import (
     COMPLETE_MARKER,
     METRICS_FILE,
+    TrainingError,
     flops_per_token,
     launch,
     launch_command,
@@ -325,3 +326,39 @@ def test_two_node_training_job_gets_the_multi_node_sbatch_options():
     ):
         assert option in command
     assert resources["mpi"] == "srun"
+
+
+@pytest.mark.parametrize(
+    ("loss", "grad_norm", "first", "ratio", "diverged"),
+    [
+        (2.0, 1.0, None, 3.0, False),
+        (float("nan"), 1.0, 2.0, 3.0, True),
+        (2.0, float("inf"), 2.0, 3.0, True),
+        (2.0, 0.0, 2.0, 3.0, True),  # a saturated model: nothing left to learn from
+        (6.1, 1.0, 2.0, 3.0, True),
+        (5.9, 1.0, 2.0, 3.0, False),
+        (60.0, 1.0, 2.0, None, False),  # the ratio check is off
+    ],
+)
+def test_divergence_reason(loss, grad_norm, first, ratio, diverged):
+    from cft.training import divergence_reason
+
+    assert (divergence_reason(loss, grad_norm, first, ratio) is not None) == diverged
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_only_good_checkpoints(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    job = make_job(
+        demo_config, tmp_path, tiny_model, tiny_data, learning_rate=1.0e6, save_steps=1,
+        keep_checkpoints=True,
+    )  # fmt: skip
+    with pytest.raises(TrainingError, match=r"training diverged at step (\d+)") as caught:
+        train(job)
+    assert not Path(job.out_dir).exists()
+    message = str(caught.value)
+    last_good = int(message.split("Checkpoints up to step ")[1].split(" ")[0])
+    bad_step = int(message.split("diverged at step ")[1].split(":")[0])
+    assert last_good < bad_step
+    kept = sorted(int(p.name.split("-")[1]) for p in Path(job.checkpoint_dir).glob("checkpoint-*"))
+    assert kept == list(range(1, last_good + 1))

@@ -36,6 +36,7 @@ import contextlib
 import csv
 import functools
 import logging
+import math
 import os
 import resource
 import shutil
@@ -353,6 +354,26 @@ def fsdp_on_cpu(enabled: bool):
 
 
 @functools.cache
+def divergence_reason(
+    loss: float, grad_norm: float | None, first_loss: float | None, max_loss_ratio: float | None
+) -> str | None:
+    """Why a logged step shows a diverged run, or None: a non-finite loss or gradient norm, a
+    gradient norm of exactly 0 (nothing left to learn from: the weights are saturated), or a
+    loss above ``max_loss_ratio`` times the first logged loss (None: no ratio check)."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        return f"the gradient norm is {grad_norm}"
+    if grad_norm == 0.0:
+        return "the gradient norm is 0"
+    if first_loss is not None and max_loss_ratio is not None and loss > max_loss_ratio * first_loss:
+        return (
+            f"the loss {loss:.4g} is above training.divergence.max_loss_ratio = "
+            f"{max_loss_ratio} times the first logged loss {first_loss:.4g}"
+        )
+    return None
+
+
 def _trainer_classes():
     """The Trainer subclass and callbacks (transformers is imported only when training, not
     when the workflow imports this module for resources)."""
@@ -428,6 +449,39 @@ def _trainer_classes():
                 if folder.is_dir():
                     (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
 
+    class DivergenceGuard(TrainerCallback):
+        """Stops training with a TrainingError when a logged loss or gradient norm shows the
+        run has diverged (:func:`divergence_reason`), after removing any checkpoint saved
+        since the last good log, so a rerun with a fixed config resumes from a good state."""
+
+        def __init__(self, max_loss_ratio: float | None, checkpoint_dir: Path):
+            self.max_loss_ratio, self.checkpoint_dir = max_loss_ratio, Path(checkpoint_dir)
+            self.first_loss = None
+            self.last_good_step = 0
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            reason = divergence_reason(
+                logs["loss"], logs.get("grad_norm"), self.first_loss, self.max_loss_ratio
+            )
+            if reason is None:
+                if self.first_loss is None:
+                    self.first_loss = logs["loss"]
+                self.last_good_step = state.global_step
+                return
+            if state.is_world_process_zero:
+                for folder in self.checkpoint_dir.glob("checkpoint-*"):
+                    step = folder.name.split("-")[-1]
+                    if step.isdigit() and int(step) > self.last_good_step:
+                        shutil.rmtree(folder)
+            raise TrainingError(
+                f"training diverged at step {state.global_step}: {reason}; stopped (no model "
+                f"saved). Checkpoints up to step {self.last_good_step} are kept in "
+                f"{self.checkpoint_dir}. Lower training.learning_rate or raise "
+                f"training.divergence.max_loss_ratio"
+            )
+
     class LogToFile(TrainerCallback):
         """Trainer logs (loss, grad norm, lr) into the job's log, not only the console."""
 
@@ -482,6 +536,7 @@ def _trainer_classes():
     return SimpleNamespace(
         CountingTrainer=CountingTrainer,
         CheckpointMarker=CheckpointMarker,
+        DivergenceGuard=DivergenceGuard,
         LogToFile=LogToFile,
         Throughput=Throughput,
         PrecisionProbe=PrecisionProbe,
@@ -650,7 +705,14 @@ def make_trainer(
         args=args or training_arguments(job, plan, parallel),
         train_dataset=train_set,
         data_collator=functools.partial(collate_blocks, pad_id=pad_id),
-        callbacks=[classes.CheckpointMarker(), classes.LogToFile(), *callbacks],
+        callbacks=[
+            classes.CheckpointMarker(),
+            classes.LogToFile(),
+            classes.DivergenceGuard(
+                train_cfg["divergence"]["max_loss_ratio"], Path(job.checkpoint_dir)
+            ),
+            *callbacks,
+        ],
     )
 
 
