@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -193,3 +195,50 @@ def test_same_config_gives_identical_table(omt_config, tmp_path):
     a = pd.read_parquet(tmp_path / "a" / "documents.parquet")
     b = pd.read_parquet(tmp_path / "b" / "documents.parquet")
     pd.testing.assert_frame_equal(a, b)
+
+
+def news_config(config, root):
+    config["domains"]["finance"]["source"] = {"type": "financial_news", "local_path": str(root)}
+    config["corpus"] = {"min_chars": 50}
+    return validate_config(config)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "held"),
+    [
+        ("text", 12345, "int64"),
+        ("text", b"Shares rose after the results. " * 3, "binary"),
+        ("text", ["Shares rose after the results."], "list<element: string>"),
+        ("title", 7, "int64"),
+    ],
+)
+def test_a_news_column_that_is_not_text_is_refused_by_name(
+    demo_config, tmp_path, column, value, held
+):
+    row = {"title": "Bank beats", "text": "Shares rose after the results. " * 3, column: value}
+    write_news_shards(tmp_path / "news", [[row]])
+    config = news_config(demo_config, tmp_path / "news")
+    expected = f"train-00000-of-00001.parquet: column '{column}' holds {held}, expected strings"
+    with pytest.raises(CorpusError, match=re.escape(expected)):
+        run(config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_shard_that_is_not_parquet_is_refused_by_name(demo_config, tmp_path):
+    shard = tmp_path / "news" / "data" / "train-00000-of-00001.parquet"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"PAR1 this is not really parquet")
+    config = news_config(demo_config, tmp_path / "news")
+    with pytest.raises(CorpusError, match=r"train-00000-of-00001\.parquet: not a readable parquet"):
+        run(config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+
+
+def test_a_byte_order_mark_is_stripped_and_its_copy_found_a_duplicate(omt_config, tmp_path):
+    root = Path(omt_config["domains"]["biomed"]["source"]["local_path"])
+    original = (root / "mdpi" / "biology" / "a002.txt").read_text()
+    write(root / "mdpi" / "biology" / "a003.txt", "\ufeff" + original)
+    stats = run(omt_config, "biomed", raw_dir=root, out_dir=tmp_path / "out")
+    table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
+    assert not table.text.str.contains("\ufeff").any()
+    assert "mdpi/biology/a003.txt" not in set(table.doc_id)
+    assert stats["dropped"]["duplicate"]["documents"] == 2  # b003 (a001's copy) and a003

@@ -80,7 +80,9 @@ class RawDocument:
 # ---- cleaning ---------------------------------------------------------------------------------
 
 _HSPACE = re.compile(r"[^\S\n]+")  # any whitespace but newline
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and the byte-order mark (U+FEFF), which some editors put at the start of
+# a UTF-8 file: invisible, it would keep a copy from being found a duplicate.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
@@ -151,11 +153,23 @@ def read_financial_news(root: Path) -> Iterator[RawDocument]:
         )
     for shard in shards:
         rel = shard.relative_to(root).as_posix()
-        parquet = pq.ParquetFile(shard)
-        missing = {"title", "text"} - set(parquet.schema_arrow.names)
+        try:
+            parquet = pq.ParquetFile(shard)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise CorpusError(f"{shard}: not a readable parquet file ({err})") from None
+        schema = parquet.schema_arrow
+        missing = {"title", "text"} - set(schema.names)
         if missing:
             raise CorpusError(f"{shard}: missing column(s) {sorted(missing)}")
-        columns = [c for c in ("title", "text", "url") if c in parquet.schema_arrow.names]
+        columns = [c for c in ("title", "text", "url") if c in schema.names]
+        for column in columns:
+            kind = schema.field(column).type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                    or pa.types.is_null(kind)):  # fmt: skip
+                raise CorpusError(
+                    f"{shard}: column {column!r} holds {kind}, expected strings (the "
+                    f"ashraq/financial-news-articles schema); convert it to text first"
+                )
         row = 0
         for batch in parquet.iter_batches(columns=columns, batch_size=WRITE_BATCH):
             data = batch.to_pydict()
@@ -183,6 +197,11 @@ def read_demo(root: Path) -> Iterator[RawDocument]:
                 doc_id, text = row["doc_id"], row["text"]
             except (json.JSONDecodeError, KeyError) as err:
                 raise CorpusError(f"{path}:{line_no}: not a document record ({err})") from None
+            if not isinstance(text, str) or not isinstance(doc_id, str):
+                raise CorpusError(
+                    f"{path}:{line_no}: 'doc_id' and 'text' must be strings, got "
+                    f"{type(doc_id).__name__} and {type(text).__name__}"
+                )
             yield RawDocument(
                 doc_id=doc_id,
                 text=text,
