@@ -180,7 +180,12 @@ def tiny_data(tmp_path_factory):
             "validation": Dataset.from_dict(random_blocks(4, seed=2)),
         }
     ).save_to_disk(str(path))
-    write_json(path / "stats.json", {"fingerprint": "tiny-random-blocks"})
+    from datasets import load_from_disk
+
+    from cft.packing import dataset_fingerprint
+
+    # training checks the blocks against the fingerprint the tokenize stage records
+    write_json(path / "stats.json", {"fingerprint": dataset_fingerprint(load_from_disk(path))})
     return path
 
 

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO
 from sklearn.metrics import f1_score
 
-from cft import finben_demo
+from cft import evaluation, finben_demo
+from cft.base_model import ModelFilesError
 from cft.config import validate_config
 from cft.evaluation import TASKS_DIR, EvaluationError, check_task, evaluate, run, task_manager
+from cft.io import write_json
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 
@@ -214,3 +218,52 @@ def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
     expected = "bfloat16" if native else "float32"
     assert model_arguments(REPO, evaluation, backend="hf")["dtype"] == expected
     assert reason.startswith("cpu has")
+
+
+def _copy_with_weights(tiny_model, folder, change):
+    """A copy of the tiny model whose safetensors tensors went through ``change``."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_model, folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({name: change(tensor) for name, tensor in tensors.items()}, weights,
+              metadata={"format": "pt"})  # fmt: skip
+    return folder
+
+
+def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, tiny_model):
+    """Same names, same sizes, other values: the fingerprint covers the contents."""
+    from cft.base_model import PROVENANCE_FILE, folder_fingerprint
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    write_json(folder / PROVENANCE_FILE, {"fingerprint": folder_fingerprint(folder)})
+    before = (folder / "model.safetensors").stat().st_size
+    changed = _copy_with_weights(tiny_model, tmp_path / "changed", lambda t: t * 2)
+    shutil.copy(changed / "model.safetensors", folder / "model.safetensors")
+    assert (folder / "model.safetensors").stat().st_size == before
+    with pytest.raises(ModelFilesError, match="model files changed after they were written"):
+        evaluation.run(demo_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+                       model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("nan", "holds NaN or infinite values"),
+        ("truncate", "not a complete safetensors file"),
+    ],
+)
+def test_a_broken_model_is_refused_before_scoring(demo_config, tmp_path, tiny_model, damage,
+                                                  message):  # fmt: skip
+    folder = _copy_with_weights(tiny_model, tmp_path / "model",
+                                lambda t: torch.full_like(t, float("nan")))  # fmt: skip
+    if damage == "truncate":
+        shutil.copytree(tiny_model, tmp_path / "t")
+        data = (tmp_path / "t" / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFilesError, match=message):
+        evaluation.run(demo_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+                       model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip

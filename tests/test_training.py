@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -362,3 +363,17 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_only_good_checkpoints(
     assert last_good < bad_step
     kept = sorted(int(p.name.split("-")[1]) for p in Path(job.checkpoint_dir).glob("checkpoint-*"))
     assert kept == list(range(1, last_good + 1))
+
+
+def test_tokenized_data_altered_on_disk_are_refused(demo_config, tmp_path, tiny_model, tiny_data):
+    from datasets import load_from_disk
+
+    altered = tmp_path / "tokenized"
+    data = load_from_disk(str(tiny_data))
+    data["train"] = data["train"].select(range(40))  # eight blocks fewer than recorded
+    data.save_to_disk(str(altered))
+    shutil.copy(tiny_data / "stats.json", altered / "stats.json")
+    job = make_job(demo_config, tmp_path, tiny_model, altered)
+    with pytest.raises(TrainingError, match="the tokenized data changed after they were written"):
+        train(job)
+    assert not Path(job.out_dir).exists()

@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from cft.base_model import folder_fingerprint
+from cft.base_model import check_weights, verified_fingerprint
 from cft.cli import stage_parser
 from cft.config import eval_json, load_config, model_dir, training_seeds
 from cft.devices import job_device, native_dtype
@@ -165,6 +165,8 @@ def run(
     ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
     samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
     check_output(out_json)  # before the work, not after
+    fingerprint = verified_fingerprint(Path(model_dir))
+    check_weights(Path(model_dir))  # a NaN model would score as if it knew nothing
     start = time.perf_counter()
     results, settings = evaluate(config, task, Path(model_dir))
     if task not in results["results"]:
@@ -180,7 +182,7 @@ def run(
         "task_version": results.get("versions", {}).get(task),
         "settings": settings,
         "model_dir": str(model_dir),
-        "model_fingerprint": folder_fingerprint(Path(model_dir)),
+        "model_fingerprint": fingerprint,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wall_seconds": time.perf_counter() - start,
         "provenance": provenance(

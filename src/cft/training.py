@@ -50,6 +50,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from cft.base_model import LOSS_CURVE, METRICS_FILE, folder_fingerprint, verified_fingerprint
 from cft.config import REPO_ROOT, ConfigError, load_config, model_dir, training_seeds
 from cft.devices import job_device, native_bf16
 from cft.io import OutputError, check_output, publish, read_json, write_json
@@ -79,8 +80,6 @@ DEFAULT_RESOURCES = {
 }
 COMPLETE_MARKER = "cft_checkpoint_complete"
 RUN_RECORD = "cft_run.json"
-METRICS_FILE = "train_metrics.json"
-LOSS_CURVE = "loss_curve.csv"
 
 
 class TrainingError(RuntimeError):
@@ -353,7 +352,20 @@ def fsdp_on_cpu(enabled: bool):
         raise TrainingError(f"accelerate did not enter FSDP on CPU ({shared['distributed_type']})")
 
 
-@functools.cache
+def verify_data(tokenized, stats: dict, folder) -> None:
+    """Train only on the blocks the tokenize stage wrote: their fingerprint must equal the one
+    its stats.json records."""
+    from cft.packing import dataset_fingerprint
+
+    found = dataset_fingerprint(tokenized)
+    if found != stats["fingerprint"]:
+        raise TrainingError(
+            f"{folder}: the tokenized data changed after they were written (fingerprint "
+            f"{found[:12]}, stats.json records {stats['fingerprint'][:12]}); rerun the tokenize "
+            f"stage"
+        )
+
+
 def divergence_reason(
     loss: float, grad_norm: float | None, first_loss: float | None, max_loss_ratio: float | None
 ) -> str | None:
@@ -374,6 +386,7 @@ def divergence_reason(
     return None
 
 
+@functools.cache
 def _trainer_classes():
     """The Trainer subclass and callbacks (transformers is imported only when training, not
     when the workflow imports this module for resources)."""
@@ -839,15 +852,13 @@ def train(job: Job, callbacks=()) -> dict | None:
     out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
     tokenized = load_from_disk(job.tokenized_dir)
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
-    base_record = Path(job.base_model_dir) / "cft_provenance.json"
+    verify_data(tokenized, data_stats, job.tokenized_dir)
     run_key = config_hash(
         [
             train_cfg,
             job.run_seed,
             data_stats["fingerprint"],
-            read_json(base_record).get("fingerprint")
-            if base_record.is_file()
-            else job.base_model_dir,
+            verified_fingerprint(Path(job.base_model_dir)),
             plan.global_batch_size,
             world,
         ]
@@ -923,6 +934,7 @@ def train(job: Job, callbacks=()) -> dict | None:
         return None
 
     tokenizer.save_pretrained(str(staging))  # tokenizer files and the chat template
+    model_fingerprint = folder_fingerprint(staging)  # the model's files, before the records
     rows = loss_curve_rows(trainer.state.log_history)
     with (staging / LOSS_CURVE).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step", "loss"])
@@ -986,6 +998,7 @@ def train(job: Job, callbacks=()) -> dict | None:
         "train_loss_mean": result.training_loss,
         "final_loss": rows[-1]["loss"] if rows else None,
         "eval_loss": eval_loss,
+        "model_fingerprint": model_fingerprint,
         "data": {"tokenized": job.tokenized_dir, "fingerprint": data_stats["fingerprint"]},
         "provenance": provenance(
             {"training": train_cfg, "data": data_stats["fingerprint"]},
