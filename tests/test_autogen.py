@@ -115,11 +115,11 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path, autogen_setup):
     shards = out.with_name("autogen.parquet.shards")
     proc = subprocess.Popen(autogen_cmd(config, corpus, model, out), cwd=REPO)
     deadline = time.time() + 300
-    while not (shards / "shard-00000.parquet").exists() and time.time() < deadline:
+    while not list(shards.glob("*/shard-00000.parquet")) and time.time() < deadline:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = sorted(shards.glob("shard-*.parquet"))
+    done = sorted(shards.glob("*/shard-*.parquet"))  # in the folder of these settings
     assert 1 <= len(done) < 4 and not out.exists()
     first_mtime = done[0].stat().st_mtime_ns
 
@@ -130,3 +130,27 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path, autogen_setup):
     assert stats["documents"] == 12
     assert stats["fallback_total"] == int(reference.fallback.notna().sum())
     assert stats["generated_this_run"] == 12 - 3 * len(done)
+
+
+def test_shards_are_keyed_by_the_settings_that_made_them(tmp_path, demo_config):
+    """A changed meta-prompt setting, temperature or token budget starts new shards (and drops
+    the old ones); the same settings find the same folder again."""
+    from cft.autogen import shards_folder
+    from cft.config import validate_config
+
+    validate_config(demo_config)
+    docs = pd.DataFrame({"doc_id": ["a", "b"], "split": "train", "text": ["one", "two"]})
+    out = tmp_path / "autogen.parquet"
+    model = tmp_path / "generator"
+    first = shards_folder(demo_config, "finance", out, docs, model)
+    (first / "shard-00000.parquet").write_bytes(b"made with the first settings")
+    assert shards_folder(demo_config, "finance", out, docs, model) == first
+    assert (first / "shard-00000.parquet").exists()
+    for key, value in (("temperature", 0.3), ("max_new_tokens", 7)):
+        changed = {**demo_config, "autogen": {**demo_config["autogen"], key: value}}
+        other = shards_folder(changed, "finance", out, docs, model)
+        assert other != first and not first.exists() and not any(other.iterdir())
+        first = shards_folder(demo_config, "finance", out, docs, model)
+    # other documents, or another generator, are other shards too
+    assert shards_folder(demo_config, "finance", out, docs.iloc[:1], model) != first
+    assert shards_folder(demo_config, "finance", out, docs, tmp_path / "other") != first

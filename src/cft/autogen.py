@@ -16,21 +16,25 @@ fallback is counted in the stats file.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cft.base_model import recorded_fingerprint
 from cft.cli import corpus_path, stage_parser
 from cft.config import autogen_model, load_config, load_prompt_file, resolve_path
 from cft.devices import job_device
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.packing import stable_int
-from cft.provenance import provenance
+from cft.provenance import config_hash, provenance
+from cft.settings import stage_settings
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,28 @@ def shard_path(shards_dir: Path, index: int) -> Path:
     return shards_dir / f"shard-{index:05d}.parquet"
 
 
+def shards_folder(config: dict, domain: str, out: Path, docs, model_dir: Path) -> Path:
+    """Where this run's shards go: a folder keyed by everything that makes a shard (the
+    generation settings and prompt files, the documents, the generator's files), so a resumed
+    run reuses only shards made the same way. Shards of other settings are removed."""
+    key = config_hash(
+        {
+            "settings": stage_settings(config, "autogen", domain=domain),
+            "documents": list(docs.doc_id),
+            "texts": hashlib.sha256("\0".join(docs.text).encode()).hexdigest(),
+            "generator": recorded_fingerprint(model_dir) or str(Path(model_dir).resolve()),
+        }
+    )[:16]
+    root = out.with_name(out.name + ".shards")
+    root.mkdir(parents=True, exist_ok=True)
+    for other in root.iterdir():
+        if other.is_dir() and other.name != key:
+            log.info("removing shards of other settings: %s", other)
+            shutil.rmtree(other)
+    (root / key).mkdir(exist_ok=True)
+    return root / key
+
+
 def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Path) -> dict:
     settings = config["autogen"]
     spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")
@@ -188,8 +214,8 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
     if docs.empty:
         raise ValueError(f"{corpus_table}: the corpus has no documents")
     seed = stable_int(config["seed"], domain, "autogen")
-    shards_dir = out.with_name(out.name + ".shards")
-    shards_dir.mkdir(parents=True, exist_ok=True)
+    check_output(out)
+    shards_dir = shards_folder(config, domain, out, docs, model_dir)
     size = settings["shard_size"]
     n_shards = (len(docs) + size - 1) // size
     todo = [i for i in range(n_shards) if not shard_path(shards_dir, i).exists()]
