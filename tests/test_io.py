@@ -25,12 +25,13 @@ def other_data(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*"))
 
 
-def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path):
+def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path, converted_smollm2):
     target = tmp_path / "datasets"
     before = other_data(target)
     result = subprocess.run(
         [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
          "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(target),
+         "--tokenizer", str(converted_smollm2),
          "--corpus", str(tmp_path / "missing.parquet")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

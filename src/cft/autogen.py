@@ -27,8 +27,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cft.base_model import recorded_fingerprint
-from cft.cli import corpus_path, stage_parser
-from cft.config import autogen_model, load_config, load_prompt_file, resolve_path
+from cft.cli import corpus_path, model_folder, stage_config, stage_parser
+from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
@@ -295,12 +295,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     run(
         config,
         args.domain,
         corpus_path(args),
-        Path(args.model_dir or f"results/base_models/{autogen_model(config)}"),
+        model_folder(
+            args.model_dir or f"results/base_models/{autogen_model(config)}", "--model-dir"
+        ),
         Path(args.out),
     )
 

@@ -27,7 +27,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cft.config import load_config
+from cft.cli import stage_config
 from cft.io import OUTPUT_MARKER, atomic_path, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    run(load_config(args.config), args.model, Path(args.out_dir))
+    run(stage_config(args), args.model, Path(args.out_dir))
 
 
 if __name__ == "__main__":

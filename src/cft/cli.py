@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cft.config import ConfigError, load_config
+
 
 def stage_parser(
     doc: str, *, corpus: bool = False, domain_required: bool = True
@@ -24,3 +26,29 @@ def stage_parser(
 def corpus_path(args: argparse.Namespace) -> Path:
     """The --corpus given, or where the corpus stage writes the domain's table."""
     return Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet")
+
+
+def stage_config(args: argparse.Namespace) -> dict:
+    """The validated config of ``--config``, with ``--domain`` and ``--model`` (where the
+    stage takes them) checked against it before any work."""
+    config = load_config(args.config)
+    for option, section in (("domain", "domains"), ("model", "models")):
+        value = getattr(args, option, None)
+        if value is not None and value not in config[section]:
+            raise ConfigError(
+                f"--{option} {value!r} is not defined under '{section}' in {args.config}; "
+                f"defined: {sorted(config[section])}"
+            )
+    return config
+
+
+def model_folder(path: str | Path, option: str) -> Path:
+    """A model or tokenizer folder given on the command line (or its default), checked to
+    exist: transformers would otherwise take a missing path for a hub repo id."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file() and not (folder / "tokenizer.json").is_file():
+        raise ConfigError(
+            f"{option} {folder}: not a model folder (no config.json or tokenizer.json there); "
+            f"build it with the base_model stage or give an existing folder"
+        )
+    return folder

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from cft.cli import stage_parser
-from cft.config import domain_source, load_config, resolve_path
+from cft.cli import stage_config, stage_parser
+from cft.config import domain_source, resolve_path
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    run(load_config(args.config), args.domain, Path(args.raw), Path(args.out_dir))
+    run(stage_config(args), args.domain, Path(args.raw), Path(args.out_dir))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import math
 import tempfile
 from pathlib import Path
 
-from cft.cli import stage_parser
-from cft.config import curve_json, load_config, training_seeds
+from cft.cli import stage_config, stage_parser
+from cft.config import curve_json, training_seeds
 from cft.evaluation import evaluate
 from cft.io import write_json
 from cft.logging_utils import setup_logging
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     seed = training_seeds(config)[0] if args.seed is None else args.seed
     run(
         config,

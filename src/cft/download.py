@@ -13,7 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from cft.config import ConfigError, domain_source, load_config
+from cft.cli import stage_config
+from cft.config import ConfigError, domain_source
 from cft.corpus import DOWNLOAD_PATTERNS
 from cft.hub import fetch_dataset, fetch_model
 from cft.io import check_output, publish, write_json
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     model.add_argument("--manifest", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     if args.what == "corpus":
         download_corpus(args.domain, domain_source(config, args.domain), Path(args.out_dir))
     else:

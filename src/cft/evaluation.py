@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from cft.base_model import check_weights, verified_fingerprint
-from cft.cli import stage_parser
-from cft.config import eval_json, load_config, model_dir, training_seeds
+from cft.cli import model_folder, stage_config, stage_parser
+from cft.config import eval_json, model_dir, training_seeds
 from cft.devices import job_device, native_dtype
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="default: the workflow's eval record path")
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     seed = None if args.method == "chat" else args.seed
     if seed is None and args.method != "chat":
         seed = training_seeds(config)[0]
@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> None:
         args.model,
         args.method,
         args.task,
-        model_dir=Path(args.model_dir or model_dir(args.domain, args.model, args.method, seed)),
+        model_dir=model_folder(
+            args.model_dir or model_dir(args.domain, args.model, args.method, seed), "--model-dir"
+        ),
         out_json=Path(args.out or eval_json(args.domain, args.model, args.method, seed, args.task)),
         seed=seed,
     )

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cft.cli import corpus_path, stage_parser
-from cft.config import load_config, load_prompt_file, resolve_path
+from cft.cli import corpus_path, stage_config, stage_parser
+from cft.config import load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.packing import stable_int
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    run(load_config(args.config), args.domain, corpus_path(args), Path(args.out))
+    run(stage_config(args), args.domain, corpus_path(args), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cft.cli import corpus_path, stage_parser
-from cft.config import ConfigError, load_config, load_prompt_file, resolve_path
+from cft.cli import corpus_path, model_folder, stage_config, stage_parser
+from cft.config import ConfigError, load_prompt_file, resolve_path
 from cft.io import atomic_path, check_output, scratch_dir, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     if args.method == "autocft" and not args.autogen:
         raise ConfigError("--autogen is required for method autocft")
     run(
@@ -584,7 +584,9 @@ def main(argv: list[str] | None = None) -> None:
         args.model,
         args.method,
         corpus_table=corpus_path(args),
-        tokenizer_dir=Path(args.tokenizer or f"results/base_models/{args.model}"),
+        tokenizer_dir=model_folder(
+            args.tokenizer or f"results/base_models/{args.model}", "--tokenizer"
+        ),
         out_dir=Path(args.out_dir),
         autogen_table=Path(args.autogen) if args.autogen else None,
         threads=args.threads,

@@ -669,7 +669,7 @@ def curve_figure(task, run_dirs, runs, reference, png: Path, svg: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cft.config import load_config
+    from cft.cli import stage_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=["pretrain", "finetune"])
@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     out = Path(args.out_dir)
     work = out.parent / f".{out.name}.work"
     if args.stage == "pretrain":

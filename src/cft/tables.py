@@ -27,13 +27,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cft.cli import stage_parser
+from cft.cli import stage_config, stage_parser
 from cft.config import (
     REPO_ROOT,
     TABLE_FILES,
     UNTRAINED,
     eval_json,
-    load_config,
     table_dir,
     training_seeds,
 )
@@ -739,7 +738,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--print", action="store_true", help="print the Markdown table")
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config(args.config)
+    config = stage_config(args)
     table = write_table(
         config,
         args.domain,

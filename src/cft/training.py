@@ -51,7 +51,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from cft.base_model import LOSS_CURVE, METRICS_FILE, folder_fingerprint, verified_fingerprint
-from cft.config import REPO_ROOT, ConfigError, load_config, model_dir, training_seeds
+from cft.config import REPO_ROOT, ConfigError, model_dir, training_seeds
 from cft.devices import job_device, native_bf16
 from cft.io import OutputError, check_output, publish, read_json, write_json
 from cft.logging_utils import setup_logging
@@ -850,7 +850,13 @@ def train(job: Job, callbacks=()) -> dict | None:
     parallel = parallelism_of(train_cfg, world, cuda=cuda)
     checkpoint_dir = Path(job.checkpoint_dir)
     out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
-    tokenized = load_from_disk(job.tokenized_dir)
+    try:
+        tokenized = load_from_disk(job.tokenized_dir)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise TrainingError(
+            f"{job.tokenized_dir}: not a readable tokenized dataset ({err}); was it truncated? "
+            f"rerun the tokenize stage"
+        ) from None
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
     verify_data(tokenized, data_stats, job.tokenized_dir)
     run_key = config_hash(
@@ -1068,7 +1074,7 @@ def launch(job: Job) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cft.cli import stage_parser
+    from cft.cli import stage_config, stage_parser
 
     parser = stage_parser(__doc__, domain_required=False)
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a torchrun worker's job spec
@@ -1085,7 +1091,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (args.domain and args.model and args.method):
         parser.error("--domain, --model and --method are required")
-    config = load_config(args.config)
+    config = stage_config(args)
     key = f"{args.domain}/{args.model}/{args.method}"
     seed = training_seeds(config)[0] if args.seed is None else args.seed
     out_dir = model_dir(args.domain, args.model, args.method, seed)

@@ -1,0 +1,84 @@
+"""The stages' command lines: a wrong argument or a damaged input is named, with what was
+expected, before any work where possible."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from cft.config import ConfigError
+from cft.io import read_json
+
+
+def cli(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cft.corpus", "--domain", "law", "--raw", "x", "--out-dir", "y"),
+        ("cft.packing", "--domain", "law", "--model", "smollm2-135m-instruct", "--method", "cpt",
+         "--out-dir", "y"),
+        ("cft.export", "--domain", "law", "--out", "y.jsonl"),
+    ],
+)  # fmt: skip
+def test_an_unknown_domain_is_named_with_the_defined_ones(args):
+    result = cli(*args)
+    assert result.returncode != 0
+    assert "--domain 'law' is not defined under 'domains' in config/config.yaml" in result.stderr
+    assert "defined: ['biomed', 'finance']" in result.stderr
+
+
+def test_an_unknown_model_is_named():
+    result = cli("cft.base_model", "--model", "llama-9", "--out-dir", "y")
+    assert result.returncode != 0
+    assert "--model 'llama-9' is not defined under 'models'" in result.stderr
+
+
+def test_a_missing_model_folder_is_named_not_taken_for_a_hub_repo(tmp_path):
+    missing = tmp_path / "no" / "model"
+    result = cli("cft.evaluation", "--domain", "biomed", "--model", "smollm2-135m-instruct",
+                 "--method", "chat", "--task", "demo_knowledge_biomed_cloze",
+                 "--model-dir", str(missing), "--out", str(tmp_path / "e.json"))  # fmt: skip
+    assert result.returncode != 0
+    assert f"--model-dir {missing}: not a model folder" in result.stderr
+    assert "Repo id" not in result.stderr
+
+
+def test_a_truncated_json_record_is_named(tmp_path):
+    record = tmp_path / "stats.json"
+    record.write_text('{"fingerprint": "ab')
+    with pytest.raises(ValueError, match=rf"{record}: not valid JSON .* was it truncated"):
+        read_json(record)
+
+
+def test_a_truncated_tokenized_dataset_is_named(demo_config, tmp_path, tiny_model, tiny_data):
+    from conftest import make_job
+
+    from cft.training import TrainingError, train
+
+    damaged = tmp_path / "tokenized"
+    shutil.copytree(tiny_data, damaged)
+    arrow = next((damaged / "train").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    job = make_job(demo_config, tmp_path, tiny_model, damaged)
+    with pytest.raises(TrainingError, match=rf"{damaged}: not a readable tokenized dataset"):
+        train(job)
+
+
+def test_stage_config_is_the_validated_config_with_checked_arguments():
+    import argparse
+
+    from cft.cli import stage_config
+
+    args = argparse.Namespace(config="config/config.yaml", domain="biomed", model=None)
+    assert stage_config(args)["corpus"]["on_invalid_utf8"] == "error"  # defaults filled in
+    with pytest.raises(ConfigError, match="--model 'x' is not defined"):
+        stage_config(argparse.Namespace(config="config/config.yaml", domain="biomed", model="x"))
