@@ -491,8 +491,8 @@ def _trainer_classes():
             raise TrainingError(
                 f"training diverged at step {state.global_step}: {reason}; stopped (no model "
                 f"saved). Checkpoints up to step {self.last_good_step} are kept in "
-                f"{self.checkpoint_dir}. Lower training.learning_rate or raise "
-                f"training.divergence.max_loss_ratio"
+                f"{self.checkpoint_dir} for inspection. Lower training.learning_rate, or "
+                f"raise training.divergence.max_loss_ratio if the loss spike is expected"
             )
 
     class LogToFile(TrainerCallback):
