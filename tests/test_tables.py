@@ -377,3 +377,24 @@ def test_named_targets_are_listed():
     names = set(result.stdout.split())
     assert {"tables", "all", "exp_biomed_smollm2_135m_instruct_cft"} <= names
     assert sum(name.startswith("exp_") for name in names) == 2 * 5
+
+
+def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_path):
+    """An evaluation forced with `limit: 5` must not pass as the configured evaluation."""
+    from cft.settings import evaluation_settings_hash
+
+    task = "demo_knowledge_biomed_cloze"
+    config["grid"]["methods"] = ["chat"]
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
+    path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
+    record = json.loads(path.read_text())
+    limited = validate_config({**config, "evaluation": {**config["evaluation"], "limit": 5}})
+    for made_with, refused in ((config, False), (limited, True)):
+        record["settings_hash"] = evaluation_settings_hash(made_with, DEMO_MODEL, task)
+        record["settings"]["limit"] = made_with["evaluation"]["limit"]
+        path.write_text(json.dumps(record))
+        if refused:
+            with pytest.raises(TableError, match=r"other evaluation settings .*evaluation\.limit = 5"):
+                build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+        else:
+            assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours

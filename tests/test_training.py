@@ -377,3 +377,18 @@ def test_tokenized_data_altered_on_disk_are_refused(demo_config, tmp_path, tiny_
     with pytest.raises(TrainingError, match="the tokenized data changed after they were written"):
         train(job)
     assert not Path(job.out_dir).exists()
+
+
+def test_training_refuses_output_and_checkpoint_folders_it_did_not_write(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    from cft.io import OutputError
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
+    for folder in (Path(job.out_dir), Path(job.checkpoint_dir)):
+        folder.mkdir(parents=True)
+        (folder / "notes.txt").write_text("someone's notes\n")
+        with pytest.raises(OutputError, match=f"{folder}: refusing to"):
+            train(job)
+        assert (folder / "notes.txt").read_text() == "someone's notes\n"
+        (folder / "notes.txt").unlink()

@@ -28,6 +28,7 @@ from cft.devices import job_device, native_dtype
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
+from cft.settings import evaluation_settings_hash
 from cft.uncertainty import samples_path
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def run(
         "n_samples": results.get("n-samples", {}).get(task, {}),
         "task_version": results.get("versions", {}).get(task),
         "settings": settings,
+        "settings_hash": evaluation_settings_hash(config, model, task),
         "model_dir": str(model_dir),
         "model_fingerprint": fingerprint,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

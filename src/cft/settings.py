@@ -83,7 +83,7 @@ def _training(config: dict, model: str) -> dict:
 
 def _evaluation(config: dict, model: str, task: str) -> dict:
     evaluation = _without(config["evaluation"], "suites", "curves", "confidence", *SCHEDULING_KEYS)
-    return {"evaluation": evaluation, "task": task, "model": config["models"][model]}
+    return {"evaluation": evaluation, "task": task, "model": config["models"].get(model)}
 
 
 def stage_settings(
@@ -164,3 +164,9 @@ def settings_digest(config: dict, stage: str, **keys: str | None) -> str:
     return config_hash(
         {"settings": stage_settings(config, stage, **keys), "code": code_digest(stage)}
     )
+
+
+def evaluation_settings_hash(config: dict, model: str, task: str) -> str:
+    """The hash an eval record stores of the settings it was made with (its code left out):
+    a table refuses a record whose settings are not the config's."""
+    return config_hash(stage_settings(config, "evaluate", model=model, task=task))

@@ -40,6 +40,7 @@ from cft.io import atomic_path, check_output, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
+from cft.settings import evaluation_settings_hash
 from cft.uncertainty import (
     Bootstrap,
     Estimate,
@@ -166,13 +167,21 @@ def reference_values(reference: list[dict], domain: str, row: Row, table_model: 
     return found
 
 
-def _read_run(path: Path, expected: dict, metric: str):
-    """An eval record and its per-sample outcomes; refuses a record made for another cell and
-    samples that do not give the record's score."""
+def _read_run(path: Path, expected: dict, metric: str, settings_hash: str):
+    """An eval record and its per-sample outcomes; refuses a record made for another cell or
+    with other evaluation settings than the config's, and samples that do not give the
+    record's score."""
     record = read_json(path)
     found = {key: record.get(key) for key in expected}
     if found != expected:
         raise TableError(f"{path}: the record is for {found}, but this cell is {expected}")
+    recorded = record.get("settings_hash")
+    if recorded is not None and recorded != settings_hash:
+        raise TableError(
+            f"{path}: made with other evaluation settings than the config's (e.g. "
+            f"evaluation.limit = {record.get('settings', {}).get('limit')!r} there); rerun the "
+            f"evaluation, or build the table with the config it was made with"
+        )
     logged_sha = record.get("samples_sha256")
     if logged_sha is not None and file_sha256(samples_path(path)) != logged_sha:
         raise TableError(
@@ -230,7 +239,12 @@ def build_table(
                 missing = [str(p) for p in (path, samples_path(path)) if not p.is_file()]
                 table.missing += missing
                 if not missing:
-                    value, outcomes = _read_run(path, expected, primary_metric(task))
+                    value, outcomes = _read_run(
+                        path,
+                        expected,
+                        primary_metric(task),
+                        evaluation_settings_hash(config, row.model, task),
+                    )
                     values.append(value)
                     found.append(outcomes)
             if found and len(found) == len(seeds):  # a row's value needs all of its runs

@@ -80,6 +80,7 @@ DEFAULT_RESOURCES = {
 }
 COMPLETE_MARKER = "cft_checkpoint_complete"
 RUN_RECORD = "cft_run.json"
+JOB_SPEC = "job.json"  # the job handed to torchrun workers, written beside the checkpoints
 
 
 class TrainingError(RuntimeError):
@@ -273,7 +274,10 @@ def prepare_checkpoint_dir(checkpoint_dir: Path, run_key: str) -> None:
     """Keep checkpoints only if they belong to the same run (config, data and base model); a
     change of any of them starts afresh rather than resuming into a different run."""
     record = checkpoint_dir / RUN_RECORD
-    if checkpoint_dir.is_dir() and not record.is_file() and any(checkpoint_dir.iterdir()):
+    foreign = checkpoint_dir.is_dir() and any(
+        path.name != JOB_SPEC for path in checkpoint_dir.iterdir()
+    )
+    if foreign and not record.is_file():
         raise OutputError(
             f"{checkpoint_dir}: refusing to use a non-empty folder without {RUN_RECORD} as the "
             f"checkpoint folder (it would be deleted after training); give a new or empty folder"
@@ -1054,7 +1058,7 @@ def launch(job: Job) -> dict | None:
     command = launch_command(resources)
     if command == [sys.executable]:
         return train(job)
-    spec = Path(job.checkpoint_dir) / "job.json"
+    spec = Path(job.checkpoint_dir) / JOB_SPEC
     spec.parent.mkdir(parents=True, exist_ok=True)
     job.save(spec)
     env = {
