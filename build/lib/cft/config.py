@@ -1,0 +1,294 @@
+"""Loading and validating the workflow config.
+
+Two layers: the JSON Schema in config/schema.yaml (checked with ``snakemake.utils.validate``,
+which also fills in defaults), then cross-reference and path checks that a schema cannot
+express. Both raise :class:`ConfigError` with a message that names the key, the bad value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
+
+METHODS = ("chat", "cpt", "cft", "negcft", "autocft")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message says where and how to fix it."""
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    validate_config(config, source=str(path))
+    return config
+
+
+def validate_config(config: dict, *, source: str = "config", base_dir: Path | None = None) -> dict:
+    """Validate ``config`` in place (defaults are filled in) and return it."""
+    _check_schema(config, source)
+    _check_references(config, source, base_dir or REPO_ROOT)
+    return config
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _check_schema(config: dict, source: str, schema: Path = SCHEMA_PATH) -> None:
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema))
+    except WorkflowError as err:
+        # validate() raises WorkflowError from inside `except ValidationError`.
+        cause = err.__cause__ or err.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        raise ConfigError(f"{source}: {_describe(cause)}") from None
+
+
+def _describe(error) -> str:
+    """One line: key, bad value, what is allowed."""
+    key = _key(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return (
+            f"unknown key(s) {', '.join(repr(k) for k in extra)} under '{key}'; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
+    if validator == "required":
+        return f"'{key}': {error.message}"
+    if validator in ("enum", "const"):
+        allowed = error.validator_value if validator == "enum" else [error.validator_value]
+        return f"'{key}' = {error.instance!r} is not allowed; expected one of {list(allowed)}"
+    if validator == "propertyNames":
+        return f"'{key}': name {error.instance!r} is not allowed: {error.message}"
+    description = error.schema.get("description")
+    hint = f" ({description})" if description else ""
+    return f"'{key}' = {error.instance!r}: {error.message}{hint}"
+
+
+def _check_references(config: dict, source: str, base_dir: Path) -> None:
+    models, domains = config["models"], config["domains"]
+    for kind, known in (("models", models), ("domains", domains)):
+        for name in config["grid"][kind]:
+            if name not in known:
+                raise ConfigError(
+                    f"{source}: 'grid.{kind}' names {name!r}, which is not defined under "
+                    f"'{kind}'; defined: {sorted(known)}"
+                )
+    for name, baseline in config.get("baselines", {}).items():
+        for field, known in (("model", models), ("domain", domains)):
+            if baseline[field] not in known:
+                raise ConfigError(
+                    f"{source}: 'baselines.{name}.{field}' = {baseline[field]!r} is not defined "
+                    f"under '{field}s'; defined: {sorted(known)}"
+                )
+    for name, model in models.items():
+        for field in ("path", "local_path"):
+            _check_path(model.get(field), f"models.{name}.{field}", source, base_dir)
+    for name, domain in domains.items():
+        _check_path(
+            domain["source"].get("local_path"),
+            f"domains.{name}.source.local_path",
+            source,
+            base_dir,
+        )
+    for name in config["training"]["resources"]:
+        if name != "default" and name not in models:
+            raise ConfigError(
+                f"{source}: 'training.resources.{name}' names no model; expected 'default' or "
+                f"one of {sorted(models)}"
+            )
+    for name in config["evaluation"]["suites"]:
+        if name not in domains:
+            raise ConfigError(
+                f"{source}: 'evaluation.suites.{name}' names no domain; defined: {sorted(domains)}"
+            )
+    synthetic = config["synthetic"]
+    if synthetic["enabled"] and synthetic["scale"] not in synthetic["scales"]:
+        raise ConfigError(
+            f"{source}: 'synthetic.scale' = {synthetic['scale']!r} is not defined under "
+            f"'synthetic.scales'; defined: {sorted(synthetic['scales'])}"
+        )
+    if synthetic["reference"] not in (None, "download"):
+        _check_path(synthetic["reference"], "synthetic.reference", source, base_dir)
+    training = config["training"]
+    if training["master_weights"] == "bf16" and training["precision"] != "bf16":
+        raise ConfigError(
+            f"{source}: 'training.master_weights' = 'bf16' needs training.precision 'bf16' "
+            f"(it is {training['precision']!r}); pure bf16 keeps the weights in the compute dtype"
+        )
+    if config["packing"]["mode"] == "document" and config["packing"]["prompt_format"] != "plain":
+        raise ConfigError(
+            f"{source}: 'packing.mode' = 'document' needs packing.prompt_format 'plain' (it is "
+            f"{config['packing']['prompt_format']!r}): a chunk has no place for the chat "
+            f"template's closing tokens"
+        )
+    if config["autogen"]["backend"] == "vllm" and config["autogen"]["gpus"] < 1:
+        raise ConfigError(
+            f"{source}: 'autogen.gpus' = 0 with autogen.backend 'vllm'; vLLM runs on GPUs: "
+            f"set autogen.gpus to at least 1, or use the transformers backend"
+        )
+    generator = config["autogen"]["model"]
+    if generator is not None and generator not in models:
+        raise ConfigError(
+            f"{source}: 'autogen.model' = {generator!r} is not defined under 'models'; "
+            f"defined: {sorted(models)}"
+        )
+    for kind, path in config["prompts"].items():
+        _check_path(path, f"prompts.{kind}", source, base_dir)
+        load_prompt_file(resolve_path(path, base_dir), expected_kind=kind)
+
+
+def resolve_path(value: str | os.PathLike, base_dir: Path = REPO_ROOT) -> Path:
+    """Relative paths in config are relative to the workflow's folder (the repo root)."""
+    return Path(value) if Path(value).is_absolute() else base_dir / value
+
+
+def load_prompt_file(path: Path, expected_kind: str | None = None) -> dict:
+    """Read and check a prompt file (config/prompts/*.yaml) against its schema."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'kind' and 'prompts'")
+    _check_schema(data, str(path), PROMPT_SCHEMA_PATH)
+    if expected_kind is not None and data["kind"] != expected_kind:
+        raise ConfigError(
+            f"{path}: 'kind' = {data['kind']!r}, but it is configured as prompts.{expected_kind}"
+        )
+    names = [p["name"] for p in data.get("prompts", [])]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: prompt names must be unique; repeated: {duplicates}")
+    return data
+
+
+def _check_path(value: str | None, key: str, source: str, base_dir: Path) -> None:
+    if value is None:
+        return
+    path = resolve_path(value, base_dir)
+    if not path.exists():
+        raise ConfigError(f"{source}: '{key}' = {value!r}: no such file or folder ({path})")
+
+
+# ---- accessors used by the rules and the stages --------------------------------------------
+
+
+def autogen_model(config: dict) -> str:
+    """The model that writes TextAdaptCFT prompts."""
+    return config["autogen"]["model"] or config["grid"]["models"][0]
+
+
+UNTRAINED = "chat"  # the method whose row is the base model itself
+
+
+def training_seeds(config: dict) -> list[int]:
+    """The seeds each trained method is run with: training.seeds, or the top-level seed."""
+    return list(config["training"].get("seeds") or [config["seed"]])
+
+
+def run_name(method: str, seed: int | None) -> str:
+    """The path level of one evaluated model: `chat` (the base model, trained by no seed) or
+    `{method}/seed{seed}` (one training run)."""
+    return UNTRAINED if method == UNTRAINED else f"{method}/seed{seed}"
+
+
+def parse_run(run: str) -> tuple[str, int | None]:
+    """`cpt/seed3` -> ("cpt", 3); `chat` -> ("chat", None)."""
+    if run == UNTRAINED:
+        return run, None
+    method, _, seed = run.partition("/seed")
+    return method, int(seed)
+
+
+def model_dir(domain: str, model: str, method: str, seed: int | None = None) -> str:
+    """The model a (domain, model, method) row evaluates: the base model for `chat`, which is
+    not trained, else the fine-tuned one of the training run with ``seed``."""
+    if method == UNTRAINED:
+        return f"results/base_models/{model}"
+    return f"results/models/{domain}/{model}/{run_name(method, seed)}"
+
+
+def curve_json(domain: str, model: str, method: str, seed: int) -> str:
+    """The knowledge-acquisition curve of one training run (cft.curves)."""
+    return f"results/curves/{domain}/{model}/{run_name(method, seed)}.json"
+
+
+def eval_json(
+    domain: str, model: str, method: str, seed: int | None, task: str, root: str = "results/eval"
+) -> str:
+    """The lm-eval record of one model on one task (its per-sample log lies beside it)."""
+    return f"{root}/{domain}/{model}/{run_name(method, seed)}/{task}.json"
+
+
+# One table's files, published together in its folder (cft.tables).
+TABLE_FILES = {
+    "md": "table.md",
+    "csv": "table.csv",
+    "tex": "table.tex",
+    "json": "table.json",
+    "png": "bars.png",
+    "svg": "bars.svg",
+}
+
+
+def table_dir(domain: str, model: str, root: str = "results/tables") -> str:
+    """The folder of the (domain, model) table: Markdown, CSV, LaTeX, JSON and bar chart."""
+    return f"{root}/{domain}/{model}"
+
+
+def table_file(domain: str, model: str, kind: str, root: str = "results/tables") -> str:
+    return f"{table_dir(domain, model, root)}/{TABLE_FILES[kind]}"
+
+
+def domain_source(config: dict, domain: str) -> dict:
+    return config["domains"][domain]["source"]
+
+
+def evaluated_models(config: dict) -> list[str]:
+    """Every model that needs a base-model folder: the grid's and the baselines'."""
+    names = list(config["grid"]["models"])
+    names += [b["model"] for b in config.get("baselines", {}).values()]
+    return list(dict.fromkeys(names))
+
+
+def hub_models(config: dict) -> list[str]:
+    """Models fetched from the hub (not those given a local_path)."""
+    return [
+        name
+        for name in evaluated_models(config)
+        if config["models"][name]["source"] == "hub" and not config["models"][name]["local_path"]
+    ]
+
+
+def downloaded_domains(config: dict) -> list[str]:
+    """Grid domains whose corpus comes from the hub (not demo, not a local_path)."""
+    return [
+        name
+        for name in config["grid"]["domains"]
+        if domain_source(config, name)["type"] != "demo"
+        and not domain_source(config, name).get("local_path")
+    ]

@@ -1,0 +1,261 @@
+"""Evaluation of one model on one lm-evaluation-harness task, with provenance.
+
+Tasks are lm-eval's own (MMLU medical subsets, medqa_4options) or the project's task folder
+``src/cft/lm_eval_tasks`` (FinBen classification tasks with weighted/macro F1, the demo
+suites). One call scores one (domain, model, run, task), a run being the base model (``chat``)
+or one training run (``{method}/seed{seed}``), and writes
+``results/eval/{domain}/{model}/{run}/{task}.json``: the task's metrics (``acc``,
+``weighted_f1``, ...), the number of samples, and how they were obtained (backend, dtype, batch
+size, few-shot, chat template, seeds, versions, model fingerprint, wall time).
+
+    python -m cft.evaluation --domain biomed --model smollm2-135m-instruct --method chat \\
+        --task demo_knowledge_biomed
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import json
+import logging
+import time
+from pathlib import Path
+
+from cft.base_model import check_weights, verified_fingerprint
+from cft.cli import model_folder, stage_config, stage_parser
+from cft.config import eval_json, model_dir, training_seeds
+from cft.devices import job_device, native_dtype
+from cft.io import atomic_path, check_output, file_sha256, write_json
+from cft.logging_utils import setup_logging
+from cft.provenance import package_versions, provenance
+from cft.settings import evaluation_settings_hash
+from cft.uncertainty import samples_path
+
+log = logging.getLogger(__name__)
+
+TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234}
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot run; the message names the task or dataset and the fix."""
+
+
+def task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR))
+
+
+def check_task(name: str, manager) -> None:
+    if name not in manager.all_tasks:
+        close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise EvaluationError(
+            f"unknown lm-eval task {name!r} in evaluation.suites: neither an lm-eval task nor "
+            f"one of the project's ({TASKS_DIR}){hint}"
+        )
+
+
+def metrics_of(task_result: dict) -> dict:
+    """lm-eval's ``{"acc,none": 0.3, "acc_stderr,none": "N/A", ...}`` as ``{"acc": 0.3, ...}``
+    (stderr only where it was computed)."""
+    metrics = {}
+    for key, value in task_result.items():
+        if "," not in key:
+            continue
+        name, _filter = key.split(",", 1)
+        if value == "N/A":
+            continue
+        metrics[name] = value
+    return metrics
+
+
+def model_arguments(model_dir: Path, evaluation: dict, *, backend: str) -> dict:
+    args = {"pretrained": str(model_dir), "dtype": evaluation["dtype"]}
+    if evaluation["dtype"] == "native":
+        args["dtype"], _ = native_dtype(cuda=evaluation["gpus"] > 0)
+    if backend == "vllm":  # tensor parallel over the job's GPUs
+        args["tensor_parallel_size"] = max(evaluation["gpus"], 1)
+        args["gpu_memory_utilization"] = 0.85
+    return args
+
+
+def _missing_data_error(task: str, err: Exception) -> EvaluationError:
+    return EvaluationError(
+        f"the dataset of task {task!r} is not available offline ({type(err).__name__}: {err}). "
+        f"Fetch it once where the network is: `snakemake download_eval_data` (gated FinBen "
+        f"sets need HF_TOKEN with their terms accepted), then rerun with HF_HUB_OFFLINE=1."
+    )
+
+
+def evaluate(
+    config: dict, task: str, model_dir: Path, *, device: str | None = None, limit=None
+) -> tuple[dict, dict]:
+    """Run lm-eval on one task; returns (lm-eval's results, the settings used)."""
+    import lm_eval
+
+    evaluation = config["evaluation"]
+    backend = evaluation["backend"]
+    device = device or job_device(
+        evaluation["gpus"], f"evaluation of {model_dir} on {task}", "evaluation.gpus"
+    )
+    manager = task_manager()
+    check_task(task, manager)
+    model_args = model_arguments(model_dir, evaluation, backend=backend)
+    settings = {
+        "backend": backend,
+        "device": device,
+        "dtype": model_args["dtype"],
+        "dtype_requested": evaluation["dtype"],
+        "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
+        "num_fewshot": evaluation["num_fewshot"],
+        "apply_chat_template": evaluation["apply_chat_template"],
+        "system_instruction": evaluation["system_instruction"],
+        "bootstrap_iters": evaluation["bootstrap_iters"],
+        "limit": limit if limit is not None else evaluation["limit"],
+        "seeds": SEEDS,
+    }
+    try:
+        results = lm_eval.simple_evaluate(
+            model=backend,
+            model_args=model_args,
+            tasks=[task],
+            task_manager=manager,
+            num_fewshot=settings["num_fewshot"],
+            batch_size=settings["batch_size"],
+            device=device,
+            bootstrap_iters=settings["bootstrap_iters"],
+            apply_chat_template=settings["apply_chat_template"],
+            system_instruction=settings["system_instruction"],
+            limit=settings["limit"],
+            log_samples=True,  # the tables' intervals are computed from the per-sample log
+            **SEEDS,
+            fewshot_random_seed=SEEDS["numpy_random_seed"],
+        )
+    except Exception as err:  # datasets/hub raise many types when data is missing offline
+        text = f"{type(err).__name__}: {err}"
+        offline_markers = (
+            "OfflineMode",
+            "offline",
+            "Couldn't find",
+            "doesn't exist on the Hub",
+            "DatasetNotFound",
+            "ConnectionError",
+            "LocalEntryNotFound",
+        )
+        if any(marker in text for marker in offline_markers):
+            raise _missing_data_error(task, err) from err
+        raise
+    return results, settings
+
+
+def run(
+    config: dict,
+    domain: str,
+    model: str,
+    method: str,
+    task: str,
+    *,
+    model_dir: Path,
+    out_json: Path,
+    samples_jsonl: Path | None = None,
+    seed: int | None = None,
+) -> dict:
+    """Evaluate and write the record to ``out_json`` and lm-eval's per-sample log to
+    ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
+    samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
+    check_output(out_json)  # before the work, not after
+    fingerprint = verified_fingerprint(Path(model_dir))
+    check_weights(Path(model_dir))  # a NaN model would score as if it knew nothing
+    start = time.perf_counter()
+    results, settings = evaluate(config, task, Path(model_dir))
+    if task not in results["results"]:
+        raise EvaluationError(f"lm-eval returned no result for task {task!r}")
+    record = {
+        "domain": domain,
+        "model": model,
+        "method": method,
+        "training_seed": seed,
+        "task": task,
+        "metrics": metrics_of(results["results"][task]),
+        "n_samples": results.get("n-samples", {}).get(task, {}),
+        "task_version": results.get("versions", {}).get(task),
+        "settings": settings,
+        "settings_hash": evaluation_settings_hash(config, model, task),
+        "model_dir": str(model_dir),
+        "model_fingerprint": fingerprint,
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "wall_seconds": time.perf_counter() - start,
+        "provenance": provenance(
+            {"evaluation": config["evaluation"], "task": task},
+            seed=SEEDS["random_seed"],
+            backend=f"lm-eval/{settings['backend']} on {settings['device']}",
+            lm_eval=package_versions(("lm_eval",))["lm_eval"],
+        ),
+    }
+    if "samples" not in results or task not in results["samples"]:
+        raise EvaluationError(f"lm-eval returned no per-sample log for task {task!r}")
+    with atomic_path(samples_jsonl) as tmp:
+        with tmp.open("w") as handle:
+            for sample in results["samples"][task]:
+                handle.write(json.dumps(sample, default=str) + "\n")
+        # the pair is two files; the record names its log's content, which the tables check
+        record["samples_sha256"] = file_sha256(tmp)
+    write_json(out_json, record)
+    log.info("%s/%s/%s %s: %s", domain, model, method, task, record["metrics"])
+    return record
+
+
+def download_task(task: str, manifest: Path) -> dict:
+    """Fetch a task's datasets into the Hugging Face cache (HF_HOME) by building the task as
+    lm-eval does, then write a manifest (dataset, splits and rows)."""
+    from lm_eval.tasks import get_task_dict
+
+    manager = task_manager()
+    check_task(task, manager)
+    tasks = get_task_dict([task], manager)
+    record = {"task": task, "datasets": {}}
+    for name, task_object in tasks.items():
+        dataset = getattr(task_object, "dataset", None)
+        record["datasets"][str(name)] = {
+            "dataset_path": task_object.config.dataset_path,
+            "dataset_name": task_object.config.dataset_name,
+            "splits": {split: len(rows) for split, rows in (dataset or {}).items()},
+        }
+    record["provenance"] = provenance({"task": task}, backend="download")
+    write_json(manifest, record)
+    log.info("%s: %s", task, record["datasets"])
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--seed", type=int, help="training run (default: the first seed)")
+    parser.add_argument("--model-dir", help="default: the trained model, or the base model")
+    parser.add_argument("--out", help="default: the workflow's eval record path")
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = stage_config(args)
+    seed = None if args.method == "chat" else args.seed
+    if seed is None and args.method != "chat":
+        seed = training_seeds(config)[0]
+    run(
+        config,
+        args.domain,
+        args.model,
+        args.method,
+        args.task,
+        model_dir=model_folder(
+            args.model_dir or model_dir(args.domain, args.model, args.method, seed), "--model-dir"
+        ),
+        out_json=Path(args.out or eval_json(args.domain, args.model, args.method, seed, args.task)),
+        seed=seed,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Logging set-up shared by every stage: to stderr, and to the rule's log file when given."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.captureWarnings(True)
+
+    def log_uncaught(exc_type, exc, tb):
+        # Rule logs then hold the reason a job failed, not only the job's last progress line.
+        logging.getLogger("cft").critical("failed: %s", exc, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = log_uncaught
