@@ -17,9 +17,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
 
-METHODS = ("chat", "cpt", "cft", "negcft", "autocft")
-
-
 class ConfigError(ValueError):
     """The config is invalid; the message says where and how to fix it."""
 
