@@ -170,7 +170,7 @@ def test_missing_hub_data_offline_names_the_dataset_and_the_target(tmp_path, tin
             "--domain",
             "finance",
             "--model",
-            "tiny",
+            "smollm2-135m-instruct",
             "--method",
             "chat",
             "--task",

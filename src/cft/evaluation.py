@@ -89,6 +89,21 @@ def _missing_data_error(task: str, err: Exception) -> EvaluationError:
     )
 
 
+def offline_data_errors() -> tuple[type[BaseException], ...]:
+    """What datasets and the hub client raise when a task's data are not in the cache and the
+    hub cannot be reached (offline mode, or no network)."""
+    from datasets.exceptions import DataFilesNotFoundError, DatasetNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    return (
+        DatasetNotFoundError,
+        DataFilesNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        ConnectionError,
+    )
+
+
 def evaluate(
     config: dict, task: str, model_dir: Path, *, device: str | None = None, limit=None
 ) -> tuple[dict, dict]:
@@ -133,20 +148,8 @@ def evaluate(
             **SEEDS,
             fewshot_random_seed=SEEDS["numpy_random_seed"],
         )
-    except Exception as err:  # datasets/hub raise many types when data is missing offline
-        text = f"{type(err).__name__}: {err}"
-        offline_markers = (
-            "OfflineMode",
-            "offline",
-            "Couldn't find",
-            "doesn't exist on the Hub",
-            "DatasetNotFound",
-            "ConnectionError",
-            "LocalEntryNotFound",
-        )
-        if any(marker in text for marker in offline_markers):
-            raise _missing_data_error(task, err) from err
-        raise
+    except offline_data_errors() as err:
+        raise _missing_data_error(task, err) from err
     return results, settings
 
 
