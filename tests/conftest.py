@@ -182,7 +182,7 @@ def tiny_data(tmp_path_factory):
     ).save_to_disk(str(path))
     from datasets import load_from_disk
 
-    from cft.packing import dataset_fingerprint
+    from cft.fingerprints import dataset_fingerprint
 
     # training checks the blocks against the fingerprint the tokenize stage records
     write_json(path / "stats.json", {"fingerprint": dataset_fingerprint(load_from_disk(path))})
@@ -191,8 +191,8 @@ def tiny_data(tmp_path_factory):
 
 def make_job(config, tmp_path, tiny_model, tiny_data, **training):
     """A training job of the tiny model on the random blocks; ``training`` overrides the recipe."""
-    from cft.config import validate_config
-    from cft.training import Job, train_resources
+    from cft.config import train_resources, validate_config
+    from cft.training import Job
 
     config = copy.deepcopy(config)
     config["training"].update(

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from cft.base_model import PROVENANCE_FILE, load_gguf, packaged_gguf_path
+from cft.base_model import load_gguf, packaged_gguf_path
+from cft.fingerprints import PROVENANCE_FILE
 
 pytestmark = pytest.mark.slow
 

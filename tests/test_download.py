@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO
 from miniature.build import hub_cache
 
-from cft import base_model, corpus, download
+from cft import corpus, download, fingerprints
 from cft.config import validate_config
 from cft.hub import HubUnavailableError
 
@@ -189,9 +189,9 @@ def test_base_model_from_hf_cache_offline(tmp_path, paper_config, safetensors):
     ):
         assert (a == b).all(), name
     assert AutoTokenizer.from_pretrained(out).chat_template
-    prov = json.loads((out / base_model.PROVENANCE_FILE).read_text())
+    prov = json.loads((out / fingerprints.PROVENANCE_FILE).read_text())
     assert prov["has_chat_template"] is True
-    assert prov["fingerprint"] == base_model.folder_fingerprint(out)
+    assert prov["fingerprint"] == fingerprints.folder_fingerprint(out)
 
 
 def test_missing_hub_model_error_says_how_to_provide_it(tmp_path, paper_config):

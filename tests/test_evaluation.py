@@ -17,9 +17,16 @@ from conftest import REPO
 from sklearn.metrics import f1_score
 
 from cft import evaluation, finben_demo
-from cft.base_model import ModelFilesError
 from cft.config import validate_config
-from cft.evaluation import TASKS_DIR, EvaluationError, check_task, evaluate, run, task_manager
+from cft.evaluation import (
+    TASKS_DIR,
+    EvaluationError,
+    check_task,
+    evaluate,
+    run,
+    task_manager,
+)
+from cft.fingerprints import ModelFilesError
 from cft.io import write_json
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
@@ -234,7 +241,7 @@ def _copy_with_weights(tiny_model, folder, change):
 
 def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, tiny_model):
     """Same names, same sizes, other values: the fingerprint covers the contents."""
-    from cft.base_model import PROVENANCE_FILE, folder_fingerprint
+    from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)

@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cft.base_model import recorded_fingerprint
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device
+from cft.fingerprints import recorded_fingerprint
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.packing import stable_int

@@ -20,7 +20,6 @@ The folder holds safetensors weights, the tokenizer with its chat template, and
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import logging
 import os
@@ -28,18 +27,12 @@ import shutil
 from pathlib import Path
 
 from cft.cli import stage_config
-from cft.io import OUTPUT_MARKER, atomic_path, file_sha256, read_json, write_json
+from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
+from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
 
 log = logging.getLogger(__name__)
-
-PROVENANCE_FILE = "cft_provenance.json"
-# Records the training stage keeps beside a fine-tuned model's files.
-METRICS_FILE = "train_metrics.json"
-LOSS_CURVE = "loss_curve.csv"
-# Files about a model rather than of it: outside its fingerprint.
-RECORD_FILES = frozenset({PROVENANCE_FILE, METRICS_FILE, LOSS_CURVE})
 
 
 class ModelSourceError(RuntimeError):
@@ -122,72 +115,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """SHA-256 over the names and full contents of a model folder's top-level files (weights,
-    configs, tokenizer; not the :data:`RECORD_FILES` or the output marker): equal iff the
-    files are."""
-    digest = hashlib.sha256()
-    skip = RECORD_FILES | {OUTPUT_MARKER}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip):
-        digest.update(f"{path.name}\n{file_sha256(path)}\n".encode())
-    return digest.hexdigest()
-
-
-class ModelFilesError(RuntimeError):
-    """A model folder's weights are unreadable or hold non-finite values."""
-
-
-def check_weights(folder: Path) -> int:
-    """Read every tensor of the folder's safetensors files, one at a time; raise
-    :class:`ModelFilesError` naming the file (and tensor) if one is truncated or corrupt, or
-    holds NaN or infinity. Returns the number of tensors checked."""
-    import torch
-    from safetensors import SafetensorError, safe_open
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise ModelFilesError(f"{folder}: no .safetensors weights (expected a model folder)")
-    checked = 0
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as weights:
-                for name in weights.keys():  # noqa: SIM118 (safe_open is not a Mapping)
-                    tensor = weights.get_tensor(name)
-                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                        raise ModelFilesError(
-                            f"{path}: tensor {name!r} holds NaN or infinite values; the model "
-                            f"is broken (did training diverge?), rerun the stage that wrote it"
-                        )
-                    checked += 1
-        except SafetensorError as err:
-            raise ModelFilesError(
-                f"{path}: not a complete safetensors file ({err}); was it truncated? rerun the "
-                f"stage that wrote it"
-            ) from None
-    return checked
-
-
-def recorded_fingerprint(folder: Path) -> str | None:
-    """The fingerprint the stage that wrote a model folder recorded (base model: its
-    provenance file; fine-tuned model: its training metrics), or None."""
-    for record, key in ((PROVENANCE_FILE, "fingerprint"), (METRICS_FILE, "model_fingerprint")):
-        if (Path(folder) / record).is_file():
-            return read_json(Path(folder) / record).get(key)
-    return None
-
-
-def verified_fingerprint(folder: Path) -> str:
-    """The folder's fingerprint, checked against the recorded one (ModelFilesError if the
-    files changed since they were written)."""
-    found, recorded = folder_fingerprint(Path(folder)), recorded_fingerprint(folder)
-    if recorded is not None and found != recorded:
-        raise ModelFilesError(
-            f"{folder}: the model files changed after they were written (fingerprint "
-            f"{found[:12]}, recorded {recorded[:12]}); rerun the stage that wrote them"
-        )
-    return found
 
 
 def resolve_source_folder(name: str, model: dict) -> Path:

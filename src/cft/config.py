@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
 
+
 class ConfigError(ValueError):
     """The config is invalid; the message says where and how to fix it."""
 
@@ -200,6 +201,33 @@ def autogen_model(config: dict) -> str:
 
 
 UNTRAINED = "chat"  # the method whose row is the base model itself
+
+# Which prompt file conditions each method (None: no prompt).
+METHOD_PROMPTS = {
+    "chat": None,
+    "cpt": None,
+    "cft": "cft",
+    "negcft": "negative",
+    "autocft": "autogen",
+}
+
+# A train job's resources where training.resources sets none.
+DEFAULT_RESOURCES = {
+    "nodes": 1,
+    "gpus_per_node": 0,
+    "cpu_processes_per_node": 1,
+    "cpus_per_task": 2,
+    "mem_mb": 8000,
+    "runtime": 120,
+    "per_device_batch_size": 8,
+    "gpu_model": "",
+}
+
+
+def train_resources(config: dict, model: str) -> dict:
+    """The train job's resources for ``model``: built-in defaults < ``default`` < per model."""
+    configured = config["training"]["resources"]
+    return {**DEFAULT_RESOURCES, **configured.get("default", {}), **configured.get(model, {})}
 
 
 def training_seeds(config: dict) -> list[int]:

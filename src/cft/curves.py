@@ -105,7 +105,8 @@ def run(
 ) -> dict:
     from datasets import load_from_disk
 
-    from cft.training import Job, train, train_resources
+    from cft.config import train_resources
+    from cft.training import Job, train
 
     curves = config["evaluation"]["curves"]
     task = curves["tasks"].get(domain)

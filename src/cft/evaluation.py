@@ -21,10 +21,10 @@ import logging
 import time
 from pathlib import Path
 
-from cft.base_model import check_weights, verified_fingerprint
 from cft.cli import model_folder, stage_config, stage_parser
 from cft.config import eval_json, model_dir, training_seeds
 from cft.devices import job_device, native_dtype
+from cft.fingerprints import ModelFilesError, verified_fingerprint
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import package_versions, provenance
@@ -87,6 +87,36 @@ def _missing_data_error(task: str, err: Exception) -> EvaluationError:
         f"Fetch it once where the network is: `snakemake download_eval_data` (gated FinBen "
         f"sets need HF_TOKEN with their terms accepted), then rerun with HF_HUB_OFFLINE=1."
     )
+
+
+def check_weights(folder: Path) -> int:
+    """Read every tensor of the folder's safetensors files, one at a time; raise
+    :class:`ModelFilesError` naming the file (and tensor) if one is truncated or corrupt, or
+    holds NaN or infinity. Returns the number of tensors checked."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ModelFilesError(f"{folder}: no .safetensors weights (expected a model folder)")
+    checked = 0
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+                    tensor = weights.get_tensor(name)
+                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                        raise ModelFilesError(
+                            f"{path}: tensor {name!r} holds NaN or infinite values; the model "
+                            f"is broken (did training diverge?), rerun the stage that wrote it"
+                        )
+                    checked += 1
+        except SafetensorError as err:
+            raise ModelFilesError(
+                f"{path}: not a complete safetensors file ({err}); was it truncated? rerun the "
+                f"stage that wrote it"
+            ) from None
+    return checked
 
 
 def offline_data_errors() -> tuple[type[BaseException], ...]:

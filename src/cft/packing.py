@@ -47,21 +47,14 @@ from pathlib import Path
 import numpy as np
 
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
-from cft.config import ConfigError, load_prompt_file, resolve_path
+from cft.config import METHOD_PROMPTS, ConfigError, load_prompt_file, resolve_path
+from cft.fingerprints import dataset_fingerprint
 from cft.io import atomic_path, check_output, scratch_dir, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
 
-# Which prompt file conditions each method (None: no prompt).
-METHOD_PROMPTS = {
-    "chat": None,
-    "cpt": None,
-    "cft": "cft",
-    "negcft": "negative",
-    "autocft": "autogen",
-}
 SPLITS = ("train", "validation")
 TEXT_SENTINEL = "\u0000CFT_TEXT\u0000"
 
@@ -416,21 +409,6 @@ def write_blocks(blocks: Iterator[dict], path: Path, *, batch_blocks: int = 64):
                 rows = []
         if rows:
             writer.write_batch(record_batch(rows))
-
-
-def dataset_fingerprint(dataset_dict) -> str:
-    """SHA-256 over every column of every block, split by split: equal iff the data are."""
-    digest = hashlib.sha256()
-    for split in sorted(dataset_dict):
-        digest.update(split.encode())
-        table = dataset_dict[split].data.table
-        for name in sorted(table.column_names):
-            digest.update(name.encode())
-            for chunk in table.column(name).chunks:
-                for buffer in chunk.buffers():
-                    if buffer is not None:
-                        digest.update(memoryview(buffer))
-    return digest.hexdigest()
 
 
 def load_autogen_table(path: Path) -> dict[str, str]:

@@ -14,7 +14,13 @@ import functools
 import hashlib
 from pathlib import Path
 
-from cft.config import autogen_model, domain_source, resolve_path
+from cft.config import (
+    METHOD_PROMPTS,
+    autogen_model,
+    domain_source,
+    resolve_path,
+    train_resources,
+)
 from cft.provenance import config_hash
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -67,8 +73,6 @@ def _prompt_files(config: dict, *kinds: str) -> dict:
 
 
 def _training(config: dict, model: str) -> dict:
-    from cft.training import train_resources
-
     resources = train_resources(config, model)
     return {
         # seeds: the run's seed is its own wildcard; the rest only schedule or checkpoint
@@ -116,8 +120,6 @@ def stage_settings(
             "seed": config["seed"],
         }
     if stage == "tokenize":
-        from cft.packing import METHOD_PROMPTS
-
         kind = METHOD_PROMPTS[method]
         return {
             "packing": _without(config["packing"], *SCHEDULING_KEYS),

@@ -50,9 +50,21 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cft.base_model import LOSS_CURVE, METRICS_FILE, folder_fingerprint, verified_fingerprint
-from cft.config import REPO_ROOT, ConfigError, model_dir, training_seeds
+from cft.config import (
+    REPO_ROOT,
+    ConfigError,
+    model_dir,
+    train_resources,
+    training_seeds,
+)
 from cft.devices import job_device, native_bf16
+from cft.fingerprints import (
+    LOSS_CURVE,
+    METRICS_FILE,
+    dataset_fingerprint,
+    folder_fingerprint,
+    verified_fingerprint,
+)
 from cft.io import OutputError, check_output, publish, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import config_hash, provenance
@@ -68,16 +80,6 @@ PEAK_FLOPS = (
     ("H200", 989e12),
     ("A100", 312e12),
 )
-DEFAULT_RESOURCES = {
-    "nodes": 1,
-    "gpus_per_node": 0,
-    "cpu_processes_per_node": 1,
-    "cpus_per_task": 2,
-    "mem_mb": 8000,
-    "runtime": 120,
-    "per_device_batch_size": 8,
-    "gpu_model": "",
-}
 COMPLETE_MARKER = "cft_checkpoint_complete"
 RUN_RECORD = "cft_run.json"
 JOB_SPEC = "job.json"  # the job handed to torchrun workers, written beside the checkpoints
@@ -88,12 +90,6 @@ class TrainingError(RuntimeError):
 
 
 # ---- planning: resources, batch arithmetic, launch command --------------------------------------
-
-
-def train_resources(config: dict, model: str) -> dict:
-    """The train job's resources for ``model``: built-in defaults < ``default`` < per model."""
-    configured = config["training"]["resources"]
-    return {**DEFAULT_RESOURCES, **configured.get("default", {}), **configured.get(model, {})}
 
 
 @dataclass(frozen=True)
@@ -359,7 +355,6 @@ def fsdp_on_cpu(enabled: bool):
 def verify_data(tokenized, stats: dict, folder) -> None:
     """Train only on the blocks the tokenize stage wrote: their fingerprint must equal the one
     its stats.json records."""
-    from cft.packing import dataset_fingerprint
 
     found = dataset_fingerprint(tokenized)
     if found != stats["fingerprint"]:

@@ -20,11 +20,12 @@ from cft.config import (  # noqa: E402
     resolve_path,
     run_name,
     table_file,
+    train_resources,
     training_seeds,
     validate_config,
 )
 from cft.settings import settings_digest  # noqa: E402
-from cft.training import gres_of, train_resources  # noqa: E402
+from cft.training import gres_of  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.

@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import training
+from cft.config import train_resources
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -18,7 +19,7 @@ training.launch(
         base_model_dir=snakemake.input.base_model,
         out_dir=snakemake.output[0],
         checkpoint_dir=snakemake.params.checkpoint_dir,
-        resources=training.train_resources(snakemake.config, snakemake.wildcards.model),
+        resources=train_resources(snakemake.config, snakemake.wildcards.model),
         log_file=snakemake.log[0],
         seed=int(snakemake.wildcards.seed),
     )
