@@ -30,7 +30,8 @@ from conftest import (
 )
 from miniature.build import MMLU_SUBJECTS, build
 
-from cft.config import eval_json, model_dir, training_seeds
+from cft.config import training_seeds
+from cft.paths import eval_json, model_dir
 
 pytestmark = [pytest.mark.slow, requires_slurm]
 

@@ -15,7 +15,8 @@ import yaml
 from conftest import REPO, job_counts, snakemake
 from sklearn.metrics import f1_score
 
-from cft.config import TABLE_FILES, eval_json, validate_config
+from cft.config import validate_config
+from cft.paths import TABLE_FILES, eval_json, samples_path
 from cft.tables import (
     METHOD_LABELS,
     PAPER_TASKS,
@@ -27,7 +28,6 @@ from cft.tables import (
     to_markdown,
     write_table,
 )
-from cft.uncertainty import samples_path
 
 DEMO_MODEL = "smollm2-135m-instruct"
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device
@@ -300,9 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         config,
         args.domain,
         corpus_path(args),
-        model_folder(
-            args.model_dir or f"results/base_models/{autogen_model(config)}", "--model-dir"
-        ),
+        model_folder(args.model_dir or paths.base_model_dir(autogen_model(config)), "--model-dir"),
         Path(args.out),
     )
 

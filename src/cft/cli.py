@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cft import paths
 from cft.config import ConfigError, load_config
 
 
@@ -25,7 +26,7 @@ def stage_parser(
 
 def corpus_path(args: argparse.Namespace) -> Path:
     """The --corpus given, or where the corpus stage writes the domain's table."""
-    return Path(args.corpus or f"results/corpus/{args.domain}/documents.parquet")
+    return Path(args.corpus or paths.corpus_table(args.domain))
 
 
 def stage_config(args: argparse.Namespace) -> dict:

@@ -200,8 +200,6 @@ def autogen_model(config: dict) -> str:
     return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
-UNTRAINED = "chat"  # the method whose row is the base model itself
-
 # Which prompt file conditions each method (None: no prompt).
 METHOD_PROMPTS = {
     "chat": None,
@@ -233,60 +231,6 @@ def train_resources(config: dict, model: str) -> dict:
 def training_seeds(config: dict) -> list[int]:
     """The seeds each trained method is run with: training.seeds, or the top-level seed."""
     return list(config["training"].get("seeds") or [config["seed"]])
-
-
-def run_name(method: str, seed: int | None) -> str:
-    """The path level of one evaluated model: `chat` (the base model, trained by no seed) or
-    `{method}/seed{seed}` (one training run)."""
-    return UNTRAINED if method == UNTRAINED else f"{method}/seed{seed}"
-
-
-def parse_run(run: str) -> tuple[str, int | None]:
-    """`cpt/seed3` -> ("cpt", 3); `chat` -> ("chat", None)."""
-    if run == UNTRAINED:
-        return run, None
-    method, _, seed = run.partition("/seed")
-    return method, int(seed)
-
-
-def model_dir(domain: str, model: str, method: str, seed: int | None = None) -> str:
-    """The model a (domain, model, method) row evaluates: the base model for `chat`, which is
-    not trained, else the fine-tuned one of the training run with ``seed``."""
-    if method == UNTRAINED:
-        return f"results/base_models/{model}"
-    return f"results/models/{domain}/{model}/{run_name(method, seed)}"
-
-
-def curve_json(domain: str, model: str, method: str, seed: int) -> str:
-    """The knowledge-acquisition curve of one training run (cft.curves)."""
-    return f"results/curves/{domain}/{model}/{run_name(method, seed)}.json"
-
-
-def eval_json(
-    domain: str, model: str, method: str, seed: int | None, task: str, root: str = "results/eval"
-) -> str:
-    """The lm-eval record of one model on one task (its per-sample log lies beside it)."""
-    return f"{root}/{domain}/{model}/{run_name(method, seed)}/{task}.json"
-
-
-# One table's files, published together in its folder (cft.tables).
-TABLE_FILES = {
-    "md": "table.md",
-    "csv": "table.csv",
-    "tex": "table.tex",
-    "json": "table.json",
-    "png": "bars.png",
-    "svg": "bars.svg",
-}
-
-
-def table_dir(domain: str, model: str, root: str = "results/tables") -> str:
-    """The folder of the (domain, model) table: Markdown, CSV, LaTeX, JSON and bar chart."""
-    return f"{root}/{domain}/{model}"
-
-
-def table_file(domain: str, model: str, kind: str, root: str = "results/tables") -> str:
-    return f"{table_dir(domain, model, root)}/{TABLE_FILES[kind]}"
 
 
 def domain_source(config: dict, domain: str) -> dict:

@@ -19,11 +19,13 @@ import math
 import tempfile
 from pathlib import Path
 
+from cft import paths
 from cft.cli import stage_config, stage_parser
-from cft.config import curve_json, training_seeds
+from cft.config import training_seeds
 from cft.evaluation import evaluate
 from cft.io import write_json
 from cft.logging_utils import setup_logging
+from cft.paths import curve_json
 from cft.provenance import provenance
 from cft.uncertainty import Bootstrap, bootstrap_of, estimate, read_outcomes
 
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", required=True)
     parser.add_argument("--seed", type=int, help="default: the first training seed")
     parser.add_argument(
-        "--out", help="default: results/curves/{domain}/{model}/{method}/seed{seed}.json"
+        "--out", help=f"default: {curve_json('{domain}', '{model}', '{method}', '{seed}')}"
     )
     args = parser.parse_args(argv)
     setup_logging()
@@ -176,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         args.model,
         args.method,
         seed,
-        tokenized_dir=Path(f"results/tokenized/{args.domain}/{args.model}/{args.method}"),
-        base_model_dir=Path(f"results/base_models/{args.model}"),
+        tokenized_dir=Path(paths.tokenized_dir(args.domain, args.model, args.method)),
+        base_model_dir=Path(paths.base_model_dir(args.model)),
         out_json=Path(args.out or curve_json(args.domain, args.model, args.method, seed)),
     )
 

@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 from cft.cli import model_folder, stage_config, stage_parser
-from cft.config import eval_json, model_dir, training_seeds
+from cft.config import training_seeds
 from cft.devices import job_device, native_dtype
 from cft.fingerprints import ModelFilesError, verified_fingerprint
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
+from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash
-from cft.uncertainty import samples_path
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import METHOD_PROMPTS, ConfigError, load_prompt_file, resolve_path
 from cft.fingerprints import dataset_fingerprint
@@ -547,7 +548,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__, corpus=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--method", required=True, choices=sorted(METHOD_PROMPTS))
-    parser.add_argument("--tokenizer", help="model folder (default: results/base_models/...)")
+    parser.add_argument(
+        "--tokenizer", help=f"model folder (default: {paths.base_model_dir('{model}')})"
+    )
     parser.add_argument("--autogen", help="autogen.parquet, for autocft")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -563,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         args.method,
         corpus_table=corpus_path(args),
         tokenizer_dir=model_folder(
-            args.tokenizer or f"results/base_models/{args.model}", "--tokenizer"
+            args.tokenizer or paths.base_model_dir(args.model), "--tokenizer"
         ),
         out_dir=Path(args.out_dir),
         autogen_table=Path(args.autogen) if args.autogen else None,

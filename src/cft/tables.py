@@ -27,17 +27,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cft import paths
 from cft.cli import stage_config, stage_parser
-from cft.config import (
-    REPO_ROOT,
-    TABLE_FILES,
-    UNTRAINED,
-    eval_json,
-    table_dir,
-    training_seeds,
-)
+from cft.config import REPO_ROOT, training_seeds
 from cft.io import atomic_path, check_output, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
+from cft.paths import TABLE_FILES, UNTRAINED, eval_json, samples_path, table_dir
 from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
 from cft.settings import evaluation_settings_hash
@@ -48,7 +43,6 @@ from cft.uncertainty import (
     estimate,
     paired_estimate,
     read_outcomes,
-    samples_path,
     score,
 )
 
@@ -745,9 +739,9 @@ def write_table(
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--eval-root", default="results/eval")
+    parser.add_argument("--eval-root", default=paths.EVAL_ROOT)
     parser.add_argument(
-        "--out-root", default="results/tables", help="the table goes to OUT_ROOT/DOMAIN/MODEL/"
+        "--out-root", default=paths.TABLES_ROOT, help="the table goes to OUT_ROOT/DOMAIN/MODEL/"
     )
     parser.add_argument("--print", action="store_true", help="print the Markdown table")
     args = parser.parse_args(argv)

@@ -50,13 +50,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cft.config import (
-    REPO_ROOT,
-    ConfigError,
-    model_dir,
-    train_resources,
-    training_seeds,
-)
+from cft import paths
+from cft.config import REPO_ROOT, ConfigError, train_resources, training_seeds
 from cft.devices import job_device, native_bf16
 from cft.fingerprints import (
     LOSS_CURVE,
@@ -67,6 +62,7 @@ from cft.fingerprints import (
 )
 from cft.io import OutputError, check_output, publish, read_json, write_json
 from cft.logging_utils import setup_logging
+from cft.paths import model_dir
 from cft.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
@@ -1079,8 +1075,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a torchrun worker's job spec
     parser.add_argument("--model")
     parser.add_argument("--method")
-    parser.add_argument("--tokenized", help="default: results/tokenized/{domain}/{model}/{method}")
-    parser.add_argument("--base-model", help="default: results/base_models/{model}")
+    parser.add_argument(
+        "--tokenized", help=f"default: {paths.tokenized_dir('{domain}', '{model}', '{method}')}"
+    )
+    parser.add_argument("--base-model", help=f"default: {paths.base_model_dir('{model}')}")
     parser.add_argument("--seed", type=int, help="training run (default: the first seed)")
     parser.add_argument("--out-dir", help="default: the workflow's model folder of the run")
     args = parser.parse_args(argv)
@@ -1091,7 +1089,6 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.domain and args.model and args.method):
         parser.error("--domain, --model and --method are required")
     config = stage_config(args)
-    key = f"{args.domain}/{args.model}/{args.method}"
     seed = training_seeds(config)[0] if args.seed is None else args.seed
     out_dir = model_dir(args.domain, args.model, args.method, seed)
     launch(
@@ -1100,10 +1097,11 @@ def main(argv: list[str] | None = None) -> None:
             domain=args.domain,
             model=args.model,
             method=args.method,
-            tokenized_dir=args.tokenized or f"results/tokenized/{key}",
-            base_model_dir=args.base_model or f"results/base_models/{args.model}",
+            tokenized_dir=args.tokenized
+            or paths.tokenized_dir(args.domain, args.model, args.method),
+            base_model_dir=args.base_model or paths.base_model_dir(args.model),
             out_dir=args.out_dir or out_dir,
-            checkpoint_dir=out_dir.replace("results/models/", "results/checkpoints/", 1),
+            checkpoint_dir=paths.checkpoint_dir(args.domain, args.model, args.method, seed),
             resources=train_resources(config, args.model),
             seed=seed,
         )

@@ -32,11 +32,6 @@ import numpy as np
 LEVEL = 0.95
 
 
-def samples_path(eval_json: Path) -> Path:
-    """The per-sample log the evaluate stage writes beside an eval JSON."""
-    return Path(eval_json).with_suffix(".samples.jsonl")
-
-
 class SamplesError(ValueError):
     """A per-sample log that cannot be scored; the message names the file."""
 

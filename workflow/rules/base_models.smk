@@ -5,7 +5,7 @@ rule base_model:
     input:
         base_model_input,
     output:
-        directory("results/base_models/{model}"),
+        directory(paths.base_model_dir("{model}")),
     log:
         "logs/base_models/{model}.log",
     benchmark:

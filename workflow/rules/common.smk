@@ -6,23 +6,26 @@ from pathlib import Path
 # The rules import the package from the checkout, installed or not (cluster conda envs).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from cft import paths  # noqa: E402
 from cft.config import (  # noqa: E402
-    UNTRAINED,
     autogen_model,
-    curve_json,
     domain_source,
     downloaded_domains,
-    eval_json,
     evaluated_models,
     hub_models,
-    model_dir,
-    parse_run,
     resolve_path,
-    run_name,
-    table_file,
     train_resources,
     training_seeds,
     validate_config,
+)
+from cft.paths import (  # noqa: E402
+    UNTRAINED,
+    curve_json,
+    eval_json,
+    model_dir,
+    parse_run,
+    run_name,
+    table_file,
 )
 from cft.settings import settings_digest  # noqa: E402
 from cft.training import gres_of  # noqa: E402
@@ -71,24 +74,24 @@ def raw_corpus_dir(domain):
     """Folder holding a domain's raw source: generated (demo), downloaded, or given in config."""
     source = domain_source(config, domain)
     if source["type"] == "demo":
-        return f"results/demo_data/{domain}"
-    return source.get("local_path") or f"resources/corpora/{domain}"
+        return paths.demo_data_dir(domain)
+    return source.get("local_path") or paths.downloaded_corpus_dir(domain)
 
 
 def corpus_input(wildcards):
     """The job that produces the raw source, if any (a configured local_path needs none)."""
     source = domain_source(config, wildcards.domain)
     if source["type"] == "demo":
-        return [f"results/demo_data/{wildcards.domain}/documents.jsonl"]
+        return [paths.demo_file(wildcards.domain, "documents.jsonl")]
     if source.get("local_path"):
         return []
-    return [f"resources/corpora/{wildcards.domain}"]
+    return [paths.downloaded_corpus_dir(wildcards.domain)]
 
 
 def base_model_input(wildcards):
     """Hub models need their download manifest; packaged and local models need nothing."""
     if wildcards.model in hub_models(config):
-        return [f"resources/models/{wildcards.model}.json"]
+        return [paths.model_manifest(wildcards.model)]
     return []
 
 
@@ -116,11 +119,11 @@ def autogen_gres():
 
 def tokenize_input(wildcards):
     inputs = {
-        "corpus": f"results/corpus/{wildcards.domain}/documents.parquet",
-        "model": f"results/base_models/{wildcards.model}",
+        "corpus": paths.corpus_table(wildcards.domain),
+        "model": paths.base_model_dir(wildcards.model),
     }
     if wildcards.method == "autocft":
-        inputs["autogen"] = f"results/prompts/{wildcards.domain}/autogen.parquet"
+        inputs["autogen"] = paths.autogen_table(wildcards.domain)
     return inputs
 
 
@@ -183,10 +186,10 @@ def task_data_input(task):
     """The file a task's data comes from: generated demo data, or the download manifest."""
     if task.startswith("demo_knowledge_"):
         domain = task.removeprefix("demo_knowledge_").removesuffix("_cloze")
-        return {"data": f"results/demo_data/{domain}/questions.jsonl"}
+        return {"data": paths.demo_file(domain, "questions.jsonl")}
     if task.startswith("demo_finben_"):
-        return {"data": "results/demo_data/finben"}
-    return {"data": f"resources/eval_data/{task}.json"}
+        return {"data": paths.FINBEN_DEMO_DIR}
+    return {"data": paths.eval_data_manifest(task)}
 
 
 def evaluate_input(wildcards):
@@ -211,7 +214,7 @@ def table_eval_inputs(domain, model):
         path
         for row in rows
         for record in row_eval_outputs(*row)
-        for path in (record, record.removesuffix(".json") + ".samples.jsonl")
+        for path in (record, str(paths.samples_path(record)))
     ]
 
 
@@ -225,7 +228,7 @@ def table_outputs():
                 table_file(domain, model, kind) for kind in ("md", "csv", "tex", "png")
             ]
             if trained_methods():
-                outputs.append(f"results/figures/{domain}/{model}_loss.png")
+                outputs.append(paths.figure(domain, model, "loss", "png"))
     return outputs
 
 
@@ -249,8 +252,10 @@ def row_eval_outputs(domain, model, method):
 
 def curve_input(wildcards):
     inputs = {
-        "tokenized": f"results/tokenized/{wildcards.domain}/{wildcards.model}/{wildcards.method}",
-        "base_model": f"results/base_models/{wildcards.model}",
+        "tokenized": paths.tokenized_dir(
+            wildcards.domain, wildcards.model, wildcards.method
+        ),
+        "base_model": paths.base_model_dir(wildcards.model),
     }
     task = config["evaluation"]["curves"]["tasks"].get(wildcards.domain)
     if task is not None:
@@ -268,7 +273,7 @@ def curve_files(domain, model):
 
 def curve_figures():
     return [
-        f"results/figures/{domain}/{model}_knowledge.png"
+        paths.figure(domain, model, "knowledge", "png")
         for domain in GRID["domains"]
         if domain in config["evaluation"]["curves"]["tasks"]
         for model in GRID["models"]
@@ -286,7 +291,7 @@ def synthetic_gres():
 def synthetic_runs(wildcards):
     synthetic = config["synthetic"]
     return expand(
-        "results/synthetic/{scale}/{task}/{condition}/seed{seed}",
+        paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}"),
         scale=wildcards.scale,
         task=synthetic["tasks"],
         condition=synthetic["conditions"],
@@ -300,7 +305,7 @@ def synthetic_reference_input():
     if reference is None:
         return []
     if reference == "download":
-        return ["resources/synthetic_reference"]
+        return [paths.SYNTHETIC_REFERENCE_DIR]
     return [str(resolve_path(reference, Path(workflow.basedir)))]
 
 
@@ -308,18 +313,18 @@ def synthetic_outputs():
     synthetic = config["synthetic"]
     if not synthetic["enabled"]:
         return []
-    return [f"results/synthetic/{synthetic['scale']}/summary.md"]
+    return [paths.synthetic_summary(synthetic["scale"], "md")]
 
 
 def all_outputs():
-    outputs = expand("results/base_models/{model}", model=ALL_MODELS)
+    outputs = [paths.base_model_dir(model) for model in ALL_MODELS]
+    outputs += [
+        path
+        for domain in GRID["domains"]
+        for path in (paths.corpus_table(domain), paths.corpus_stats(domain))
+    ]
     outputs += expand(
-        "results/corpus/{domain}/{file}",
-        domain=GRID["domains"],
-        file=["documents.parquet", "stats.json"],
-    )
-    outputs += expand(
-        "results/tokenized/{domain}/{model}/{method}",
+        paths.tokenized_dir("{domain}", "{model}", "{method}"),
         domain=GRID["domains"],
         model=GRID["models"],
         method=GRID["methods"],
@@ -331,14 +336,12 @@ def all_outputs():
         for method in trained_methods()
         for seed in SEEDS
     ]
-    outputs += expand(
-        "results/export/{domain}/gemini_cft.jsonl", domain=GRID["domains"]
-    )
+    outputs += expand(paths.export_file("{domain}"), domain=GRID["domains"])
     outputs += eval_outputs()
     outputs += table_outputs()
     outputs += synthetic_outputs()
     outputs += [
-        f"results/demo_data/{domain}/questions.jsonl"
+        paths.demo_file(domain, "questions.jsonl")
         for domain in GRID["domains"]
         if is_demo(domain)
     ]

@@ -3,9 +3,9 @@
 
 rule generate_demo_data:
     output:
-        documents="results/demo_data/{domain}/documents.jsonl",
-        questions="results/demo_data/{domain}/questions.jsonl",
-        manifest="results/demo_data/{domain}/manifest.json",
+        documents=paths.demo_file("{domain}", "documents.jsonl"),
+        questions=paths.demo_file("{domain}", "questions.jsonl"),
+        manifest=paths.demo_file("{domain}", "manifest.json"),
     log:
         "logs/demo_data/{domain}.log",
     conda:
@@ -20,8 +20,8 @@ rule corpus:
     input:
         corpus_input,
     output:
-        table="results/corpus/{domain}/documents.parquet",
-        stats="results/corpus/{domain}/stats.json",
+        table=paths.corpus_table("{domain}"),
+        stats=paths.corpus_stats("{domain}"),
     log:
         "logs/corpus/{domain}.log",
     benchmark:

@@ -12,7 +12,7 @@ rule knowledge_curve:
     input:
         unpack(curve_input),
     output:
-        "results/curves/{domain}/{model}/{method}/seed{seed}.json",
+        curve_json("{domain}", "{model}", "{method}", "{seed}"),
     log:
         "logs/curves/{domain}/{model}/{method}/seed{seed}.log",
     conda:
@@ -37,12 +37,12 @@ rule knowledge_curve_figure:
         lambda wildcards: curve_files(wildcards.domain, wildcards.model),
     output:
         png=report(
-            "results/figures/{domain}/{model}_knowledge.png",
+            paths.figure("{domain}", "{model}", "knowledge", "png"),
             caption="../report/knowledge.rst",
             category="Figures",
             subcategory="{domain}",
         ),
-        svg="results/figures/{domain}/{model}_knowledge.svg",
+        svg=paths.figure("{domain}", "{model}", "knowledge", "svg"),
     log:
         "logs/curves/{domain}/{model}_figure.log",
     conda:

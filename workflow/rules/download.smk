@@ -13,7 +13,7 @@ localrules:
 
 rule download_corpus:
     output:
-        directory("resources/corpora/{domain}"),
+        directory(paths.downloaded_corpus_dir("{domain}")),
     log:
         "logs/download/corpus_{domain}.log",
     conda:
@@ -26,7 +26,7 @@ rule download_corpus:
 
 rule download_model:
     output:
-        "resources/models/{model}.json",
+        paths.model_manifest("{model}"),
     log:
         "logs/download/model_{model}.log",
     conda:
@@ -39,21 +39,21 @@ rule download_model:
 
 rule download_corpora:
     input:
-        expand("resources/corpora/{domain}", domain=downloaded_domains(config)),
+        [paths.downloaded_corpus_dir(d) for d in downloaded_domains(config)],
 
 
 rule download_models:
     input:
-        expand("resources/models/{model}.json", model=hub_models(config)),
+        [paths.model_manifest(m) for m in hub_models(config)],
 
 
 rule download_all:
     input:
         rules.download_corpora.input,
         rules.download_models.input,
-        expand("resources/eval_data/{task}.json", task=hub_eval_tasks()),
+        [paths.eval_data_manifest(t) for t in hub_eval_tasks()],
         (
-            ["resources/synthetic_reference"]
+            [paths.SYNTHETIC_REFERENCE_DIR]
             if config["synthetic"]["reference"] == "download"
             else []
         ),

@@ -11,7 +11,7 @@ localrules:
 
 rule demo_finben:
     output:
-        directory("results/demo_data/finben"),
+        directory(paths.FINBEN_DEMO_DIR),
     log:
         "logs/demo_data/finben.log",
     conda:
@@ -24,7 +24,7 @@ rule demo_finben:
 
 rule download_eval_task:
     output:
-        "resources/eval_data/{task}.json",
+        paths.eval_data_manifest("{task}"),
     log:
         "logs/download/eval_{task}.log",
     conda:
@@ -35,16 +35,20 @@ rule download_eval_task:
 
 rule download_eval_data:
     input:
-        expand("resources/eval_data/{task}.json", task=hub_eval_tasks()),
+        expand(paths.eval_data_manifest("{task}"), task=hub_eval_tasks()),
 
 
 rule evaluate:
     input:
         unpack(evaluate_input),
     output:
-        json="results/eval/{domain}/{model}/{run}/{task}.json",
+        json=paths.run_eval_json("{domain}", "{model}", "{run}", "{task}"),
         # lm-eval's per-sample log: the tables' intervals and paired differences come from it.
-        samples="results/eval/{domain}/{model}/{run}/{task}.samples.jsonl",
+        samples=str(
+            paths.samples_path(
+                paths.run_eval_json("{domain}", "{model}", "{run}", "{task}")
+            )
+        ),
     log:
         "logs/eval/{domain}/{model}/{run}/{task}.log",
     benchmark:

@@ -4,11 +4,11 @@
 
 rule autogen_prompts:
     input:
-        corpus="results/corpus/{domain}/documents.parquet",
-        generator=lambda wildcards: f"results/base_models/{autogen_model(config)}",
+        corpus=paths.corpus_table("{domain}"),
+        generator=lambda wildcards: paths.base_model_dir(autogen_model(config)),
     output:
-        table="results/prompts/{domain}/autogen.parquet",
-        stats="results/prompts/{domain}/autogen_stats.json",
+        table=paths.autogen_table("{domain}"),
+        stats=paths.autogen_stats("{domain}"),
     log:
         "logs/prompts/{domain}_autogen.log",
     benchmark:

@@ -53,12 +53,12 @@ rule loss_figure:
         ],
     output:
         png=report(
-            "results/figures/{domain}/{model}_loss.png",
+            paths.figure("{domain}", "{model}", "loss", "png"),
             caption="../report/loss.rst",
             category="Figures",
             subcategory="{domain}",
         ),
-        svg="results/figures/{domain}/{model}_loss.svg",
+        svg=paths.figure("{domain}", "{model}", "loss", "svg"),
     log:
         "logs/tables/{domain}/{model}_loss.log",
     conda:

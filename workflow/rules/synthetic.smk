@@ -9,7 +9,7 @@ localrules:
 
 rule synthetic_pretrain:
     output:
-        directory("results/synthetic/{scale}/pretrain/seed{seed}"),
+        directory(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
     log:
         "logs/synthetic/{scale}/pretrain_seed{seed}.log",
     benchmark:
@@ -26,16 +26,16 @@ rule synthetic_pretrain:
         tasks_per_gpu=0,
     params:
         settings=settings_of("synthetic"),
-        work_dir="results/synthetic/{scale}/pretrain/.seed{seed}.work",
+        work_dir=paths.work_dir(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
     script:
         "../scripts/synthetic.py"
 
 
 rule synthetic_finetune:
     input:
-        pretrained="results/synthetic/{scale}/pretrain/seed{seed}",
+        pretrained=paths.synthetic_pretrain_dir("{scale}", "{seed}"),
     output:
-        directory("results/synthetic/{scale}/{task}/{condition}/seed{seed}"),
+        directory(paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")),
     log:
         "logs/synthetic/{scale}/{task}_{condition}_seed{seed}.log",
     benchmark:
@@ -54,14 +54,16 @@ rule synthetic_finetune:
         tasks_per_gpu=0,
     params:
         settings=settings_of("synthetic"),
-        work_dir="results/synthetic/{scale}/{task}/{condition}/.seed{seed}.work",
+        work_dir=paths.work_dir(
+            paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
+        ),
     script:
         "../scripts/synthetic.py"
 
 
 rule download_synthetic_reference:
     output:
-        directory("resources/synthetic_reference"),
+        directory(paths.SYNTHETIC_REFERENCE_DIR),
     log:
         "logs/download/synthetic_reference.log",
     conda:
@@ -77,11 +79,11 @@ rule synthetic_summary:
         runs=synthetic_runs,
         reference=synthetic_reference_input(),
     output:
-        json="results/synthetic/{scale}/summary.json",
-        md="results/synthetic/{scale}/summary.md",
+        json=paths.synthetic_summary("{scale}", "json"),
+        md=paths.synthetic_summary("{scale}", "md"),
         figures=report(
             expand(
-                "results/figures/synthetic_{{scale}}_{task}.png",
+                paths.synthetic_figure("{{scale}}", "{task}"),
                 task=config["synthetic"]["tasks"],
             ),
             caption="../report/synthetic.rst",

@@ -5,7 +5,7 @@ rule tokenize:
     input:
         unpack(tokenize_input),
     output:
-        directory("results/tokenized/{domain}/{model}/{method}"),
+        directory(paths.tokenized_dir("{domain}", "{model}", "{method}")),
     log:
         "logs/tokenize/{domain}/{model}/{method}.log",
     benchmark:
@@ -25,9 +25,9 @@ rule tokenize:
 
 rule export_gemini:
     input:
-        "results/corpus/{domain}/documents.parquet",
+        paths.corpus_table("{domain}"),
     output:
-        "results/export/{domain}/gemini_cft.jsonl",
+        paths.export_file("{domain}"),
     log:
         "logs/export/{domain}_gemini.log",
     conda:

@@ -11,10 +11,10 @@
 
 rule train:
     input:
-        tokenized="results/tokenized/{domain}/{model}/{method}",
-        base_model="results/base_models/{model}",
+        tokenized=paths.tokenized_dir("{domain}", "{model}", "{method}"),
+        base_model=paths.base_model_dir("{model}"),
     output:
-        directory("results/models/{domain}/{model}/{method}/seed{seed}"),
+        directory(model_dir("{domain}", "{model}", "{method}", "{seed}")),
     log:
         "logs/train/{domain}/{model}/{method}/seed{seed}.log",
     benchmark:
@@ -38,6 +38,6 @@ rule train:
         ),
     params:
         settings=settings_of("train"),
-        checkpoint_dir="results/checkpoints/{domain}/{model}/{method}/seed{seed}",
+        checkpoint_dir=paths.checkpoint_dir("{domain}", "{model}", "{method}", "{seed}"),
     script:
         "../scripts/train.py"

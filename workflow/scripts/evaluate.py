@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import evaluation
-from cft.config import parse_run
 from cft.logging_utils import setup_logging
+from cft.paths import parse_run
 
 setup_logging(snakemake.log[0])
 method, seed = parse_run(snakemake.wildcards.run)

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import torch
 
-from cft import synthetic
+from cft import paths, synthetic
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -42,5 +42,5 @@ else:
         Path(reference[0]) if reference else None,
         Path(snakemake.output.json),
         Path(snakemake.output.md),
-        Path(f"results/figures/synthetic_{wildcards.scale}"),
+        Path(paths.synthetic_figure_prefix(wildcards.scale)),
     )

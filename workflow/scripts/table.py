@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from cft import tables
+from cft import paths, tables
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -12,6 +12,6 @@ tables.write_table(
     snakemake.config,
     snakemake.wildcards.domain,
     snakemake.wildcards.model,
-    eval_root=Path("results/eval"),
+    eval_root=Path(paths.EVAL_ROOT),
     out_dir=Path(snakemake.output.md).parent,
 )
