@@ -35,7 +35,7 @@ def test_vllm_without_gpus_is_a_config_error(demo_config):
 
 def test_train_memory_is_a_nodes_memory_on_every_attempt():
     """Retries scale runtime, not memory: 480 GB x 2 or x 3 per node cannot be scheduled."""
-    rule = (REPO / "workflow" / "rules" / "train.smk").read_text()
+    rule = (REPO / "workflow" / "rules" / "training.smk").read_text()
     mem = re.search(r"mem_mb=(.*?)\n\s+runtime=", rule, re.S).group(1)
     assert "attempt" not in mem
     jobs = planned_resources("train", "--configfile", "config/paper.yaml")

@@ -17,7 +17,7 @@ from conftest import REPO, job_counts, snakemake
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
 EVALS_TRAINED = 4 * (1 + 2)  # biomed has 1 task, finance 2
 EVALS = EVALS_TRAINED + 3  # and the untrained chat rows
-DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, "loss_figure": 2, "table": 2, "all": 1}
+DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, "loss_figure": 2, "paper_table": 2, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def edited(config: dict, key: str, value) -> dict:
         ("training.epochs", 2, {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
         # the block length is both the packer's and the trainer's
         ("training.max_seq_len", 128, {"tokenize": 10, "train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
-        ("evaluation.limit", 5, {"evaluate": EVALS, "table": 2, "all": 1}),
-        ("evaluation.confidence.bootstrap_iters", 500, {"table": 2, "all": 1}),
+        ("evaluation.limit", 5, {"evaluate": EVALS, "paper_table": 2, "all": 1}),
+        ("evaluation.confidence.bootstrap_iters", 500, {"paper_table": 2, "all": 1}),
         (
             "autogen.temperature",
             0.3,
@@ -82,7 +82,7 @@ def edited(config: dict, key: str, value) -> dict:
                 "train": 2,
                 "evaluate": 3,
                 "loss_figure": 2,
-                "table": 2,
+                "paper_table": 2,
                 "all": 1,
             },
         ),

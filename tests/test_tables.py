@@ -328,7 +328,7 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
         "tables", "-n", "--directory", str(tmp_path), "--configfile", str(config_file)
     )
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"table": 1, "tables": 1, "total": 2}
+    assert job_counts(result.stdout) == {"paper_table": 1, "tables": 1, "total": 2}
 
 
 @pytest.mark.parametrize(

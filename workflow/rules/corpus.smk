@@ -1,21 +1,6 @@
 # Corpus stage: raw source -> cleaned, de-duplicated, split document table per domain.
 
 
-rule generate_demo_data:
-    output:
-        documents=paths.demo_file("{domain}", "documents.jsonl"),
-        questions=paths.demo_file("{domain}", "questions.jsonl"),
-        manifest=paths.demo_file("{domain}", "manifest.json"),
-    log:
-        "logs/demo_data/{domain}.log",
-    conda:
-        "../../envs/data.yaml"
-    params:
-        settings=settings_of("demo_data"),
-    script:
-        "../scripts/generate_demo_data.py"
-
-
 rule corpus:
     input:
         corpus_input,

@@ -29,7 +29,7 @@ rule knowledge_curve:
     params:
         settings=settings_of("curves"),
     script:
-        "../scripts/knowledge_curve.py"
+        "../scripts/curves.py"
 
 
 rule knowledge_curve_figure:
@@ -48,7 +48,7 @@ rule knowledge_curve_figure:
     conda:
         "../../envs/report.yaml"
     script:
-        "../scripts/knowledge_curve_figure.py"
+        "../scripts/tables.py"
 
 
 rule knowledge_curves:

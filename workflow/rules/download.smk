@@ -6,6 +6,9 @@
 localrules:
     download_corpus,
     download_model,
+    download_eval_task,
+    download_eval_data,
+    download_synthetic_reference,
     download_corpora,
     download_models,
     download_all,
@@ -21,7 +24,7 @@ rule download_corpus:
     params:
         settings=settings_of("download_corpus"),
     script:
-        "../scripts/download_corpus.py"
+        "../scripts/download.py"
 
 
 rule download_model:
@@ -34,7 +37,7 @@ rule download_model:
     params:
         settings=settings_of("download_model"),
     script:
-        "../scripts/download_model.py"
+        "../scripts/download.py"
 
 
 rule download_corpora:
@@ -57,3 +60,32 @@ rule download_all:
             if config["synthetic"]["reference"] == "download"
             else []
         ),
+
+
+rule download_eval_task:
+    output:
+        paths.eval_data_manifest("{task}"),
+    log:
+        "logs/download/eval_{task}.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/download_eval_task.py"
+
+
+rule download_eval_data:
+    input:
+        expand(paths.eval_data_manifest("{task}"), task=hub_eval_tasks()),
+
+
+rule download_synthetic_reference:
+    output:
+        directory(paths.SYNTHETIC_REFERENCE_DIR),
+    log:
+        "logs/download/synthetic_reference.log",
+    conda:
+        "../../envs/synthetic.yaml"
+    params:
+        url=config["synthetic"]["reference_url"],
+    script:
+        "../scripts/synthetic.py"

@@ -3,10 +3,6 @@
 # Unfinished runs keep their checkpoint in a .work folder next to the output and resume.
 
 
-localrules:
-    download_synthetic_reference,
-
-
 rule synthetic_pretrain:
     output:
         directory(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
@@ -57,19 +53,6 @@ rule synthetic_finetune:
         work_dir=paths.work_dir(
             paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
         ),
-    script:
-        "../scripts/synthetic.py"
-
-
-rule download_synthetic_reference:
-    output:
-        directory(paths.SYNTHETIC_REFERENCE_DIR),
-    log:
-        "logs/download/synthetic_reference.log",
-    conda:
-        "../../envs/synthetic.yaml"
-    params:
-        url=config["synthetic"]["reference_url"],
     script:
         "../scripts/synthetic.py"
 

@@ -13,7 +13,7 @@ localrules:
     tables,
 
 
-rule table:
+rule paper_table:
     input:
         evals=lambda wildcards: table_eval_inputs(wildcards.domain, wildcards.model),
     output:
@@ -41,7 +41,7 @@ rule table:
     params:
         settings=settings_of("table"),
     script:
-        "../scripts/table.py"
+        "../scripts/tables.py"
 
 
 rule loss_figure:
@@ -66,7 +66,7 @@ rule loss_figure:
     params:
         settings=settings_of("loss_figure"),
     script:
-        "../scripts/loss_figure.py"
+        "../scripts/tables.py"
 
 
 rule tables:

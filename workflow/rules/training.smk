@@ -40,4 +40,4 @@ rule train:
         settings=settings_of("train"),
         checkpoint_dir=paths.checkpoint_dir("{domain}", "{model}", "{method}", "{seed}"),
     script:
-        "../scripts/train.py"
+        "../scripts/training.py"

@@ -25,4 +25,4 @@ rule autogen_prompts:
     params:
         settings=settings_of("autogen"),
     script:
-        "../scripts/autogen_prompts.py"
+        "../scripts/autogen.py"

@@ -20,19 +20,4 @@ rule tokenize:
     params:
         settings=settings_of("tokenize"),
     script:
-        "../scripts/tokenize.py"
-
-
-rule export_gemini:
-    input:
-        paths.corpus_table("{domain}"),
-    output:
-        paths.export_file("{domain}"),
-    log:
-        "logs/export/{domain}_gemini.log",
-    conda:
-        "../../envs/tokenize.yaml"
-    params:
-        settings=settings_of("export"),
-    script:
-        "../scripts/export_gemini.py"
+        "../scripts/packing.py"

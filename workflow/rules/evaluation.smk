@@ -4,40 +4,6 @@
 # then read them from HF_HOME offline.
 
 
-localrules:
-    download_eval_task,
-    download_eval_data,
-
-
-rule demo_finben:
-    output:
-        directory(paths.FINBEN_DEMO_DIR),
-    log:
-        "logs/demo_data/finben.log",
-    conda:
-        "../../envs/data.yaml"
-    params:
-        settings=settings_of("finben_demo"),
-    script:
-        "../scripts/demo_finben.py"
-
-
-rule download_eval_task:
-    output:
-        paths.eval_data_manifest("{task}"),
-    log:
-        "logs/download/eval_{task}.log",
-    conda:
-        "../../envs/eval.yaml"
-    script:
-        "../scripts/download_eval_task.py"
-
-
-rule download_eval_data:
-    input:
-        expand(paths.eval_data_manifest("{task}"), task=hub_eval_tasks()),
-
-
 rule evaluate:
     input:
         unpack(evaluate_input),
@@ -65,4 +31,4 @@ rule evaluate:
     params:
         settings=settings_of("evaluate"),
     script:
-        "../scripts/evaluate.py"
+        "../scripts/evaluation.py"

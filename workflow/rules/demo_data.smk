@@ -1,0 +1,30 @@
+# The offline demo's generated sources (cft.demo_data, cft.finben_demo): each demo domain's
+# fictional corpus and held-out questions, and the FinBen-format sets.
+
+
+rule generate_demo_data:
+    output:
+        documents=paths.demo_file("{domain}", "documents.jsonl"),
+        questions=paths.demo_file("{domain}", "questions.jsonl"),
+        manifest=paths.demo_file("{domain}", "manifest.json"),
+    log:
+        "logs/demo_data/{domain}.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        settings=settings_of("demo_data"),
+    script:
+        "../scripts/demo_data.py"
+
+
+rule demo_finben:
+    output:
+        directory(paths.FINBEN_DEMO_DIR),
+    log:
+        "logs/demo_data/finben.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        settings=settings_of("finben_demo"),
+    script:
+        "../scripts/finben_demo.py"

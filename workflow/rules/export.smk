@@ -1,0 +1,16 @@
+# Export of the CFT set as Gemini tuning JSONL (cft.export).
+
+
+rule export_gemini:
+    input:
+        paths.corpus_table("{domain}"),
+    output:
+        paths.export_file("{domain}"),
+    log:
+        "logs/export/{domain}_gemini.log",
+    conda:
+        "../../envs/tokenize.yaml"
+    params:
+        settings=settings_of("export"),
+    script:
+        "../scripts/export.py"

@@ -1,0 +1,22 @@
+"""Snakemake entry point of the corpus and model downloads (cft.download); an evaluation task's
+datasets are fetched by download_eval_task.py, in the evaluation environment."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from cft.config import domain_source
+from cft.logging_utils import setup_logging
+
+setup_logging(snakemake.log[0])
+out = Path(snakemake.output[0])
+if snakemake.rule == "download_corpus":
+    from cft.download import download_corpus
+
+    domain = snakemake.wildcards.domain
+    download_corpus(domain, domain_source(snakemake.config, domain), out)
+else:  # download_model
+    from cft.download import download_model
+
+    model = snakemake.wildcards.model
+    download_model(model, snakemake.config["models"][model], out)
