@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 CORES ?= $(shell nproc)
 
-.PHONY: demo test lint format rulegraph clean-venv
+.PHONY: demo test test-fast lint format rulegraph clean-venv
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The development loop: everything but the tests marked slow (model conversion, multi-process
+# training, snakemake runs with metadata, the SLURM end-to-end runs).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
