@@ -287,6 +287,8 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         ),
     }
     write_json(out.with_name("autogen_stats.json"), record)
+    # the shards only serve a resumed run; the published table holds them all
+    shutil.rmtree(shards_dir.parent, ignore_errors=True)
     return record
 
 

@@ -28,6 +28,7 @@ from cft.config import load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 from cft.packing import stable_int
+from cft.paths import export_stats
 from cft.provenance import provenance
 
 _BOUNDARY = re.compile(r"\n\n|(?<=[.!?])\s")
@@ -75,7 +76,7 @@ def run(config: dict, domain: str, corpus_table: Path, out: Path) -> dict:
         "chunk_chars": max_chars,
         "provenance": provenance({"export": config["export"], "prompts": prompts}, seed=seed),
     }
-    write_json(out.with_suffix(".stats.json"), record)
+    write_json(export_stats(out), record)
     return record
 
 

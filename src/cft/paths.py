@@ -77,6 +77,11 @@ def export_file(domain: str) -> str:
     return f"{RESULTS}/export/{domain}/gemini_cft.jsonl"
 
 
+def export_stats(export_file: str | os.PathLike) -> Path:
+    """The record written beside an export (example count, provenance)."""
+    return Path(export_file).with_suffix(".stats.json")
+
+
 def tokenized_dir(domain: str, model: str, method: str) -> str:
     return f"{RESULTS}/tokenized/{domain}/{model}/{method}"
 

@@ -5,7 +5,8 @@ rule export_gemini:
     input:
         paths.corpus_table("{domain}"),
     output:
-        paths.export_file("{domain}"),
+        jsonl=paths.export_file("{domain}"),
+        stats=str(paths.export_stats(paths.export_file("{domain}"))),
     log:
         "logs/export/{domain}_gemini.log",
     conda:

@@ -12,5 +12,5 @@ export.run(
     snakemake.config,
     snakemake.wildcards.domain,
     corpus_table=Path(snakemake.input[0]),
-    out=Path(snakemake.output[0]),
+    out=Path(snakemake.output.jsonl),
 )
