@@ -34,7 +34,7 @@ import csv
 import json
 import logging
 import math
-import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,6 +415,7 @@ def run_pretrain(config: dict, scale_name: str, seed: int, out_dir: Path, work_d
                 "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
             },
         )
+    shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published
 
 
 def run_finetune(
@@ -466,8 +467,7 @@ def run_finetune(
                 "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
             },
         )
-    if os.path.isdir(work_dir):
-        (Path(work_dir) / CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published
 
 
 # ---- the authors' curves and the summary ------------------------------------------------------
