@@ -241,11 +241,15 @@ def _copy_with_weights(tiny_model, folder, change):
 
 def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, tiny_model):
     """Same names, same sizes, other values: the fingerprint covers the contents."""
-    from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
+    from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint, verified_fingerprint
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
     write_json(folder / PROVENANCE_FILE, {"fingerprint": folder_fingerprint(folder)})
+    # what Snakemake and the pipeline add to a published folder is not part of the model
+    (folder / ".snakemake_timestamp").touch()
+    (folder / ".cft-output").write_text("marker\n")
+    assert verified_fingerprint(folder) == folder_fingerprint(folder)
     before = (folder / "model.safetensors").stat().st_size
     changed = _copy_with_weights(tiny_model, tmp_path / "changed", lambda t: t * 2)
     shutil.copy(changed / "model.safetensors", folder / "model.safetensors")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cft.io import OUTPUT_MARKER, file_sha256, read_json
+from cft.io import file_sha256, read_json
 
 PROVENANCE_FILE = "cft_provenance.json"
 # Records the base_model and training stages keep beside a model's files.
@@ -38,11 +38,16 @@ def dataset_fingerprint(dataset_dict) -> str:
 
 def folder_fingerprint(folder: Path) -> str:
     """SHA-256 over the names and full contents of a model folder's top-level files (weights,
-    configs, tokenizer; not the :data:`RECORD_FILES` or the output marker): equal iff the
-    files are."""
+    configs, tokenizer): equal iff the files are. Left out: the :data:`RECORD_FILES` and hidden
+    files, which say things about the folder (the output marker, the timestamp Snakemake adds
+    to a directory output after its job)."""
     digest = hashlib.sha256()
-    skip = RECORD_FILES | {OUTPUT_MARKER}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip):
+    files = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.name not in RECORD_FILES and not path.name.startswith(".")
+    )
+    for path in files:
         digest.update(f"{path.name}\n{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
