@@ -193,5 +193,5 @@ def synthetic_figure_prefix(scale: str) -> str:
     return f"{RESULTS}/figures/synthetic_{scale}"
 
 
-def synthetic_figure(scale: str, task: str) -> str:
-    return f"{synthetic_figure_prefix(scale)}_{task}.png"
+def synthetic_figure(scale: str, task: str, ext: str = "png") -> str:
+    return f"{synthetic_figure_prefix(scale)}_{task}.{ext}"

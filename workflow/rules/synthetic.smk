@@ -72,6 +72,10 @@ rule synthetic_summary:
             caption="../report/synthetic.rst",
             category="Synthetic experiment",
         ),
+        vector_figures=expand(
+            paths.synthetic_figure("{{scale}}", "{task}", "svg"),
+            task=config["synthetic"]["tasks"],
+        ),
     log:
         "logs/synthetic/{scale}/summary.log",
     conda:
