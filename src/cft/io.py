@@ -12,6 +12,7 @@ same target.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -78,16 +79,12 @@ def clean_stale_scratch(parent: Path, label: str) -> list[Path]:
     prefix = _scratch_prefix(label)
     if not parent.is_dir():
         return removed
-    for path in parent.glob(f"{glob_escape(prefix)}*{SCRATCH_SUFFIX}"):
+    for path in parent.glob(f"{glob.escape(prefix)}*{SCRATCH_SUFFIX}"):
         pid = path.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 @contextlib.contextmanager

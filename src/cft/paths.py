@@ -1,6 +1,6 @@
 """Every path the workflow reads or writes under results/ and resources/: the one owner of the
-layout, used by the rules (with wildcard placeholders such as ``"{domain}"`` as arguments) and
-by the stages' command lines (with real names) alike.
+layout. The rules call these functions with wildcard placeholders such as ``"{domain}"`` as
+arguments; the stages' command lines call them with real names.
 
 Relative paths are relative to the working directory of the run (Snakemake's ``--directory``).
 """
