@@ -27,7 +27,7 @@ from cft.evaluation import (
     task_manager,
 )
 from cft.fingerprints import ModelFilesError
-from cft.io import write_json
+from cft.io import file_sha256, write_json
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 
@@ -132,6 +132,8 @@ def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp
     )
     on_disk = json.loads(out.read_text())
     assert on_disk == json.loads(json.dumps(record, default=str))
+    # the record names its per-sample log's content, which the tables check
+    assert on_disk["samples_sha256"] == file_sha256(out.with_suffix(".jsonl"))
     assert set(on_disk) >= {
         "domain",
         "model",

@@ -16,6 +16,7 @@ from conftest import REPO, job_counts, snakemake
 from sklearn.metrics import f1_score
 
 from cft.config import validate_config
+from cft.io import file_sha256
 from cft.paths import TABLE_FILES, eval_json, samples_path
 from cft.tables import (
     METHOD_LABELS,
@@ -399,3 +400,18 @@ def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_pat
                 build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
         else:
             assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours
+
+
+def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):
+    task = "demo_knowledge_biomed_cloze"
+    config["grid"]["methods"] = ["chat"]
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
+    path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
+    record = json.loads(path.read_text())
+    record["samples_sha256"] = file_sha256(samples_path(path))
+    path.write_text(json.dumps(record))
+    assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours
+    record["samples_sha256"] = "0" * 64  # written with another log than the one beside it
+    path.write_text(json.dumps(record))
+    with pytest.raises(TableError, match="not the per-sample log"):
+        build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
