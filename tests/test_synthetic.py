@@ -18,18 +18,17 @@ import yaml
 from conftest import REPO
 from torch import nn
 
-from cft import synthetic
-from cft.synthetic import (
+from cft.synthetic import loop, reference, stages
+from cft.synthetic.data import (
     Scale,
     baseline_mse,
     build_condition,
-    gradient_alignment,
-    make_model,
     sample_problem,
     target,
-    target_predictions,
     true_gradient,
 )
+from cft.synthetic.model import gradient_alignment, make_model, target_predictions
+from cft.synthetic.summary import summarize
 
 REFERENCE = REPO.parent / "shared" / "reference" / "synthetic"
 TINY = Scale(
@@ -140,6 +139,49 @@ def test_alignment_on_a_model_with_a_known_gradient(condition):
     assert gradient_alignment(LinearPredictor(w[0] + v[0]), one, "sumdot") == pytest.approx(1)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def _regression_run(work_dir: Path, stop_at: int | None = None):
+    """Ten steps of the shared loop on a 3-to-1 linear model; raises at ``stop_at``."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+
+    def step_loss(step: int) -> torch.Tensor:
+        if step == stop_at:
+            raise Interrupted
+        gen = torch.Generator().manual_seed(step)
+        xs = torch.randn(8, 3, generator=gen)
+        return ((model(xs)[:, 0] - xs.sum(1)) ** 2).mean()
+
+    history = loop.train_resumable(
+        model,
+        work_dir,
+        learning_rate=0.05,
+        total_steps=10,
+        eval_every=3,
+        save_every=2,
+        step_loss=step_loss,
+        history_row=lambda done, loss: {"loss": loss.item()},
+        first_row=lambda: {"loss": None},
+    )
+    return model, history
+
+
+def test_the_shared_loop_resumes_to_the_uninterrupted_result(tmp_path):
+    model, history = _regression_run(tmp_path / "once")
+    assert [row["step"] for row in history] == [0, 3, 6, 9, 10]
+    with pytest.raises(Interrupted):  # dies in step 5: the checkpoint of step 4 is kept
+        _regression_run(tmp_path / "twice", stop_at=5)
+    saved = torch.load(tmp_path / "twice" / loop.CHECKPOINT, weights_only=False)
+    assert saved["step"] == 4 and [row["step"] for row in saved["history"]] == [0, 3]
+    resumed, resumed_history = _regression_run(tmp_path / "twice")
+    assert resumed_history == history  # the step-0 row is not logged twice
+    for ours, theirs in zip(resumed.parameters(), model.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
 def tiny_config(tmp_path) -> Path:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["synthetic"]["scales"] = {"tiny": TINY.__dict__}
@@ -153,9 +195,9 @@ def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
     from cft.config import load_config
 
     config = load_config(tiny_config(tmp_path))
-    synthetic.run_pretrain(config, "tiny", 0, tmp_path / "pre", tmp_path / ".pre.work")
+    stages.run_pretrain(config, "tiny", 0, tmp_path / "pre", tmp_path / ".pre.work")
     args = dict(pretrained=tmp_path / "pre")
-    synthetic.run_finetune(
+    stages.run_finetune(
         config,
         "tiny",
         "polynomial",
@@ -190,7 +232,7 @@ def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
     proc = subprocess.Popen(
         cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    checkpoint = tmp_path / ".b.work" / synthetic.CHECKPOINT
+    checkpoint = tmp_path / ".b.work" / loop.CHECKPOINT
     deadline = time.monotonic() + 120
     while not checkpoint.exists():
         assert proc.poll() is None and time.monotonic() < deadline
@@ -225,25 +267,26 @@ def test_summary_puts_the_authors_values_beside_ours(tmp_path):
             f' "excess_loss": 1.5, "alignment": 0.5, "mse_by_points": [1.0]}}'
         )
         runs.append(out)
-    summary = synthetic.summarize(
-        config, "tiny", runs, REFERENCE, tmp_path / "s.json", tmp_path / "s.md", tmp_path / "fig"
+    figures = {"polynomial": (tmp_path / "fig.png", tmp_path / "fig.svg")}
+    summary = summarize(
+        config, "tiny", runs, REFERENCE, tmp_path / "s.json", tmp_path / "s.md", figures
     )
     authors = summary["tasks"]["polynomial"]["cft"]["authors_at_step"]
     assert authors["excess_loss"] == pytest.approx(0.0503, abs=1e-3)
     assert authors["alignment"] == pytest.approx(0.9686, abs=1e-3)
     assert summary["tasks"]["polynomial"]["cpt"]["authors_at_step"]["excess_loss"] > 100
-    assert (tmp_path / "fig_polynomial.png").stat().st_size > 10_000
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
     assert "| polynomial | cft | 1 | 49900 |" in (tmp_path / "s.md").read_text()
 
 
 def test_reference_download_reads_any_url(tmp_path):
     if not REFERENCE.is_dir():
         pytest.skip("the authors' curves are not available")
-    synthetic.download_reference(REFERENCE.as_uri(), tmp_path / "ref")
-    for name in synthetic.REFERENCE_FILES:
+    reference.download_reference(REFERENCE.as_uri(), tmp_path / "ref")
+    for name in reference.REFERENCE_FILES:
         assert (tmp_path / "ref" / name).read_bytes() == (REFERENCE / name).read_bytes()
     with pytest.raises(RuntimeError, match="download_synthetic_reference"):
-        synthetic.download_reference((tmp_path / "nowhere").as_uri(), tmp_path / "ref2")
+        reference.download_reference((tmp_path / "nowhere").as_uri(), tmp_path / "ref2")
 
 
 def test_reference_download_needs_only_what_upstream_publishes(tmp_path):
@@ -255,8 +298,8 @@ def test_reference_download_needs_only_what_upstream_publishes(tmp_path):
     upstream.mkdir(parents=True)
     for name in ("loss.csv", "innerprod.csv"):
         (upstream / name).write_bytes((REFERENCE / name).read_bytes())
-    synthetic.download_reference(upstream.as_uri(), tmp_path / "ref")
-    curves = synthetic.reference_curves(tmp_path / "ref", "polynomial")
+    reference.download_reference(upstream.as_uri(), tmp_path / "ref")
+    curves = reference.reference_curves(tmp_path / "ref", "polynomial")
     assert set(curves) == {"cpt", "cft", "negcft"}
     assert curves["cft"]["excess_loss"][-1] == pytest.approx(0.05, abs=0.01)
 

@@ -188,10 +188,6 @@ def synthetic_summary(scale: str, ext: str) -> str:
     return f"{synthetic_dir(scale)}/summary.{ext}"
 
 
-def synthetic_figure_prefix(scale: str) -> str:
-    """``{prefix}_{task}.png``: one figure per task."""
-    return f"{RESULTS}/figures/synthetic_{scale}"
-
-
 def synthetic_figure(scale: str, task: str, ext: str = "png") -> str:
-    return f"{synthetic_figure_prefix(scale)}_{task}.{ext}"
+    """One figure per task of a scale's summary."""
+    return f"{RESULTS}/figures/synthetic_{scale}_{task}.{ext}"

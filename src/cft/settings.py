@@ -44,7 +44,7 @@ STAGE_CODE = {
     "table": ("tables.py", "uncertainty.py", "plotting.py"),
     "loss_figure": ("tables.py", "plotting.py"),
     "curves": ("curves.py", "training.py", "evaluation.py", "lm_eval_tasks"),
-    "synthetic": ("synthetic.py",),
+    "synthetic": ("synthetic",),
 }
 
 

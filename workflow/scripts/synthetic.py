@@ -1,4 +1,4 @@
-"""Snakemake entry point of the synthetic experiment's rules (cft.synthetic)."""
+"""Snakemake entry point of the synthetic experiment's rules (the cft.synthetic package)."""
 
 import sys
 from pathlib import Path
@@ -6,14 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import torch
 
-from cft import paths, synthetic
 from cft.logging_utils import setup_logging
+from cft.synthetic import reference, stages, summary
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # parallel jobs share the cores
 config, wildcards = snakemake.config, snakemake.wildcards
 if snakemake.rule == "synthetic_pretrain":
-    synthetic.run_pretrain(
+    stages.run_pretrain(
         config,
         wildcards.scale,
         int(wildcards.seed),
@@ -21,7 +21,7 @@ if snakemake.rule == "synthetic_pretrain":
         Path(snakemake.params.work_dir),
     )
 elif snakemake.rule == "synthetic_finetune":
-    synthetic.run_finetune(
+    stages.run_finetune(
         config,
         wildcards.scale,
         wildcards.task,
@@ -32,15 +32,18 @@ elif snakemake.rule == "synthetic_finetune":
         work_dir=Path(snakemake.params.work_dir),
     )
 elif snakemake.rule == "download_synthetic_reference":
-    synthetic.download_reference(snakemake.params.url, Path(snakemake.output[0]))
+    reference.download_reference(snakemake.params.url, Path(snakemake.output[0]))
 else:
-    reference = snakemake.input.reference
-    synthetic.summarize(
+    figures = zip(snakemake.output.figures, snakemake.output.vector_figures, strict=True)
+    summary.summarize(
         config,
         wildcards.scale,
         [Path(p) for p in snakemake.input.runs],
-        Path(reference[0]) if reference else None,
+        Path(snakemake.input.reference[0]) if snakemake.input.reference else None,
         Path(snakemake.output.json),
         Path(snakemake.output.md),
-        Path(paths.synthetic_figure_prefix(wildcards.scale)),
+        {
+            task: (Path(png), Path(svg))
+            for task, (png, svg) in zip(config["synthetic"]["tasks"], figures, strict=True)
+        },
     )

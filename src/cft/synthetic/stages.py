@@ -1,0 +1,173 @@
+"""Pretraining (linear regression with the curriculum) and fine-tuning (one task under one
+condition), each a resumable run published as one folder."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from cft.io import atomic_path, write_json
+from cft.provenance import provenance
+from cft.synthetic.data import Scale, build_condition, generator_for, linear, sample_problem
+from cft.synthetic.loop import device_of, train_resumable
+from cft.synthetic.model import InContextRegressor, evaluate, make_model, target_predictions
+
+# Fine-tuning batches are drawn from generator_for(seed, FINETUNE_STREAM + step), apart from
+# pretraining's; the evaluation batch from generator_for(seed + EVAL_SEED_OFFSET, 0).
+FINETUNE_STREAM = 10**7
+EVAL_SEED_OFFSET = 7919
+
+
+def pretrain(scale: Scale, seed: int, work_dir: Path) -> tuple[InContextRegressor, list[dict]]:
+    """Linear regression with the points (and dims) curriculum; resumable in ``work_dir``."""
+    device = device_of()
+    model = make_model(scale, seed).to(device)
+
+    def step_loss(step: int) -> torch.Tensor:
+        points, dims = scale.curriculum(step)
+        xs, w, _ = sample_problem(generator_for(seed, step), scale.batch_size, points, scale.n_dims)
+        xs[..., dims:] = 0  # dims curriculum: only the first `dims` coordinates are active
+        xs, ys = xs.to(device), linear(xs, w).to(device)
+        return ((model(xs, ys) - ys) ** 2).mean()
+
+    history = train_resumable(
+        model,
+        work_dir,
+        learning_rate=scale.learning_rate,
+        total_steps=scale.pretrain_steps,
+        eval_every=scale.eval_every,
+        save_every=scale.save_every,
+        step_loss=step_loss,
+        history_row=lambda done, loss: {
+            "points": scale.curriculum(done - 1)[0],
+            "loss": loss.item(),
+        },
+    )
+    return model, history
+
+
+def finetune(
+    scale: Scale,
+    task: str,
+    condition: str,
+    seed: int,
+    pretrained: dict,
+    work_dir: Path,
+    context: str = "same",
+    neg_noise: str = "unit",
+    alignment_gradient: str = "task",
+):
+    """Fine-tune the pretrained model under one condition; resumable in ``work_dir``."""
+    device = device_of()
+    model = make_model(scale, seed)
+    model.load_state_dict(pretrained)
+    model.to(device)
+
+    def draw(gen, size):
+        xs, w, v = sample_problem(gen, size, scale.n_points, scale.n_dims)
+        context_xs = torch.randn(xs.shape, generator=gen) if context == "fresh" else None
+        return build_condition(condition, task, xs, w, v, gen, context_xs, neg_noise=neg_noise).to(
+            device
+        )
+
+    eval_batch = draw(generator_for(seed + EVAL_SEED_OFFSET, 0), scale.eval_batch_size)
+
+    def step_loss(step: int) -> torch.Tensor:
+        batch = draw(generator_for(seed, FINETUNE_STREAM + step), scale.batch_size)
+        return ((target_predictions(model, batch) - batch.ys[:, batch.n_context :]) ** 2).mean()
+
+    def metrics() -> dict:
+        return evaluate(model, eval_batch, task, scale, alignment_gradient)
+
+    history = train_resumable(
+        model,
+        work_dir,
+        learning_rate=scale.learning_rate,
+        total_steps=scale.finetune_steps,
+        eval_every=scale.eval_every,
+        save_every=scale.save_every,
+        step_loss=step_loss,
+        history_row=lambda done, loss: metrics(),
+        first_row=metrics,
+    )
+    return model, history
+
+
+def scale_of(config: dict, name: str) -> Scale:
+    return Scale(**config["synthetic"]["scales"][name])
+
+
+def run_pretrain(config: dict, scale_name: str, seed: int, out_dir: Path, work_dir: Path) -> None:
+    scale = scale_of(config, scale_name)
+    start = time.perf_counter()
+    model, history = pretrain(scale, seed, work_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        torch.save(model.state_dict(), tmp / "model.pt")
+        write_json(
+            tmp / "metrics.json",
+            {
+                "scale": scale_name,
+                "seed": seed,
+                "history": history,
+                "seconds": time.perf_counter() - start,
+                "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
+            },
+        )
+    shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published
+
+
+def run_finetune(
+    config: dict,
+    scale_name: str,
+    task: str,
+    condition: str,
+    seed: int,
+    *,
+    pretrained: Path,
+    out_dir: Path,
+    work_dir: Path,
+) -> None:
+    scale = scale_of(config, scale_name)
+    start = time.perf_counter()
+    state = torch.load(Path(pretrained) / "model.pt", weights_only=True, map_location="cpu")
+    settings = config["synthetic"]
+    _, history = finetune(
+        scale,
+        task,
+        condition,
+        seed,
+        state,
+        work_dir,
+        scale.context_points or settings["context_points"],
+        neg_noise=settings["neg_noise"],
+        alignment_gradient=settings["alignment_gradient"],
+    )
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        with (tmp / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", "mse", "excess_loss", "alignment"])
+            for row in history:
+                writer.writerow([row["step"], row["mse"], row["excess_loss"], row["alignment"]])
+        final = history[-1]
+        write_json(
+            tmp / "summary.json",
+            {
+                "scale": scale_name,
+                "task": task,
+                "condition": condition,
+                "seed": seed,
+                "steps": final["step"],
+                "excess_loss": final["excess_loss"],
+                "alignment": final["alignment"],
+                "mse_by_points": final["mse_by_points"],
+                "seconds": time.perf_counter() - start,
+                "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
+            },
+        )
+    shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published
