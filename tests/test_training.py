@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,14 +24,19 @@ from cft.config import ConfigError, validate_config
 from cft.training import (
     COMPLETE_MARKER,
     METRICS_FILE,
+    BatchPlan,
+    Job,
+    RunFacts,
     TrainingError,
     flops_per_token,
     launch,
     launch_command,
     make_trainer,
+    metrics_record,
     parallelism_of,
     peak_flops,
     plan_batch,
+    run_key,
     throughput_metrics,
     train,
 )
@@ -121,20 +127,13 @@ def test_flops_per_token_leaves_out_the_input_embedding():
     assert llama7b == 6 * (6_738_415_616 - 32000 * 4096) + 12 * 32 * 4096 * 4096
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("NVIDIA H100 80GB HBM3", 989e12),  # SXM
-        ("NVIDIA H100 PCIe", 756e12),
-        ("NVIDIA H100 NVL", 835e12),
-        ("NVIDIA H200", 989e12),
-        ("NVIDIA A100-SXM4-80GB", 312e12),
-        ("Tesla V100-SXM2-32GB", None),
-        (None, None),
-    ],
-)
-def test_peak_flops_tells_h100_variants_apart(name, expected):
-    assert peak_flops(name) == expected
+def test_peak_flops_matches_the_most_specific_device_name():
+    sxm, pcie, nvl = (peak_flops(f"NVIDIA H100 {v}") for v in ("80GB HBM3", "PCIe", "NVL"))
+    assert pcie < nvl < sxm  # "H100 PCIe" is not taken for the SXM part it also names
+    assert peak_flops("nvidia h100 pcie") == pcie  # as the driver spells it, in any case
+    assert peak_flops("NVIDIA A100-SXM4-80GB") < pcie
+    for unknown in ("Tesla V100-SXM2-32GB", "", None):
+        assert peak_flops(unknown) is None  # no MFU rather than a guessed peak
 
 
 def test_throughput_excludes_checkpoint_time_and_computes_mfu():
@@ -161,6 +160,88 @@ def test_throughput_excludes_checkpoint_time_and_computes_mfu():
         )["mfu"]
         is None
     )
+
+
+def run_facts(**changes) -> RunFacts:
+    job = Job(
+        config={"seed": 7},
+        domain="medical",
+        model="llama2-7b",
+        method="cft",
+        tokenized_dir="results/tokenized/x",
+        base_model_dir="resources/models/x",
+        out_dir="results/models/x",
+        checkpoint_dir="results/checkpoints/x",
+        resources={},
+    )
+    facts = RunFacts(
+        job=job,
+        train_cfg={"max_seq_len": 4096, "epochs": 1},
+        precision={"chosen": "bf16"},
+        device_name="NVIDIA H100 80GB HBM3",
+        world=4,
+        fsdp=True,
+        plan=BatchPlan(per_device_batch_size=8, gradient_accumulation_steps=4, world_size=4),
+        attn_implementation="sdpa",
+        parameters=6_738_415_616,
+        embedding_parameters=32000 * 4096,
+        num_hidden_layers=32,
+        hidden_size=4096,
+        weight_readers=[1, 0, 0, 0],
+        resumed_from=None,
+        optimizer_steps=100,
+        steps_this_run=100,
+        tokens=4_000_000,
+        loss_tokens=3_000_000,
+        loop_seconds=1000.0,
+        checkpoint_seconds=50.0,
+        final_save_seconds=20.0,
+        wall_seconds=1100.0,
+        peak_memory_mb=60_000.0,
+        train_loss_mean=1.9,
+        loss_rows=[{"step": 50, "loss": 2.0}, {"step": 100, "loss": 1.8}],
+        eval_loss=1.7,
+        model_fingerprint="sha256:m",
+        data_stats={"fingerprint": "sha256:d"},
+    )
+    return replace(facts, **changes)
+
+
+def test_metrics_record_of_a_run():
+    record = metrics_record(run_facts())
+    assert (record["domain"], record["model"], record["method"], record["seed"]) == (
+        "medical",
+        "llama2-7b",
+        "cft",
+        7,
+    )
+    assert record["parallelism"] == "fsdp2" and record["world_size"] == 4
+    assert record["ranks_that_read_weights"] == [0]
+    assert record["batch"]["global_batch_size"] == 8 * 4 * 4
+    assert record["final_loss"] == 1.8  # the last logged loss, not the mean
+    assert record["tokens_per_s_per_device"] == 4_000_000 / 1000 / 4
+    per_token = 6 * (6_738_415_616 - 32000 * 4096) + 12 * 32 * 4096 * 4096
+    assert record["mfu"] == pytest.approx(per_token * 1000 / peak_flops("H100"))
+    assert record["provenance"]["backend"] == "cuda"
+    assert record["data"]["fingerprint"] == "sha256:d"
+
+
+def test_metrics_record_on_cpu_and_without_logged_losses():
+    record = metrics_record(run_facts(device_name=None, world=1, fsdp=False, loss_rows=[]))
+    assert record["device"].startswith("cpu (") and record["mfu"] is None
+    assert record["parallelism"] == "single" and record["final_loss"] is None
+    assert record["provenance"]["backend"] == "cpu"
+    assert metrics_record(run_facts(world=2, fsdp=False))["parallelism"] == "ddp"
+
+
+def test_run_key_changes_with_every_input_that_makes_the_run():
+    inputs = ({"learning_rate": 1e-5}, 0, "sha256:d", "sha256:m", 128, 4)
+    key = run_key(*inputs)
+    assert run_key(*inputs) == key
+    for position, other in enumerate(({"learning_rate": 2e-5}, 1, "sha256:e", "sha256:n", 64, 8)):
+        changed = list(inputs)
+        changed[position] = other
+        assert run_key(*changed) != key, position
 
 
 # ---- the loss: masking and normalisation ----------------------------------------------------

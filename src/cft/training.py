@@ -804,47 +804,27 @@ def save_final_model(trainer, staging: Path, dtype_name: str) -> None:
     plain.save_pretrained(str(staging))
 
 
-def train(job: Job, callbacks=()) -> dict | None:
-    """Train in this process (one rank of a torchrun job, or the only process). Returns the
-    metrics record on the main process. ``callbacks``: extra TrainerCallbacks (the knowledge
-    curves evaluate each checkpoint as it is saved)."""
-    import torch
-    from datasets import load_from_disk
-    from transformers import AutoTokenizer
-
-    wall_start = time.perf_counter()
-    config = job.config
-    job_precision_requested = config["training"]["precision"]
+def check_world(job: Job, world: int) -> None:
+    """The started processes must be the ones the model's resources describe, and LoRA runs in
+    one process."""
     key = f"{job.domain}/{job.model}/{job.method}"
-    cuda = (
-        job_device(
-            job.resources["gpus_per_node"],
-            f"train job {key}",
-            f"training.resources ({job.model}).gpus_per_node",
-        )
-        == "cuda"
-    )
-    resolved, precision_reason = resolve_precision(config["training"], cuda=cuda)
-    config = {**config, "training": resolved}
-    job = replace(job, config=config)
-    train_cfg = resolved
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     expected_world = world_size_of(job.resources)
     if world != expected_world:
         raise TrainingError(
             f"train job {key}: {world} processes were started but training.resources for "
             f"{job.model!r} describe {expected_world}"
         )
-    if train_cfg["lora"]["enabled"] and world > 1:
+    if job.config["training"]["lora"]["enabled"] and world > 1:
         raise TrainingError(
             f"train job {key}: training.lora runs in one process; set the model's "
             f"training.resources to one device or disable LoRA"
         )
-    plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
-    parallel = parallelism_of(train_cfg, world, cuda=cuda)
-    checkpoint_dir = Path(job.checkpoint_dir)
-    out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
+
+
+def load_tokenized(job: Job):
+    """The tokenized dataset and its stats record, the blocks checked against the record."""
+    from datasets import load_from_disk
+
     try:
         tokenized = load_from_disk(job.tokenized_dir)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
@@ -854,18 +834,174 @@ def train(job: Job, callbacks=()) -> dict | None:
         ) from None
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
     verify_data(tokenized, data_stats, job.tokenized_dir)
-    run_key = config_hash(
-        [
-            train_cfg,
-            job.run_seed,
-            data_stats["fingerprint"],
-            verified_fingerprint(Path(job.base_model_dir)),
-            plan.global_batch_size,
-            world,
-        ]
+    return tokenized, data_stats
+
+
+def run_key(
+    train_cfg: dict,
+    seed: int,
+    data_fingerprint: str,
+    base_model_fingerprint: str,
+    global_batch_size: int,
+    world: int,
+) -> str:
+    """What a checkpoint folder must have been made by to be resumed: the training settings,
+    the seed, the data, the base model and the batch layout."""
+    return config_hash(
+        [train_cfg, seed, data_fingerprint, base_model_fingerprint, global_batch_size, world]
+    )
+
+
+def write_run_files(
+    staging: Path, tokenizer, log_history: list[dict], tensorboard_dir: Path
+) -> tuple[str, list[dict]]:
+    """Beside the saved weights: the tokenizer (and its chat template), the loss curve and
+    the TensorBoard events. Returns the model's fingerprint (its files before the records)
+    and the loss-curve rows."""
+    tokenizer.save_pretrained(str(staging))
+    model_fingerprint = folder_fingerprint(staging)
+    rows = loss_curve_rows(log_history)
+    with (staging / LOSS_CURVE).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step", "loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if tensorboard_dir.is_dir():
+        shutil.copytree(tensorboard_dir, staging / "tensorboard")
+    return model_fingerprint, rows
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one training run measured and used: the inputs of its metrics record."""
+
+    job: Job
+    train_cfg: dict  # the resolved training settings
+    precision: dict  # requested, chosen, why, the probe's dtypes, reduction and sync
+    device_name: str | None  # the GPU's name; None on CPU
+    world: int
+    fsdp: bool
+    plan: BatchPlan
+    attn_implementation: str
+    parameters: int
+    embedding_parameters: int
+    num_hidden_layers: int
+    hidden_size: int
+    weight_readers: list[int]  # per rank: 1 if it read the weights from disk
+    resumed_from: str | None
+    optimizer_steps: int
+    steps_this_run: int
+    tokens: int
+    loss_tokens: int
+    loop_seconds: float  # the training loop, checkpoint saving excluded
+    checkpoint_seconds: float
+    final_save_seconds: float
+    wall_seconds: float
+    peak_memory_mb: float
+    train_loss_mean: float
+    loss_rows: list[dict]
+    eval_loss: float | None
+    model_fingerprint: str
+    data_stats: dict
+
+
+def metrics_record(facts: RunFacts) -> dict:
+    """The run's metrics.json: identity, parallelism and precision, batch layout, speed and
+    MFU, losses and provenance. Pure: everything comes from ``facts``."""
+    job, train_cfg, world = facts.job, facts.train_cfg, facts.world
+    seq_len = train_cfg["max_seq_len"]  # the attention span of a full block or chunk
+    speed = throughput_metrics(
+        tokens=facts.tokens,
+        loss_tokens=facts.loss_tokens,
+        loop_seconds=facts.loop_seconds,
+        world=world,
+        flops_per_token=flops_per_token(
+            facts.parameters,
+            facts.embedding_parameters,
+            facts.num_hidden_layers,
+            facts.hidden_size,
+            seq_len,
+        ),
+        peak_flops_per_device=peak_flops(facts.device_name),
+    )
+    cuda = facts.device_name is not None
+    return {
+        "domain": job.domain,
+        "model": job.model,
+        "method": job.method,
+        "seed": job.run_seed,
+        "device": facts.device_name or f"cpu ({os.cpu_count()} cores)",
+        "world_size": world,
+        "parallelism": "fsdp2" if facts.fsdp else ("ddp" if world > 1 else "single"),
+        "precision": facts.precision,
+        "ranks_that_read_weights": [r for r, did in enumerate(facts.weight_readers) if did],
+        "batch": asdict(facts.plan) | {"global_batch_size": facts.plan.global_batch_size},
+        "optimizer_steps": facts.optimizer_steps,
+        "steps_this_run": facts.steps_this_run,
+        "resumed_from": facts.resumed_from,
+        "epochs": train_cfg["epochs"],
+        "seq_len": seq_len,
+        "parameters": facts.parameters,
+        "embedding_parameters": facts.embedding_parameters,
+        "attn_implementation": facts.attn_implementation,
+        "train_seconds_this_run": facts.loop_seconds,
+        "checkpoint_seconds_this_run": facts.checkpoint_seconds,
+        "final_save_seconds": facts.final_save_seconds,
+        "wall_seconds": facts.wall_seconds,
+        "tokens_this_run": facts.tokens,
+        "loss_tokens_this_run": facts.loss_tokens,
+        **speed,
+        "peak_memory_mb": facts.peak_memory_mb,
+        "train_loss_mean": facts.train_loss_mean,
+        "final_loss": facts.loss_rows[-1]["loss"] if facts.loss_rows else None,
+        "eval_loss": facts.eval_loss,
+        "model_fingerprint": facts.model_fingerprint,
+        "data": {"tokenized": job.tokenized_dir, "fingerprint": facts.data_stats["fingerprint"]},
+        "provenance": provenance(
+            {"training": train_cfg, "data": facts.data_stats["fingerprint"]},
+            seed=job.run_seed,
+            backend="cuda" if cuda else "cpu",
+        ),
+    }
+
+
+def train(job: Job, callbacks=()) -> dict | None:
+    """Train in this process (one rank of a torchrun job, or the only process). Returns the
+    metrics record on the main process. ``callbacks``: extra TrainerCallbacks (the knowledge
+    curves evaluate each checkpoint as it is saved)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    wall_start = time.perf_counter()
+    requested_precision = job.config["training"]["precision"]
+    key = f"{job.domain}/{job.model}/{job.method}"
+    cuda = (
+        job_device(
+            job.resources["gpus_per_node"],
+            f"train job {key}",
+            f"training.resources ({job.model}).gpus_per_node",
+        )
+        == "cuda"
+    )
+    train_cfg, precision_reason = resolve_precision(job.config["training"], cuda=cuda)
+    job = replace(job, config={**job.config, "training": train_cfg})
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    check_world(job, world)
+    plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
+    parallel = parallelism_of(train_cfg, world, cuda=cuda)
+    checkpoint_dir = Path(job.checkpoint_dir)
+    out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
+    tokenized, data_stats = load_tokenized(job)
+    key_of_run = run_key(  # on every rank: each checks the base model it will read
+        train_cfg,
+        job.run_seed,
+        data_stats["fingerprint"],
+        verified_fingerprint(Path(job.base_model_dir)),
+        plan.global_batch_size,
+        world,
     )
     if rank == 0:
-        prepare_checkpoint_dir(checkpoint_dir, run_key)
+        prepare_checkpoint_dir(checkpoint_dir, key_of_run)
     # transformers' TensorBoard callback takes its folder from the environment only.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
 
@@ -928,85 +1064,59 @@ def train(job: Job, callbacks=()) -> dict | None:
         shutil.rmtree(staging)
     if train_cfg["lora"]["enabled"]:
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+    saved_dtype = job.config["models"][job.model].get("dtype", "float32")
     save_start = time.perf_counter()
-    save_final_model(trainer, staging, config["models"][job.model].get("dtype", "float32"))
+    save_final_model(trainer, staging, saved_dtype)
     final_save_seconds = time.perf_counter() - save_start
     if not trainer.is_world_process_zero():
         return None
 
-    tokenizer.save_pretrained(str(staging))  # tokenizer files and the chat template
-    model_fingerprint = folder_fingerprint(staging)  # the model's files, before the records
-    rows = loss_curve_rows(trainer.state.log_history)
-    with (staging / LOSS_CURVE).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step", "loss"])
-        writer.writeheader()
-        writer.writerows(rows)
-    if (checkpoint_dir / "tensorboard").is_dir():
-        shutil.copytree(checkpoint_dir / "tensorboard", staging / "tensorboard")
-
-    seq_len = train_cfg["max_seq_len"]  # the attention span of a full block or chunk
-    device_name = torch.cuda.get_device_name() if cuda else None
-    loop_seconds = throughput.seconds - trainer.checkpoint_seconds
-    speed = throughput_metrics(
-        tokens=tokens[0],
-        loss_tokens=tokens[1],
-        loop_seconds=loop_seconds,
-        world=world,
-        flops_per_token=flops_per_token(
-            n_params, n_embedding, model_cfg.num_hidden_layers, model_cfg.hidden_size, seq_len
-        ),
-        peak_flops_per_device=peak_flops(device_name),
+    model_fingerprint, rows = write_run_files(
+        staging, tokenizer, trainer.state.log_history, checkpoint_dir / "tensorboard"
     )
-    metrics = {
-        "domain": job.domain,
-        "model": job.model,
-        "method": job.method,
-        "seed": job.run_seed,
-        "device": device_name or f"cpu ({os.cpu_count()} cores)",
-        "world_size": world,
-        "parallelism": "fsdp2" if parallel.fsdp else ("ddp" if world > 1 else "single"),
-        "precision": {
-            "requested": job_precision_requested,
-            "chosen": train_cfg["precision"],
-            "why": precision_reason or "set in config",
-            **probe.record,
-            "gradient_reduction": gradient_reduction_dtype(
-                trainer, probe.record.get("master_weights")
-            ),
-            "gradient_sync": "every micro-batch"
-            if trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch")
-            else "last micro-batch",
-            "saved_dtype": config["models"][job.model].get("dtype", "float32"),
-        },
-        "ranks_that_read_weights": [r for r, did in enumerate(readers) if did],
-        "batch": asdict(plan) | {"global_batch_size": plan.global_batch_size},
-        "optimizer_steps": trainer.state.global_step,
-        "steps_this_run": throughput.steps,
-        "resumed_from": str(resume) if resume else None,
-        "epochs": train_cfg["epochs"],
-        "seq_len": seq_len,
-        "parameters": n_params,
-        "embedding_parameters": n_embedding,
-        "attn_implementation": attn,
-        "train_seconds_this_run": loop_seconds,
-        "checkpoint_seconds_this_run": trainer.checkpoint_seconds,
-        "final_save_seconds": final_save_seconds,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "tokens_this_run": tokens[0],
-        "loss_tokens_this_run": tokens[1],
-        **speed,
-        "peak_memory_mb": peak_memory_mb(cuda),
-        "train_loss_mean": result.training_loss,
-        "final_loss": rows[-1]["loss"] if rows else None,
-        "eval_loss": eval_loss,
-        "model_fingerprint": model_fingerprint,
-        "data": {"tokenized": job.tokenized_dir, "fingerprint": data_stats["fingerprint"]},
-        "provenance": provenance(
-            {"training": train_cfg, "data": data_stats["fingerprint"]},
-            seed=job.run_seed,
-            backend="cuda" if cuda else "cpu",
-        ),
-    }
+    sync_each_batch = trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch")
+    metrics = metrics_record(
+        RunFacts(
+            job=job,
+            train_cfg=train_cfg,
+            precision={
+                "requested": requested_precision,
+                "chosen": train_cfg["precision"],
+                "why": precision_reason or "set in config",
+                **probe.record,
+                "gradient_reduction": gradient_reduction_dtype(
+                    trainer, probe.record.get("master_weights")
+                ),
+                "gradient_sync": "every micro-batch" if sync_each_batch else "last micro-batch",
+                "saved_dtype": saved_dtype,
+            },
+            device_name=torch.cuda.get_device_name() if cuda else None,
+            world=world,
+            fsdp=parallel.fsdp,
+            plan=plan,
+            attn_implementation=attn,
+            parameters=n_params,
+            embedding_parameters=n_embedding,
+            num_hidden_layers=model_cfg.num_hidden_layers,
+            hidden_size=model_cfg.hidden_size,
+            weight_readers=readers,
+            resumed_from=str(resume) if resume else None,
+            optimizer_steps=trainer.state.global_step,
+            steps_this_run=throughput.steps,
+            tokens=tokens[0],
+            loss_tokens=tokens[1],
+            loop_seconds=throughput.seconds - trainer.checkpoint_seconds,
+            checkpoint_seconds=trainer.checkpoint_seconds,
+            final_save_seconds=final_save_seconds,
+            wall_seconds=time.perf_counter() - wall_start,
+            peak_memory_mb=peak_memory_mb(cuda),
+            train_loss_mean=result.training_loss,
+            loss_rows=rows,
+            eval_loss=eval_loss,
+            model_fingerprint=model_fingerprint,
+            data_stats=data_stats,
+        )
+    )
     write_json(staging / METRICS_FILE, metrics)
     publish(staging, out_dir)
     if not train_cfg["keep_checkpoints"]:
