@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cft.config import validate_config
+from cft.config import resolve_path, validate_config
 from cft.corpus import CorpusError, clean_text, run, split_of
 
 LONG_TEXT = ("A very long textbook chapter sentence about renal physiology. " * 20_000).strip()
@@ -56,6 +56,12 @@ def omt_config(demo_config, openmedtext_dir):
     return validate_config(demo_config)
 
 
+def build(config: dict, domain: str, out_dir: Path) -> dict:
+    """The corpus stage on a source given by local_path, with the raw folder the rule hands it."""
+    raw_dir = resolve_path(config["domains"][domain]["source"]["local_path"])
+    return run(config, domain, raw_dir=raw_dir, out_dir=out_dir)
+
+
 def test_clean_text_normalises():
     assert clean_text("  a \t b  \r\n\r\n\r\n\r\nc\u00a0d \x07 ") == "a b\n\nc d"
     decomposed = "Cafe\u0301"
@@ -64,7 +70,7 @@ def test_clean_text_normalises():
 
 
 def test_openmedtext_drops_are_counted(omt_config, tmp_path):
-    stats = run(omt_config, "biomed", raw_dir=tmp_path / "unused", out_dir=tmp_path / "out")
+    stats = build(omt_config, "biomed", tmp_path / "out")
     table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
     on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert on_disk["documents_out"] == stats["documents_out"] == len(table)
@@ -100,7 +106,7 @@ def test_openmedtext_drops_are_counted(omt_config, tmp_path):
 
 def test_max_chars_drops_too_long(omt_config, tmp_path):
     omt_config["corpus"]["max_chars"] = 100_000
-    stats = run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    stats = build(omt_config, "biomed", tmp_path / "out")
     assert stats["dropped"]["too_long"] == {"documents": 1, "chars": len(LONG_TEXT)}
 
 
@@ -108,14 +114,14 @@ def test_invalid_utf8_error_names_the_file(omt_config, openmedtext_dir, tmp_path
     bad = openmedtext_dir / "mdpi" / "medicine" / "latin1.txt"
     write(bad, "Fi\xe8vre jaune ".encode("latin-1") * 20)
     with pytest.raises(CorpusError, match=r"latin1\.txt: not valid UTF-8.*on_invalid_utf8: skip"):
-        run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+        build(omt_config, "biomed", tmp_path / "out")
     assert not (tmp_path / "out" / "documents.parquet").exists()  # nothing half-written
 
 
 def test_invalid_utf8_skip_is_counted(omt_config, openmedtext_dir, tmp_path):
     write(openmedtext_dir / "mdpi" / "medicine" / "latin1.txt", b"caf\xe9 " * 40)
     omt_config["corpus"]["on_invalid_utf8"] = "skip"
-    stats = run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    stats = build(omt_config, "biomed", tmp_path / "out")
     assert stats["dropped"]["invalid_utf8"] == {"documents": 1, "chars": 200}
     assert stats["documents_in"] == 9
 
@@ -123,7 +129,7 @@ def test_invalid_utf8_skip_is_counted(omt_config, openmedtext_dir, tmp_path):
 def test_corpus_with_no_surviving_document_fails(omt_config, tmp_path):
     omt_config["corpus"]["min_chars"] = 10_000_000
     with pytest.raises(CorpusError, match="no document survived cleaning"):
-        run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+        build(omt_config, "biomed", tmp_path / "out")
 
 
 def test_empty_source_folder_fails(demo_config, tmp_path):
@@ -134,7 +140,7 @@ def test_empty_source_folder_fails(demo_config, tmp_path):
     }
     validate_config(demo_config)
     with pytest.raises(CorpusError, match=r"no \.txt files found"):
-        run(demo_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "out")
+        build(demo_config, "biomed", tmp_path / "out")
 
 
 def write_news_shards(root, rows_per_shard):
@@ -164,7 +170,7 @@ def test_financial_news_title_and_text(demo_config, tmp_path):
     }
     demo_config["corpus"] = {"min_chars": 50}
     validate_config(demo_config)
-    stats = run(demo_config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+    stats = build(demo_config, "finance", tmp_path / "out")
     table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
     assert list(table.doc_id) == [
         "data/train-00000-of-00002.parquet#0",
@@ -190,8 +196,8 @@ def test_split_is_deterministic_and_order_free():
 
 
 def test_same_config_gives_identical_table(omt_config, tmp_path):
-    run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "a")
-    run(omt_config, "biomed", raw_dir=tmp_path, out_dir=tmp_path / "b")
+    build(omt_config, "biomed", tmp_path / "a")
+    build(omt_config, "biomed", tmp_path / "b")
     a = pd.read_parquet(tmp_path / "a" / "documents.parquet")
     b = pd.read_parquet(tmp_path / "b" / "documents.parquet")
     pd.testing.assert_frame_equal(a, b)
@@ -220,7 +226,7 @@ def test_a_news_column_that_is_not_text_is_refused_by_name(
     config = news_config(demo_config, tmp_path / "news")
     expected = f"train-00000-of-00001.parquet: column '{column}' holds {held}, expected strings"
     with pytest.raises(CorpusError, match=re.escape(expected)):
-        run(config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+        build(config, "finance", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -230,14 +236,14 @@ def test_a_shard_that_is_not_parquet_is_refused_by_name(demo_config, tmp_path):
     shard.write_bytes(b"PAR1 this is not really parquet")
     config = news_config(demo_config, tmp_path / "news")
     with pytest.raises(CorpusError, match=r"train-00000-of-00001\.parquet: not a readable parquet"):
-        run(config, "finance", raw_dir=tmp_path, out_dir=tmp_path / "out")
+        build(config, "finance", tmp_path / "out")
 
 
 def test_a_byte_order_mark_is_stripped_and_its_copy_found_a_duplicate(omt_config, tmp_path):
     root = Path(omt_config["domains"]["biomed"]["source"]["local_path"])
     original = (root / "mdpi" / "biology" / "a002.txt").read_text()
     write(root / "mdpi" / "biology" / "a003.txt", "\ufeff" + original)
-    stats = run(omt_config, "biomed", raw_dir=root, out_dir=tmp_path / "out")
+    stats = build(omt_config, "biomed", tmp_path / "out")
     table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
     assert not table.text.str.contains("\ufeff").any()
     assert "mdpi/biology/a003.txt" not in set(table.doc_id)

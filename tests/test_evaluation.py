@@ -68,6 +68,36 @@ def test_every_shipped_task_yaml_loads(manager):
         assert name in manager.all_tasks
 
 
+def test_each_tasks_local_data_come_from_its_own_yaml(manager):
+    from cft import paths, task_folders
+
+    for name in shipped_tasks():  # lm-eval's own reading of the YAML, includes merged
+        config = manager.task_index[name].cfg
+        data_files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+        named = [config.get("dataset_path"), *data_files.values()]
+        written = [p for p in named if p.startswith(f"{paths.RESULTS}/")]
+        assert task_folders.local_data(name) == written, name
+    biomed = paths.demo_file("biomed", "questions.jsonl")
+    assert task_folders.local_data("demo_knowledge_biomed_cloze") == [biomed]
+    fiqasa = paths.finben_demo_set("flare-fiqasa")
+    assert task_folders.local_data("demo_finben_fiqasa") == [fiqasa]
+    for hub_task in ("finben_fiqasa", "mmlu_anatomy", "medqa_4options"):
+        assert task_folders.local_data(hub_task) == []
+
+
+def test_local_data_named_in_an_included_template_are_found(tmp_path):
+    from cft.task_folders import local_data
+
+    (tmp_path / "_template_yaml").write_text("dataset_path: results/sets/x\noutput_type: x\n")
+    (tmp_path / "local.yaml").write_text("include: _template_yaml\ntask: local\n")
+    (tmp_path / "hub.yaml").write_text("include: _template_yaml\ntask: hub\ndataset_path: a/b\n")
+    hooks = "include: _template_yaml\ntask: hooks\nprocess_results: !function utils.f\n"
+    (tmp_path / "hooks.yaml").write_text(hooks)
+    assert local_data("local", tmp_path) == ["results/sets/x"]
+    assert local_data("hooks", tmp_path) == ["results/sets/x"]  # its hook is not imported
+    assert local_data("hub", tmp_path) == []  # the task's own dataset_path wins
+
+
 def test_unknown_task_is_an_error_with_a_suggestion(manager):
     with pytest.raises(
         EvaluationError, match=r"unknown lm-eval task 'finben_fiqsa'.*finben_fiqasa"
@@ -79,7 +109,9 @@ def test_unknown_task_is_an_error_with_a_suggestion(manager):
 def finben_copies(tmp_path, monkeypatch):
     """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
     scratch working directory (the demo tasks' dataset_path is relative to it)."""
-    counts = finben_demo.write_sets(tmp_path / "results" / "demo_data" / "finben")
+    counts = finben_demo.write_sets(
+        finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")
+    )
     monkeypatch.chdir(tmp_path)
     return counts
 

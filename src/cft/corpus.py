@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from cft.cli import stage_config, stage_parser
-from cft.config import domain_source, resolve_path
+from cft.config import domain_source
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.provenance import provenance
@@ -322,7 +322,7 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
     are published together (the folder is renamed into place as a unit)."""
     source = domain_source(config, domain)
     settings = config["corpus"]
-    raw_dir = resolve_path(source["local_path"]) if source.get("local_path") else Path(raw_dir)
+    raw_dir = Path(raw_dir)
     check_output(out_dir, directory=True)
     with atomic_path(out_dir) as staged:
         staged.mkdir()

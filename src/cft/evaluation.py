@@ -30,10 +30,11 @@ from cft.logging_utils import setup_logging
 from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash
+from cft.task_folders import TASKS_DIR
 
 log = logging.getLogger(__name__)
 
-TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234}
 
 

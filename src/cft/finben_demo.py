@@ -118,13 +118,18 @@ def rows(name: str, spec: dict, split: str, n: int, seed: int) -> list[dict]:
     return out
 
 
-def write_sets(out_dir: Path, seed: int = 0) -> dict[str, dict[str, int]]:
-    """Write every set in the hub layout under ``out_dir``; returns rows per set and split."""
+def write_sets(out_dirs: dict[str, Path], seed: int = 0) -> dict[str, dict[str, int]]:
+    """Write each set named in ``out_dirs`` ({set name: folder}) in the hub layout; returns
+    rows per set and split."""
     import pandas as pd
 
+    unknown = sorted(set(out_dirs) - set(SETS))
+    if unknown:
+        raise ValueError(f"no offline FinBen set named {unknown}; the sets are {list(SETS)}")
     counts = {}
-    for name, (spec, splits) in SETS.items():
-        with atomic_path(Path(out_dir) / name) as tmp:
+    for name, out_dir in out_dirs.items():
+        spec, splits = SETS[name]
+        with atomic_path(Path(out_dir)) as tmp:
             (tmp / "data").mkdir(parents=True)
             for split, n in splits.items():
                 table = pd.DataFrame(rows(name, spec, split, n, seed))
@@ -133,13 +138,20 @@ def write_sets(out_dir: Path, seed: int = 0) -> dict[str, dict[str, int]]:
     return counts
 
 
+def all_sets_under(folder: Path) -> dict[str, Path]:
+    """Every set, each in a folder of its name under ``folder`` (the workflow's layout)."""
+    return {name: Path(folder) / name for name in SETS}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument(
+        "--out-dir", required=True, help="a folder; each set is written in a folder of its name"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     setup_logging()
-    log.info("wrote %s", write_sets(Path(args.out_dir), args.seed))
+    log.info("wrote %s", write_sets(all_sets_under(Path(args.out_dir)), args.seed))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ def demo_file(domain: str, name: str) -> str:
     return f"{demo_data_dir(domain)}/{name}"
 
 
-FINBEN_DEMO_DIR = f"{RESULTS}/demo_data/finben"  # the offline FinBen-format sets
+def finben_demo_set(name: str) -> str:
+    """One offline FinBen-format set, in the hub layout (read by the demo_finben_* tasks)."""
+    return f"{RESULTS}/demo_data/finben/{name}"
 
 
 def downloaded_corpus_dir(domain: str) -> str:

@@ -283,10 +283,10 @@ def evaluation_data(hf_home: Path, rng: random.Random) -> None:
 
     import pandas as pd
 
-    from cft.finben_demo import write_sets
+    from cft.finben_demo import all_sets_under, write_sets
 
     finben = hf_home / "scratch" / "finben"
-    write_sets(finben)
+    write_sets(all_sets_under(finben))
     for name in ("flare-fiqasa", "flare-causal20-sc", "flare-multifin-en"):
         splits = {
             path.name.split("-")[0]: pd.read_parquet(path).to_dict("records")

@@ -6,7 +6,7 @@ from pathlib import Path
 # The rules import the package from the checkout, installed or not (cluster conda envs).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from cft import paths  # noqa: E402
+from cft import finben_demo, paths, task_folders  # noqa: E402
 from cft.config import (  # noqa: E402
     autogen_model,
     domain_source,
@@ -75,7 +75,9 @@ def raw_corpus_dir(domain):
     source = domain_source(config, domain)
     if source["type"] == "demo":
         return paths.demo_data_dir(domain)
-    return source.get("local_path") or paths.downloaded_corpus_dir(domain)
+    if source.get("local_path"):
+        return str(resolve_path(source["local_path"], Path(workflow.basedir)))
+    return paths.downloaded_corpus_dir(domain)
 
 
 def corpus_input(wildcards):
@@ -183,13 +185,9 @@ def eval_outputs():
 
 
 def task_data_input(task):
-    """The file a task's data comes from: generated demo data, or the download manifest."""
-    if task.startswith("demo_knowledge_"):
-        domain = task.removeprefix("demo_knowledge_").removesuffix("_cloze")
-        return {"data": paths.demo_file(domain, "questions.jsonl")}
-    if task.startswith("demo_finben_"):
-        return {"data": paths.FINBEN_DEMO_DIR}
-    return {"data": paths.eval_data_manifest(task)}
+    """A task's data: the files its YAML reads under results/ (written by a rule), or the
+    download manifest of its hub data."""
+    return {"data": task_folders.local_data(task) or paths.eval_data_manifest(task)}
 
 
 def evaluate_input(wildcards):

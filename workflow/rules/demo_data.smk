@@ -19,7 +19,7 @@ rule generate_demo_data:
 
 rule demo_finben:
     output:
-        directory(paths.FINBEN_DEMO_DIR),
+        [directory(paths.finben_demo_set(name)) for name in finben_demo.SETS],
     log:
         "logs/demo_data/finben.log",
     conda:

@@ -40,6 +40,8 @@ rule paper_table:
         "../../envs/report.yaml"
     params:
         settings=settings_of("table"),
+        # the records are found by their template under this root; each is one of input.evals
+        eval_root=paths.EVAL_ROOT,
     script:
         "../scripts/tables.py"
 

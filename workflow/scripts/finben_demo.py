@@ -8,4 +8,6 @@ from cft import finben_demo
 from cft.logging_utils import setup_logging
 
 setup_logging(snakemake.log[0])
-finben_demo.write_sets(Path(snakemake.output[0]), seed=snakemake.config["seed"])
+finben_demo.write_sets(
+    {Path(out).name: Path(out) for out in snakemake.output}, seed=snakemake.config["seed"]
+)

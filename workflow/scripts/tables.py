@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from cft import paths, tables
+from cft import tables
 from cft.fingerprints import LOSS_CURVE
 from cft.logging_utils import setup_logging
 
@@ -16,7 +16,7 @@ if snakemake.rule == "paper_table":
         snakemake.config,
         snakemake.wildcards.domain,
         snakemake.wildcards.model,
-        eval_root=Path(paths.EVAL_ROOT),
+        eval_root=Path(snakemake.params.eval_root),
         out_dir=Path(snakemake.output.md).parent,
     )
 elif snakemake.rule == "loss_figure":

@@ -1,0 +1,69 @@
+"""The project's lm-eval task folders (``src/cft/lm_eval_tasks``): which YAML defines a task,
+and the data the workflow writes for it.
+
+A task whose data a rule writes names them in its own YAML, as lm-eval reads them:
+``dataset_path`` (a folder in the hub layout) or ``dataset_kwargs.data_files``, relative to
+the workflow's working directory and under ``results/``. The evaluation rule takes exactly
+those paths as its input; every other task (lm-eval's own, and FinBen's hub sets) reads the
+hub cache that the download rule fills. No rule knows a task by its name."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import yaml
+
+from cft.paths import RESULTS
+
+TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs without running their ``!function`` hooks."""
+
+
+_TaskLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _read(path: Path) -> dict:
+    try:
+        spec = yaml.load(path.read_text(), Loader=_TaskLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not a readable lm-eval task YAML ({err})") from None
+    return spec if isinstance(spec, dict) else {}
+
+
+def task_spec(path: Path) -> dict:
+    """A task YAML with its ``include`` chain merged (the including file's keys win), as lm-eval
+    merges them."""
+    spec = _read(path)
+    include = spec.pop("include", None)
+    if include is None:
+        return spec
+    return task_spec((path.parent / include).resolve()) | spec
+
+
+@functools.cache
+def task_files(tasks_dir: Path = TASKS_DIR) -> dict[str, Path]:
+    """{task name: its YAML} over the task folders under ``tasks_dir``."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(tasks_dir).rglob("*.yaml")):
+        name = _read(path).get("task")
+        if isinstance(name, str):
+            found[name] = path
+    return found
+
+
+def local_data(task: str, tasks_dir: Path = TASKS_DIR) -> list[str]:
+    """The files or folders under results/ that ``task`` reads; [] for a task that reads the
+    hub (or is not one of the project's)."""
+    path = task_files(tasks_dir).get(task)
+    if path is None:
+        return []
+    spec = task_spec(path)
+    named = [spec.get("dataset_path")]
+    data_files = (spec.get("dataset_kwargs") or {}).get("data_files") or {}
+    for files in data_files.values() if isinstance(data_files, dict) else [data_files]:
+        named += files if isinstance(files, list) else [files]
+    return [p for p in named if isinstance(p, str) and p.startswith(f"{RESULTS}/")]
