@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cft.cli import stage_config
+from cft.cli import program_name, stage_config
 from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
@@ -166,7 +166,7 @@ def run(config: dict, name: str, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--model", required=True)
     parser.add_argument("--out-dir", required=True)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cft import paths
 from cft.config import ConfigError, load_config
+
+
+def program_name() -> str | None:
+    """``python -m cft.<stage>`` when a stage runs as a module (argparse would show the file
+    name); None otherwise, for argparse's default."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = spec.name.removesuffix(".__main__") if spec else ""
+    return f"python -m {name}" if name.startswith("cft.") else None
 
 
 def stage_parser(
@@ -14,7 +23,7 @@ def stage_parser(
 ) -> argparse.ArgumentParser:
     """A parser with the options every config-driven stage takes: --config and --domain
     (and, with ``corpus``, --corpus defaulting to the domain's corpus table)."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=doc.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml", help="workflow config file")
     parser.add_argument(
         "--domain", required=domain_required, help="a key of `domains` in the config"

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from cft.cli import program_name
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
 
@@ -528,7 +529,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", choices=sorted(DOMAINS), required=True)
     parser.add_argument("--n-entities", type=int, default=10)
     parser.add_argument("--documents-per-entity", type=int, default=3)

@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cft.cli import stage_config
+from cft.cli import program_name, stage_config
 from cft.config import ConfigError, domain_source
 from cft.corpus import DOWNLOAD_PATTERNS
 from cft.hub import fetch_dataset, fetch_model
@@ -78,7 +78,7 @@ def download_model(name: str, model: dict, manifest: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     corpus = sub.add_parser("corpus", help="download a domain's corpus")
     corpus.add_argument("--config", default="config/config.yaml")

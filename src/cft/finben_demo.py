@@ -17,6 +17,7 @@ import logging
 import random
 from pathlib import Path
 
+from cft.cli import program_name
 from cft.io import atomic_path
 from cft.logging_utils import setup_logging
 
@@ -144,7 +145,7 @@ def all_sets_under(folder: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out-dir", required=True, help="a folder; each set is written in a folder of its name"
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cft.synthetic
 from cft import paths
+from cft.cli import program_name
 from cft.logging_utils import setup_logging
 from cft.synthetic.data import CONDITIONS, TASKS
 from cft.synthetic.stages import run_finetune, run_pretrain
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     from cft.cli import stage_config
 
     parser = argparse.ArgumentParser(
-        prog="python -m cft.synthetic", description=cft.synthetic.__doc__.split("\n\n")[0]
+        prog=program_name(), description=cft.synthetic.__doc__.split("\n\n")[0]
     )
     parser.add_argument("stage", choices=["pretrain", "finetune"])
     parser.add_argument("--config", default="config/config.yaml")
