@@ -45,16 +45,9 @@ def eval_config(demo_config):
 
 
 def shipped_tasks() -> list[str]:
-    import yaml
+    from cft.task_folders import task_files
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    names = []
-    for path in sorted(TASKS_DIR.rglob("*.yaml")):
-        names.append(yaml.load(path.read_text(), Loader=Loader)["task"])
-    return names
+    return list(task_files())
 
 
 def test_every_shipped_task_yaml_loads(manager):
@@ -96,6 +89,21 @@ def test_local_data_named_in_an_included_template_are_found(tmp_path):
     assert local_data("local", tmp_path) == ["results/sets/x"]
     assert local_data("hooks", tmp_path) == ["results/sets/x"]  # its hook is not imported
     assert local_data("hub", tmp_path) == []  # the task's own dataset_path wins
+
+
+def test_each_suite_is_an_lm_eval_group_of_its_folders_tasks(manager):
+    import yaml
+
+    groups = {}
+    for path in sorted(TASKS_DIR.rglob("_*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        groups[spec["group"]] = spec["task"]
+        assert set(spec["task"]) <= {p.stem for p in path.parent.glob("*.yaml")}, path
+    assert set(groups) == {"finben", "demo_biomed", "demo_finance"}
+    assert set(groups) <= set(manager.all_groups)  # lm-eval reads them as groups
+    grouped = [task for tasks in groups.values() for task in tasks]
+    assert sorted(grouped) == sorted(shipped_tasks())  # every task in exactly one group
+    assert not set(groups) & set(manager.all_tags)  # no tag of the same name to clash
 
 
 def test_unknown_task_is_an_error_with_a_suggestion(manager):
