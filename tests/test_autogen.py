@@ -1,5 +1,5 @@
 """TextAdaptCFT prompt generation: post-processing of realistic bad outputs, fallbacks counted,
-and resume after a killed run, with the transformers backend and the packaged model."""
+and resume after a killed run (the tiny random Llama), and one shard of the packaged model."""
 
 from __future__ import annotations
 

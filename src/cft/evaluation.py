@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 import json
 import logging
 import time
@@ -42,7 +43,10 @@ class EvaluationError(RuntimeError):
     """The evaluation cannot run; the message names the task or dataset and the fix."""
 
 
+@functools.cache
 def task_manager():
+    """lm-eval's index of its own and the project's tasks. Built once per process: indexing
+    takes seconds, and the knowledge curves evaluate every checkpoint in one process."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(TASKS_DIR))
