@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +159,8 @@ def _regression_run(work_dir: Path, stop_at: int | None = None):
     history = loop.train_resumable(
         model,
         work_dir,
-        learning_rate=0.05,
+        replace(TINY, learning_rate=0.05, eval_every=3, save_every=2),
         total_steps=10,
-        eval_every=3,
-        save_every=2,
         step_loss=step_loss,
         history_row=lambda done, loss: {"loss": loss.item()},
         first_row=lambda: {"loss": None},

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cft.io import atomic_path
+from cft.synthetic.data import Scale
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +53,22 @@ def save_checkpoint(work_dir: Path, model, optimizer, step: int, history: list[d
 def train_resumable(
     model: nn.Module,
     work_dir: Path,
+    scale: Scale,
     *,
-    learning_rate: float,
     total_steps: int,
-    eval_every: int,
-    save_every: int,
     step_loss: Callable[[int], torch.Tensor],
     history_row: Callable[[int, torch.Tensor], dict],
     first_row: Callable[[], dict] | None = None,
 ) -> list[dict]:
-    """Train ``model`` (already on its device) for ``total_steps`` Adam steps, resuming from
-    ``work_dir``'s checkpoint. ``step_loss(step)``: the loss of the batch of 0-based ``step``;
-    ``history_row(steps_done, loss)``: the metrics logged every ``eval_every`` steps and at the
-    end; ``first_row()``: metrics before the first step (fine-tuning's starting point).
-    Returns the history, each row with its ``step``."""
+    """Train ``model`` (already on its device) for ``total_steps`` Adam steps at the scale's
+    learning rate, resuming from ``work_dir``'s checkpoint.
+
+    ``step_loss(step)``: the loss of the batch of 0-based ``step``. ``history_row(steps_done,
+    loss)``: the metrics logged every ``scale.eval_every`` steps and at the end (checkpoints
+    every ``scale.save_every``). ``first_row()``: metrics before the first step (fine-tuning's
+    starting point). Returns the history, each row with its ``step``."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=scale.learning_rate)
     step, history = load_checkpoint(work_dir, model, optimizer)
     if step == 0 and first_row is not None:
         history.append({"step": 0, **first_row()})
@@ -77,9 +78,9 @@ def train_resumable(
         loss.backward()
         optimizer.step()
         step += 1
-        if step % eval_every == 0 or step == total_steps:
+        if step % scale.eval_every == 0 or step == total_steps:
             history.append({"step": step, **history_row(step, loss)})
-        if step % save_every == 0 and step < total_steps:
+        if step % scale.save_every == 0 and step < total_steps:
             save_checkpoint(work_dir, model, optimizer, step, history)
     save_checkpoint(work_dir, model, optimizer, step, history)
     return history

@@ -37,10 +37,8 @@ def pretrain(scale: Scale, seed: int, work_dir: Path) -> tuple[InContextRegresso
     history = train_resumable(
         model,
         work_dir,
-        learning_rate=scale.learning_rate,
+        scale,
         total_steps=scale.pretrain_steps,
-        eval_every=scale.eval_every,
-        save_every=scale.save_every,
         step_loss=step_loss,
         history_row=lambda done, loss: {
             "points": scale.curriculum(done - 1)[0],
@@ -86,10 +84,8 @@ def finetune(
     history = train_resumable(
         model,
         work_dir,
-        learning_rate=scale.learning_rate,
+        scale,
         total_steps=scale.finetune_steps,
-        eval_every=scale.eval_every,
-        save_every=scale.save_every,
         step_loss=step_loss,
         history_row=lambda done, loss: metrics(),
         first_row=metrics,
