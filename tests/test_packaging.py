@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from conftest import REPO
 
-from cft.evaluation import TASKS_DIR
+from cft.task_folders import TASKS_DIR
 
 
 @pytest.mark.slow
@@ -37,3 +37,10 @@ def test_the_wheel_contains_every_task_file_and_the_license(tmp_path):
     assert len(task_files) >= 13  # the demo and FinBen tasks, templates and utils
     assert [name for name in task_files if name not in names] == []
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    modules = sorted(  # every module, the synthetic subpackage's included
+        f"cft/{path.relative_to(TASKS_DIR.parent).as_posix()}"
+        for path in TASKS_DIR.parent.rglob("*.py")
+        if "__pycache__" not in path.parts
+    )
+    assert "cft/synthetic/loop.py" in modules
+    assert [name for name in modules if name not in names] == []
