@@ -238,7 +238,7 @@ def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     data = load_from_disk(job.tokenized_dir)["train"].select(range(blocks))
-    parallel = parallelism_of(job.config["training"], 1, cuda=False)
+    parallel = parallelism_of(job.recipe, 1, cuda=False)
     trainer = make_trainer(job, model, data, plan, parallel, callbacks=[Capture()])
     trainer.args.report_to = []
     trainer.args.max_steps = 1

@@ -238,7 +238,7 @@ def test_weight_decay_on_every_parameter(demo_config, tmp_path, tiny_model, tiny
             demo_config, tmp_path / mode, tiny_model, tiny_data, weight_decay_params=mode
         )
         model = AutoModelForCausalLM.from_pretrained(tiny_model)
-        parallel = parallelism_of(job.config["training"], 1, cuda=False)
+        parallel = parallelism_of(job.recipe, 1, cuda=False)
         trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), parallel)
         optimizer = trainer.create_optimizer()
         names = {id(p): n for n, p in model.named_parameters()}

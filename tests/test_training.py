@@ -4,6 +4,7 @@ paper's train jobs get from the real SLURM executor plugin."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from cft.training import (
     METRICS_FILE,
     BatchPlan,
     Job,
+    Recipe,
     RunFacts,
     TrainingError,
     flops_per_token,
@@ -162,9 +164,11 @@ def test_throughput_excludes_checkpoint_time_and_computes_mfu():
     )
 
 
-def run_facts(**changes) -> RunFacts:
+def run_facts(demo_config, **changes) -> RunFacts:
+    config = validate_config({**demo_config, "seed": 7})
+    config["training"] = {**config["training"], "max_seq_len": 4096, "epochs": 1}
     job = Job(
-        config={"seed": 7},
+        config=config,
         domain="medical",
         model="llama2-7b",
         method="cft",
@@ -176,7 +180,7 @@ def run_facts(**changes) -> RunFacts:
     )
     facts = RunFacts(
         job=job,
-        train_cfg={"max_seq_len": 4096, "epochs": 1},
+        recipe=Recipe.of(config),
         precision={"chosen": "bf16"},
         device_name="NVIDIA H100 80GB HBM3",
         world=4,
@@ -207,8 +211,8 @@ def run_facts(**changes) -> RunFacts:
     return replace(facts, **changes)
 
 
-def test_metrics_record_of_a_run():
-    record = metrics_record(run_facts())
+def test_metrics_record_of_a_run(demo_config):
+    record = metrics_record(run_facts(demo_config))
     assert (record["domain"], record["model"], record["method"], record["seed"]) == (
         "medical",
         "llama2-7b",
@@ -226,12 +230,26 @@ def test_metrics_record_of_a_run():
     assert record["data"]["fingerprint"] == "sha256:d"
 
 
-def test_metrics_record_on_cpu_and_without_logged_losses():
-    record = metrics_record(run_facts(device_name=None, world=1, fsdp=False, loss_rows=[]))
+def test_metrics_record_on_cpu_and_without_logged_losses(demo_config):
+    facts = run_facts(demo_config, device_name=None, world=1, fsdp=False, loss_rows=[])
+    record = metrics_record(facts)
     assert record["device"].startswith("cpu (") and record["mfu"] is None
     assert record["parallelism"] == "single" and record["final_loss"] is None
     assert record["provenance"]["backend"] == "cpu"
-    assert metrics_record(run_facts(world=2, fsdp=False))["parallelism"] == "ddp"
+    assert metrics_record(run_facts(demo_config, world=2, fsdp=False))["parallelism"] == "ddp"
+
+
+def test_the_recipe_has_one_field_per_schema_key(demo_config, paper_config):
+    import yaml
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    keys = set(schema["properties"]["training"]["properties"])
+    assert {f.name for f in dataclasses.fields(Recipe)} == keys
+    for config in (demo_config, paper_config):
+        validate_config(config)
+        assert Recipe.of(config).as_dict() == config["training"]  # nothing lost or added
+    with pytest.raises(ConfigError, match=r"unknown keys \['learnin_rate'\]"):
+        Recipe.of({"training": {**demo_config["training"], "learnin_rate": 1}})
 
 
 def test_run_key_changes_with_every_input_that_makes_the_run():
@@ -252,7 +270,7 @@ def test_only_unmasked_labels_reach_the_loss(demo_config, tmp_path, tiny_model, 
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
-    parallel = parallelism_of(job.config["training"], 1, cuda=False)
+    parallel = parallelism_of(job.recipe, 1, cuda=False)
     trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), parallel)
     rng = np.random.default_rng(3)
     ids = torch.tensor(rng.integers(0, 1000, size=(2, SEQ)))

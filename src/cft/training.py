@@ -44,7 +44,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -282,6 +282,55 @@ def prepare_checkpoint_dir(checkpoint_dir: Path, run_key: str) -> None:
 # ---- the job ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The ``training`` section of a validated config, typed: one field per key of the
+    schema's ``training`` (tests/test_training.py holds the two equal); the schema fills the
+    defaults. ``as_dict()`` is what run keys and provenance hash."""
+
+    epochs: float
+    seeds: list[int] | None  # one training run per seed; None: the config's seed
+    global_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    adam_betas: list[float]
+    adam_epsilon: float
+    lr_scheduler: str
+    warmup_ratio: float
+    max_grad_norm: float
+    precision: str  # auto, bf16, fp16 or fp32 (auto: resolve_precision)
+    master_weights: str
+    loss_normalization: str
+    grad_clipping: str
+    weight_decay_params: str
+    max_seq_len: int
+    fsdp: str
+    activation_checkpointing: bool
+    attn_implementation: str
+    save_steps: int
+    keep_checkpoints: bool
+    logging_steps: int
+    divergence: dict
+    eval_at_end: bool
+    lora: dict
+    resources: dict
+
+    @classmethod
+    def of(cls, config: dict) -> Recipe:
+        section = config["training"]
+        known = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(section) - known), sorted(known - set(section))
+        if unknown or missing:
+            raise ConfigError(
+                f"training: unknown keys {unknown}, missing keys {missing}; validate the config "
+                f"against config/schema.yaml first (it fills in the defaults)"
+            )
+        return cls(**section)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Job:
     """Everything a training process needs; written as JSON for torchrun workers."""
@@ -297,6 +346,10 @@ class Job:
     resources: dict
     log_file: str | None = None
     seed: int | None = None  # the training run's seed (data order, dropout); None: config seed
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.of(self.config)
 
     @property
     def run_seed(self) -> int:
@@ -581,22 +634,22 @@ class Parallelism:
         return self.fsdp and not self.cuda
 
 
-def parallelism_of(train_cfg: dict, world: int, *, cuda: bool) -> Parallelism:
-    return Parallelism(world, fsdp=world > 1 and train_cfg["fsdp"] != "no_shard", cuda=cuda)
+def parallelism_of(recipe: Recipe, world: int, *, cuda: bool) -> Parallelism:
+    return Parallelism(world, fsdp=world > 1 and recipe.fsdp != "no_shard", cuda=cuda)
 
 
 def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
     from transformers import TrainingArguments
 
-    train, _ = resolve_precision(job.config["training"], cuda=parallel.cuda)
-    precision = train["precision"]
+    train, _ = resolve_precision(job.recipe, cuda=parallel.cuda)
+    precision = train.precision
     fsdp_config = None
     if parallel.fsdp:
         fsdp_config = {
             "version": 2,
             # FULL_SHARD reshards parameters after forward; SHARD_GRAD_OP keeps them gathered.
-            "reshard_after_forward": train["fsdp"] == "full_shard",
-            "activation_checkpointing": train["activation_checkpointing"],
+            "reshard_after_forward": train.fsdp == "full_shard",
+            "activation_checkpointing": train.activation_checkpointing,
             # Only local rank 0 reads the weights; FSDP2 broadcasts them when it shards.
             "cpu_ram_efficient_loading": True,
             # Checkpoints for resume: each rank writes its own shard (torch.distributed.checkpoint).
@@ -604,23 +657,23 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
         }
     return TrainingArguments(
         output_dir=job.checkpoint_dir,
-        num_train_epochs=train["epochs"],
+        num_train_epochs=train.epochs,
         per_device_train_batch_size=plan.per_device_batch_size,
         per_device_eval_batch_size=plan.per_device_batch_size,
         prediction_loss_only=True,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
-        learning_rate=train["learning_rate"],
-        weight_decay=train["weight_decay"],
-        adam_beta1=train["adam_betas"][0],
-        adam_beta2=train["adam_betas"][1],
-        adam_epsilon=train["adam_epsilon"],
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        adam_beta1=train.adam_betas[0],
+        adam_beta2=train.adam_betas[1],
+        adam_epsilon=train.adam_epsilon,
         # The fused kernel computes the same AdamW update in one pass: one launch per step on
         # CUDA, and on CPU about 5x faster than the per-parameter loop (bench/cpu_training.py).
         # Sharded CPU parameters (FSDP2 over gloo) keep the loop.
         optim="adamw_torch_fused" if parallel.cuda or not parallel.fsdp else "adamw_torch",
-        lr_scheduler_type=train["lr_scheduler"],
-        warmup_steps=train["warmup_ratio"],  # a float below 1 is a ratio of the total steps
-        max_grad_norm=train["max_grad_norm"],
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        max_grad_norm=train.max_grad_norm,
         # Autocast over fp32 master weights (under FSDP the MixedPrecisionPolicy casts too);
         # pure low-precision weights need no autocast.
         bf16=precision == "bf16" and master_dtype(train) == "float32",
@@ -633,14 +686,14 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
         # unsharded gradients on every rank until the last micro-batch.
         accelerator_config={"gradient_accumulation_kwargs": {"sync_each_batch": parallel.fsdp}},
         # Without FSDP, checkpointing goes through the model (FSDP does it per wrapped layer).
-        activation_checkpointing=train["activation_checkpointing"] and not parallel.fsdp,
+        activation_checkpointing=train.activation_checkpointing and not parallel.fsdp,
         average_tokens_across_devices=True,
         # trainer_state.json of each checkpoint records the tokens trained on so far.
         include_num_input_tokens_seen="non_padding",
         logging_strategy="steps",
-        logging_steps=train["logging_steps"],
+        logging_steps=train.logging_steps,
         save_strategy="steps",
-        save_steps=train["save_steps"],
+        save_steps=train.save_steps,
         save_total_limit=2,
         save_only_model=False,
         report_to=["tensorboard"],
@@ -655,24 +708,24 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": None}
 
 
-def resolve_precision(train_cfg: dict, *, cuda: bool) -> tuple[dict, str | None]:
-    """The training config with ``precision: auto`` replaced by what this machine runs fast
-    (bf16 autocast over fp32 master weights, or fp32), and the reason; unchanged otherwise."""
-    if train_cfg["precision"] != "auto":
-        return train_cfg, None
+def resolve_precision(recipe: Recipe, *, cuda: bool) -> tuple[Recipe, str | None]:
+    """The recipe with ``precision: auto`` replaced by what this machine runs fast (bf16
+    autocast over fp32 master weights, or fp32), and the reason; unchanged otherwise."""
+    if recipe.precision != "auto":
+        return recipe, None
     native, reason = native_bf16(cuda=cuda)
-    return {**train_cfg, "precision": "bf16" if native else "fp32"}, reason
+    return replace(recipe, precision="bf16" if native else "fp32"), reason
 
 
 RECIPE_SWITCHES = ("loss_normalization", "grad_clipping", "weight_decay_params", "max_grad_norm")
 
 
-def master_dtype(train_cfg: dict) -> str:
+def master_dtype(recipe: Recipe) -> str:
     """The dtype of the parameters and optimizer state: fp32 (mixed precision), or the
     compute dtype itself (``master_weights: bf16``, the authors' pure bf16)."""
-    if train_cfg["master_weights"] == "fp32" or train_cfg["precision"] == "fp32":
+    if recipe.master_weights == "fp32" or recipe.precision == "fp32":
         return "float32"
-    return COMPUTE_DTYPES[train_cfg["precision"]]
+    return COMPUTE_DTYPES[recipe.precision]
 
 
 def make_trainer(
@@ -691,16 +744,16 @@ def make_trainer(
     import torch
 
     classes = _trainer_classes()
-    train_cfg, _ = resolve_precision(job.config["training"], cuda=parallel.cuda)
-    compute = COMPUTE_DTYPES[train_cfg["precision"]]
-    mixed = compute is not None and master_dtype(train_cfg) == "float32"
+    recipe, _ = resolve_precision(job.recipe, cuda=parallel.cuda)
+    compute = COMPUTE_DTYPES[recipe.precision]
+    mixed = compute is not None and master_dtype(recipe) == "float32"
     trainer_class = type(
         "JobTrainer",
         (classes.CountingTrainer,),
         {
             "cpu_fsdp": parallel.cpu_fsdp,
             "fsdp_compute_dtype": getattr(torch, compute) if mixed else None,
-            "recipe": {key: train_cfg[key] for key in RECIPE_SWITCHES},
+            "recipe": {key: getattr(recipe, key) for key in RECIPE_SWITCHES},
         },
     )
     return trainer_class(
@@ -711,9 +764,7 @@ def make_trainer(
         callbacks=[
             classes.CheckpointMarker(),
             classes.LogToFile(),
-            classes.DivergenceGuard(
-                train_cfg["divergence"]["max_loss_ratio"], Path(job.checkpoint_dir)
-            ),
+            classes.DivergenceGuard(recipe.divergence["max_loss_ratio"], Path(job.checkpoint_dir)),
             *callbacks,
         ],
     )
@@ -738,7 +789,7 @@ def load_model(job: Job, args, parallel: Parallelism, attn: str):
         with init_empty_weights(include_buffers=False):
             model = AutoModelForCausalLM.from_config(
                 config,
-                dtype=getattr(torch, master_dtype(job.config["training"])),
+                dtype=getattr(torch, master_dtype(job.recipe)),
                 attn_implementation=attn,
             )
         # Real buffers (rotary frequencies) survive; FSDP2 does not broadcast them.
@@ -752,7 +803,7 @@ def load_model(job: Job, args, parallel: Parallelism, attn: str):
     else:
         model = AutoModelForCausalLM.from_pretrained(
             job.base_model_dir,
-            dtype=getattr(torch, master_dtype(job.config["training"])),
+            dtype=getattr(torch, master_dtype(job.recipe)),
             attn_implementation=attn,
         )
         read_weights = True
@@ -809,7 +860,7 @@ def check_world(job: Job, world: int) -> None:
             f"train job {key}: {world} processes were started but training.resources for "
             f"{job.model!r} describe {expected_world}"
         )
-    if job.config["training"]["lora"]["enabled"] and world > 1:
+    if job.recipe.lora["enabled"] and world > 1:
         raise TrainingError(
             f"train job {key}: training.lora runs in one process; set the model's "
             f"training.resources to one device or disable LoRA"
@@ -833,7 +884,7 @@ def load_tokenized(job: Job):
 
 
 def run_key(
-    train_cfg: dict,
+    recipe: dict,
     seed: int,
     data_fingerprint: str,
     base_model_fingerprint: str,
@@ -843,7 +894,7 @@ def run_key(
     """What a checkpoint folder must have been made by to be resumed: the training settings,
     the seed, the data, the base model and the batch layout."""
     return config_hash(
-        [train_cfg, seed, data_fingerprint, base_model_fingerprint, global_batch_size, world]
+        [recipe, seed, data_fingerprint, base_model_fingerprint, global_batch_size, world]
     )
 
 
@@ -870,7 +921,7 @@ class RunFacts:
     """What one training run measured and used: the inputs of its metrics record."""
 
     job: Job
-    train_cfg: dict  # the resolved training settings
+    recipe: Recipe  # precision resolved
     precision: dict  # requested, chosen, why, the probe's dtypes, reduction and sync
     device_name: str | None  # the GPU's name; None on CPU
     world: int
@@ -902,8 +953,8 @@ class RunFacts:
 def metrics_record(facts: RunFacts) -> dict:
     """The run's metrics.json: identity, parallelism and precision, batch layout, speed and
     MFU, losses and provenance. Pure: everything comes from ``facts``."""
-    job, train_cfg, world = facts.job, facts.train_cfg, facts.world
-    seq_len = train_cfg["max_seq_len"]  # the attention span of a full block or chunk
+    job, recipe, world = facts.job, facts.recipe, facts.world
+    seq_len = recipe.max_seq_len  # the attention span of a full block or chunk
     speed = throughput_metrics(
         tokens=facts.tokens,
         loss_tokens=facts.loss_tokens,
@@ -933,7 +984,7 @@ def metrics_record(facts: RunFacts) -> dict:
         "optimizer_steps": facts.optimizer_steps,
         "steps_this_run": facts.steps_this_run,
         "resumed_from": facts.resumed_from,
-        "epochs": train_cfg["epochs"],
+        "epochs": recipe.epochs,
         "seq_len": seq_len,
         "parameters": facts.parameters,
         "embedding_parameters": facts.embedding_parameters,
@@ -952,7 +1003,7 @@ def metrics_record(facts: RunFacts) -> dict:
         "model_fingerprint": facts.model_fingerprint,
         "data": {"tokenized": job.tokenized_dir, "fingerprint": facts.data_stats["fingerprint"]},
         "provenance": provenance(
-            {"training": train_cfg, "data": facts.data_stats["fingerprint"]},
+            {"training": recipe.as_dict(), "data": facts.data_stats["fingerprint"]},
             seed=job.run_seed,
             backend="cuda" if cuda else "cpu",
         ),
@@ -967,7 +1018,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     from transformers import AutoTokenizer
 
     wall_start = time.perf_counter()
-    requested_precision = job.config["training"]["precision"]
+    requested_precision = job.recipe.precision
     key = f"{job.domain}/{job.model}/{job.method}"
     cuda = (
         job_device(
@@ -977,18 +1028,18 @@ def train(job: Job, callbacks=()) -> dict | None:
         )
         == "cuda"
     )
-    train_cfg, precision_reason = resolve_precision(job.config["training"], cuda=cuda)
-    job = replace(job, config={**job.config, "training": train_cfg})
+    recipe, precision_reason = resolve_precision(job.recipe, cuda=cuda)
+    job = replace(job, config={**job.config, "training": recipe.as_dict()})
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     check_world(job, world)
-    plan = plan_batch(train_cfg["global_batch_size"], world, job.resources["per_device_batch_size"])
-    parallel = parallelism_of(train_cfg, world, cuda=cuda)
+    plan = plan_batch(recipe.global_batch_size, world, job.resources["per_device_batch_size"])
+    parallel = parallelism_of(recipe, world, cuda=cuda)
     checkpoint_dir = Path(job.checkpoint_dir)
     out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
     tokenized, data_stats = load_tokenized(job)
     key_of_run = run_key(  # on every rank: each checks the base model it will read
-        train_cfg,
+        recipe.as_dict(),
         job.run_seed,
         data_stats["fingerprint"],
         verified_fingerprint(Path(job.base_model_dir)),
@@ -1000,14 +1051,14 @@ def train(job: Job, callbacks=()) -> dict | None:
     # transformers' TensorBoard callback takes its folder from the environment only.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
 
-    attn = attention_implementation(train_cfg["attn_implementation"], cuda=cuda)
+    attn = attention_implementation(recipe.attn_implementation, cuda=cuda)
     args = training_arguments(job, plan, parallel)
     model, read_weights = load_model(job, args, parallel, attn)
     n_params = sum(p.numel() for p in model.parameters())
     n_embedding = model.get_input_embeddings().weight.numel()
     model_cfg = model.config
-    if train_cfg["lora"]["enabled"]:
-        model = _with_lora(model, train_cfg["lora"])
+    if recipe.lora["enabled"]:
+        model = _with_lora(model, recipe.lora)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
 
     train_set = tokenized["train"]
@@ -1044,7 +1095,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     )
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_loss = None
-    if train_cfg["eval_at_end"] and "validation" in tokenized:
+    if recipe.eval_at_end and "validation" in tokenized:
         eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
 
     tokens = trainer.accelerator.reduce(
@@ -1057,7 +1108,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     staging = out_dir.parent / f".{out_dir.name}.partial"
     if rank == 0 and staging.exists():
         shutil.rmtree(staging)
-    if train_cfg["lora"]["enabled"]:
+    if recipe.lora["enabled"]:
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
     saved_dtype = job.config["models"][job.model].get("dtype", "float32")
     save_start = time.perf_counter()
@@ -1073,10 +1124,10 @@ def train(job: Job, callbacks=()) -> dict | None:
     metrics = metrics_record(
         RunFacts(
             job=job,
-            train_cfg=train_cfg,
+            recipe=recipe,
             precision={
                 "requested": requested_precision,
-                "chosen": train_cfg["precision"],
+                "chosen": recipe.precision,
                 "why": precision_reason or "set in config",
                 **probe.record,
                 "gradient_reduction": gradient_reduction_dtype(
@@ -1114,7 +1165,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     )
     write_json(staging / METRICS_FILE, metrics)
     publish(staging, out_dir)
-    if not train_cfg["keep_checkpoints"]:
+    if not recipe.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info(
         "%s: %d steps, final loss %s, %.0f tokens/s, MFU %s",
@@ -1147,7 +1198,7 @@ def launch(job: Job) -> dict | None:
     across nodes), with the job spec handed over as JSON next to the checkpoints."""
     resources = job.resources
     plan_batch(
-        job.config["training"]["global_batch_size"],
+        job.recipe.global_batch_size,
         world_size_of(resources),
         resources["per_device_batch_size"],
     )  # fail before starting any process
