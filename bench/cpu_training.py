@@ -75,12 +75,13 @@ def trainer_loop(
     from transformers import AutoModelForCausalLM, TrainerCallback
     from transformers.training_args import OptimizerNames
 
+    from cft.config import train_resources
     from cft.training import (
         Job,
+        Recipe,
         make_trainer,
         parallelism_of,
         plan_batch,
-        train_resources,
         training_arguments,
     )
 
@@ -89,7 +90,7 @@ def trainer_loop(
     resources = train_resources(config, "bench")
     batch = resources["per_device_batch_size"]
     plan = plan_batch(batch, 1, batch)
-    parallel = parallelism_of(config["training"], 1, cuda=False)
+    parallel = parallelism_of(Recipe.of(config), 1, cuda=False)
 
     class Timer(TrainerCallback):
         """Wall time from the end of the last warm-up step to the end of the last step: the
@@ -118,9 +119,8 @@ def trainer_loop(
 
 
 def main() -> None:
-    from cft.config import load_config
+    from cft.config import load_config, train_resources
     from cft.devices import native_bf16
-    from cft.training import train_resources
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cft import evaluation, packing, training  # noqa: E402
-from cft.config import load_config  # noqa: E402
+from cft.config import load_config, train_resources  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 VARIANTS = {
@@ -101,7 +101,6 @@ def run_variant(base_config: dict, name: str, domain: str, workdir: Path) -> Pat
     config = copy.deepcopy(base_config)
     for section, values in VARIANTS[name].items():
         config[section].update(values)
-    config["evaluation"]["log_samples"] = True
     key = workdir / "variants" / name / domain
     tokenized = key / "tokenized"
     if not tokenized.exists():
@@ -127,7 +126,7 @@ def run_variant(base_config: dict, name: str, domain: str, workdir: Path) -> Pat
                 base_model_dir=str(workdir / f"results/base_models/{MODEL}"),
                 out_dir=str(model_dir),
                 checkpoint_dir=str(key / "checkpoints"),
-                resources=training.train_resources(config, MODEL),
+                resources=train_resources(config, MODEL),
             )
         )
     task = f"demo_knowledge_{domain}_cloze"

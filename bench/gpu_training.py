@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cft import training  # noqa: E402
+from cft.config import DEFAULT_RESOURCES  # noqa: E402
 
 
 def paper_training_config() -> dict:
@@ -48,8 +49,9 @@ def paper_training_config() -> dict:
     }
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     train = {**defaults, **paper["training"]}
-    lora_spec = schema["properties"]["training"]["properties"]["lora"]["properties"]
-    train["lora"] = {k: v["default"] for k, v in lora_spec.items()}
+    for section in ("lora", "divergence"):  # nested defaults, as the validator fills them
+        nested = schema["properties"]["training"]["properties"][section]["properties"]
+        train[section] = {k: v["default"] for k, v in nested.items()} | train.get(section, {})
     return train
 
 
@@ -114,7 +116,7 @@ def mfu(args) -> dict:
         "warmup_ratio": 0.0,
     }
     resources = {
-        **training.DEFAULT_RESOURCES,
+        **DEFAULT_RESOURCES,
         "gpus_per_node": int(cuda),
         "per_device_batch_size": args.micro_batch,
     }
@@ -152,7 +154,7 @@ def mfu(args) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     n_embedding = model.get_input_embeddings().weight.numel()
     plan = training.plan_batch(train["global_batch_size"], 1, args.micro_batch)
-    parallel = training.parallelism_of(train, 1, cuda=cuda)
+    parallel = training.parallelism_of(training.Recipe.of(config), 1, cuda=cuda)
     steps = args.warmup + args.steps
     data = RandomBlocks(steps * plan.global_batch_size, args.seq_len, model_config.vocab_size)
     timer = StepTimer()
@@ -228,7 +230,7 @@ def real(args) -> dict:
         out_dir=str(scratch / "model"),
         checkpoint_dir=str(scratch / "checkpoints"),
         resources={
-            **training.DEFAULT_RESOURCES,
+            **DEFAULT_RESOURCES,
             "gpus_per_node": 1,
             "per_device_batch_size": args.micro_batch,
         },

@@ -90,14 +90,15 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM
 
+    from cft.config import train_resources
     from cft.packing import run as pack
     from cft.training import (
         Job,
+        Recipe,
         collate_blocks,
         make_trainer,
         parallelism_of,
         plan_batch,
-        train_resources,
     )
 
     tokenized = str(scratch / "cpt")
@@ -124,7 +125,7 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     train_set = load_from_disk(tokenized)["train"]
     timer = timed_callback(warmup)
-    parallel = parallelism_of(config["training"], 1, cuda=False)
+    parallel = parallelism_of(Recipe.of(config), 1, cuda=False)
     trainer = make_trainer(
         job, model, train_set, plan_batch(batch, 1, batch), parallel, callbacks=[timer]
     )
