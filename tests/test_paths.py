@@ -69,7 +69,7 @@ def test_run_levels_round_trip():
     assert paths.parse_run(paths.run_name("cpt", 3)) == ("cpt", 3)
     assert paths.parse_run(paths.run_name("chat", None)) == ("chat", None)
     assert paths.model_dir("d", "m", "chat") == paths.base_model_dir("m")
-    # Rule templates: wildcard placeholders come back unchanged, ready for Snakemake.
+    # Given Snakemake wildcards, the functions return the rules' templates.
     assert paths.model_dir("{domain}", "{model}", "{method}", "{seed}") == (
         "results/models/{domain}/{model}/{method}/seed{seed}"
     )

@@ -380,15 +380,21 @@ def test_named_targets_are_listed():
     assert sum(name.startswith("exp_") for name in names) == 2 * 5
 
 
-def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_path):
-    """An evaluation forced with `limit: 5` must not pass as the configured evaluation."""
-    from cft.settings import evaluation_settings_hash
-
+def one_chat_record(config: dict, tmp_path: Path) -> tuple[str, Path, dict]:
+    """A table of the untrained row alone, with its one eval record written: (task, the
+    record's path, the record)."""
     task = "demo_knowledge_biomed_cloze"
     config["grid"]["methods"] = ["chat"]
     write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
     path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
-    record = json.loads(path.read_text())
+    return task, path, json.loads(path.read_text())
+
+
+def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_path):
+    """An evaluation forced with `limit: 5` must not pass as the configured evaluation."""
+    from cft.settings import evaluation_settings_hash
+
+    task, path, record = one_chat_record(config, tmp_path)
     limited = validate_config({**config, "evaluation": {**config["evaluation"], "limit": 5}})
     for made_with, refused in ((config, False), (limited, True)):
         record["settings_hash"] = evaluation_settings_hash(made_with, DEMO_MODEL, task)
@@ -403,11 +409,7 @@ def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_pat
 
 
 def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):
-    task = "demo_knowledge_biomed_cloze"
-    config["grid"]["methods"] = ["chat"]
-    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
-    path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
-    record = json.loads(path.read_text())
+    _, path, record = one_chat_record(config, tmp_path)
     record["samples_sha256"] = file_sha256(samples_path(path))
     path.write_text(json.dumps(record))
     assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours

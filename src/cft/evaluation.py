@@ -35,7 +35,6 @@ from cft.task_folders import TASKS_DIR
 
 log = logging.getLogger(__name__)
 
-
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234}
 
 

@@ -1,6 +1,6 @@
 """Every path the workflow reads or writes under results/ and resources/: the one owner of the
-layout. The rules call these functions with wildcard placeholders such as ``"{domain}"`` as
-arguments; the stages' command lines call them with real names.
+layout. The rules pass Snakemake wildcards (the string ``"{domain}"``, for example) and get the
+rule's path template back; the stages' command lines pass real names.
 
 Relative paths are relative to the working directory of the run (Snakemake's ``--directory``).
 """

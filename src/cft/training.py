@@ -348,6 +348,11 @@ class Job:
     seed: int | None = None  # the training run's seed (data order, dropout); None: config seed
 
     @property
+    def label(self) -> str:
+        """domain/model/method, as the job's messages name it."""
+        return f"{self.domain}/{self.model}/{self.method}"
+
+    @property
     def recipe(self) -> Recipe:
         return Recipe.of(self.config)
 
@@ -853,7 +858,7 @@ def save_final_model(trainer, staging: Path, dtype_name: str) -> None:
 def check_world(job: Job, world: int) -> None:
     """The started processes must be the ones the model's resources describe, and LoRA runs in
     one process."""
-    key = f"{job.domain}/{job.model}/{job.method}"
+    key = job.label
     expected_world = world_size_of(job.resources)
     if world != expected_world:
         raise TrainingError(
@@ -1019,7 +1024,7 @@ def train(job: Job, callbacks=()) -> dict | None:
 
     wall_start = time.perf_counter()
     requested_precision = job.recipe.precision
-    key = f"{job.domain}/{job.model}/{job.method}"
+    key = job.label
     cuda = (
         job_device(
             job.resources["gpus_per_node"],
