@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from cft.autogen import clean_generated
+from cft.autogen import COPY_CHARS, clean_generated, shares_run
 
 DOC = (
     "Casatavi disease is a rare disorder that primarily damages the small intestine. "
@@ -72,6 +72,34 @@ def test_long_output_is_cut_at_a_sentence():
     prompt, reason, truncated = clean_generated(raw, DOC, min_chars=10, max_chars=100)
     assert truncated and reason is None
     assert len(prompt) <= 100 and prompt.endswith(".")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_shared_run_check_agrees_with_the_longest_common_substring(seed):
+    """The linear-time check against difflib's exact longest match, on strings built to have
+    shared runs just below, at and above the threshold (a two-letter alphabet adds chance
+    matches and repeated windows)."""
+    import difflib
+    import random
+
+    rng = random.Random(seed)
+
+    def noise(n):
+        return "".join(rng.choice("ab") for _ in range(n))
+
+    run = noise(rng.choice([COPY_CHARS - 1, COPY_CHARS, COPY_CHARS + 1, 2 * COPY_CHARS]))
+    text = noise(rng.randint(0, 90)) + "X" + run + "Y" + noise(rng.randint(0, 90))
+    source = noise(rng.randint(0, 300)) + "Z" + run + "W" + noise(rng.randint(0, 300))
+    for a, b in ((text, source), (noise(200), noise(400)), (run, run)):
+        longest = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match().size
+        assert shares_run(a, b) == (longest >= COPY_CHARS), (seed, longest)
+
+
+def test_a_copy_of_text_the_generator_never_saw_is_not_a_copy():
+    """The stage passes only the document's first max_input_chars, as build_inputs shows them."""
+    tail = "The trial enrolled forty patients across three hospitals and measured them weekly."
+    assert clean_generated(tail, DOC + " " + tail, min_chars=10, max_chars=400)[1] == "copied_text"
+    assert clean_generated(tail, DOC, min_chars=10, max_chars=400)[1] is None
 
 
 # ---- the stage on the packaged model ---------------------------------------------------------

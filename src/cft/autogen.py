@@ -15,7 +15,6 @@ fallback is counted in the stats file.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import re
@@ -61,15 +60,48 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 COPY_CHARS = 60  # a reply sharing this many consecutive characters with the document copied it
 
 
-def _longest_shared_run(a: str, b: str) -> int:
-    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match()
-    return match.size
+def shares_run(text: str, source: str, length: int = COPY_CHARS) -> bool:
+    """Whether ``text`` and ``source`` share ``length`` or more consecutive characters.
+
+    Any such run holds one of the windows of ``length - step + 1`` characters that start in
+    ``text`` at a multiple of ``step``; each window is looked up with ``str.find`` and every
+    place it occurs is extended both ways, at most to ``length``. So the cost is
+    ``len(text) / step`` searches of ``source``: linear in the document, where a longest common
+    substring (difflib) grows with the product of the two lengths.
+    """
+    step = max(length // 2, 1)
+    width = length - step + 1
+    for start in range(0, len(text) - width + 1, step):
+        window = text[start : start + width]
+        at = source.find(window)
+        while at != -1:
+            left = 0
+            while (
+                left < length - width
+                and left < start
+                and left < at
+                and text[start - left - 1] == source[at - left - 1]
+            ):
+                left += 1
+            right, end = 0, start + width
+            while (
+                left + width + right < length
+                and end + right < len(text)
+                and at + width + right < len(source)
+                and text[end + right] == source[at + width + right]
+            ):
+                right += 1
+            if left + width + right >= length:
+                return True
+            at = source.find(window, at + 1)
+    return False
 
 
 def clean_generated(
-    raw: str, document: str, *, min_chars: int, max_chars: int
+    raw: str, seen: str, *, min_chars: int, max_chars: int
 ) -> tuple[str | None, str | None, bool]:
-    """Turn a model's reply into a prompt. Returns (prompt or None, fallback reason, truncated)."""
+    """Turn a model's reply into a prompt. ``seen``: the document text the generator was shown
+    (what it could have copied). Returns (prompt or None, fallback reason, truncated)."""
     text = raw.strip()
     for _ in range(3):  # wrappers can nest: 'Sure! Here is the prompt: **Prompt:** "..."'
         stripped = _LABEL.sub("", _PREAMBLE.sub("", _AFFIRMATION.sub("", text)))
@@ -82,7 +114,7 @@ def clean_generated(
         return None, "empty", False
     if _REFUSAL.search(text):
         return None, "refusal", False
-    if _longest_shared_run(text, document) >= COPY_CHARS:
+    if shares_run(text, seen):
         return None, "copied_text", False
     truncated = False
     if len(text) > max_chars:
@@ -240,7 +272,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         for doc_id, text, reply, ids in zip(part.doc_id, part.text, raw, inputs, strict=True):
             prompt, reason, truncated = clean_generated(
                 reply,
-                text,
+                text[: settings["max_input_chars"]],  # what build_inputs showed the generator
                 min_chars=settings["min_prompt_chars"],
                 max_chars=settings["max_prompt_chars"],
             )

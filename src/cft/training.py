@@ -872,8 +872,9 @@ def check_world(job: Job, world: int) -> None:
         )
 
 
-def load_tokenized(job: Job):
-    """The tokenized dataset and its stats record, the blocks checked against the record."""
+def load_tokenized(job: Job, *, verify: bool = True):
+    """The tokenized dataset and its stats record; ``verify``: the blocks checked against the
+    record (one read of the data: a few seconds per GB, docs/guarantees.md)."""
     from datasets import load_from_disk
 
     try:
@@ -884,7 +885,8 @@ def load_tokenized(job: Job):
             f"rerun the tokenize stage"
         ) from None
     data_stats = read_json(Path(job.tokenized_dir) / "stats.json")
-    verify_data(tokenized, data_stats, job.tokenized_dir)
+    if verify:
+        verify_data(tokenized, data_stats, job.tokenized_dir)
     return tokenized, data_stats
 
 
@@ -1042,16 +1044,18 @@ def train(job: Job, callbacks=()) -> dict | None:
     parallel = parallelism_of(recipe, world, cuda=cuda)
     checkpoint_dir = Path(job.checkpoint_dir)
     out_dir = check_output(job.out_dir, directory=True)  # before the work, not after
-    tokenized, data_stats = load_tokenized(job)
-    key_of_run = run_key(  # on every rank: each checks the base model it will read
-        recipe.as_dict(),
-        job.run_seed,
-        data_stats["fingerprint"],
-        verified_fingerprint(Path(job.base_model_dir)),
-        plan.global_batch_size,
-        world,
-    )
+    # The inputs are checked once per job, by rank 0: it alone reads the base model's weights,
+    # and the other ranks wait for it at the barrier below (torchrun stops them if it fails).
+    tokenized, data_stats = load_tokenized(job, verify=rank == 0)
     if rank == 0:
+        key_of_run = run_key(
+            recipe.as_dict(),
+            job.run_seed,
+            data_stats["fingerprint"],
+            verified_fingerprint(Path(job.base_model_dir)),
+            plan.global_batch_size,
+            world,
+        )
         prepare_checkpoint_dir(checkpoint_dir, key_of_run)
     # transformers' TensorBoard callback takes its folder from the environment only.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
