@@ -2,8 +2,9 @@
 
 A model folder's fingerprint is the SHA-256 of the names and full contents of its top-level
 files (weights, configs, tokenizer), leaving out the records kept beside them; a tokenized
-dataset's is the SHA-256 of every column's values of every split, whatever their chunking. The stage that writes
-either records it; the stages that read them recompute and compare (docs/guarantees.md).
+dataset's is the SHA-256 of every column's values of every split, whatever their chunking.
+The stage that writes either records it; the stages that read them recompute and compare
+(docs/guarantees.md).
 """
 
 from __future__ import annotations
