@@ -257,6 +257,48 @@ def test_cloze_variant_scores_the_option_text(eval_config, tiny_model, tmp_path,
         assert continuations == [" " + choice for choice in sample["doc"]["choices"]]
 
 
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
+    dtype, eval_config, tiny_model, tmp_path, monkeypatch
+):
+    """run() reads the weights once (fingerprint, NaN check and the model from the same bytes)
+    and hands the model to lm-eval: the per-sample log equals lm-eval loading the folder."""
+    import io
+
+    from cft.demo_data import generate, write_jsonl
+    from cft.evaluation import load_checked_model
+    from cft.fingerprints import folder_fingerprint
+
+    _, questions = generate("biomed", 3, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    eval_config["evaluation"]["dtype"] = dtype
+    task = "demo_knowledge_biomed_cloze"
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    reads = []
+    real_open = io.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).endswith(".safetensors"):
+            reads.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)
+    model, fingerprint = load_checked_model(folder, dtype, "cpu")
+    monkeypatch.setattr(io, "open", real_open)
+    assert reads == [str(folder / "model.safetensors")]
+    assert fingerprint == folder_fingerprint(folder)
+    assert next(model.parameters()).dtype == (
+        torch.bfloat16 if dtype == "bfloat16" else torch.float32  # the tiny model is saved fp32
+    )
+    (folder / "model.safetensors").unlink()  # lm-eval must not read the weights again
+    loaded, _ = evaluate(eval_config, task, folder, device="cpu", model=model)
+    own, _ = evaluate(eval_config, task, tiny_model, device="cpu")
+    resps = [[s["resps"], s["filtered_resps"], s["acc"]] for s in loaded["samples"][task]]
+    assert resps == [[s["resps"], s["filtered_resps"], s["acc"]] for s in own["samples"][task]]
+
+
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
     from cft.devices import native_bf16
     from cft.evaluation import model_arguments
@@ -281,7 +323,7 @@ def _copy_with_weights(tiny_model, folder, change):
     return folder
 
 
-def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, tiny_model):
+def test_a_model_changed_after_it_was_written_is_refused(eval_config, tmp_path, tiny_model):
     """Same names, same sizes, other values: the fingerprint covers the contents."""
     from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint, verified_fingerprint
 
@@ -297,7 +339,7 @@ def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, 
     shutil.copy(changed / "model.safetensors", folder / "model.safetensors")
     assert (folder / "model.safetensors").stat().st_size == before
     with pytest.raises(ModelFilesError, match="model files changed after they were written"):
-        evaluation.run(demo_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+        evaluation.run(eval_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
                        model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
     assert not (tmp_path / "eval.json").exists()
 
@@ -309,7 +351,7 @@ def test_a_model_changed_after_it_was_written_is_refused(demo_config, tmp_path, 
         ("truncate", "not a complete safetensors file"),
     ],
 )
-def test_a_broken_model_is_refused_before_scoring(demo_config, tmp_path, tiny_model, damage,
+def test_a_broken_model_is_refused_before_scoring(eval_config, tmp_path, tiny_model, damage,
                                                   message):  # fmt: skip
     folder = _copy_with_weights(tiny_model, tmp_path / "model",
                                 lambda t: torch.full_like(t, float("nan")))  # fmt: skip
@@ -318,5 +360,7 @@ def test_a_broken_model_is_refused_before_scoring(demo_config, tmp_path, tiny_mo
         data = (tmp_path / "t" / "model.safetensors").read_bytes()
         (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFilesError, match=message):
-        evaluation.run(demo_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+        evaluation.run(eval_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
                        model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
+    with pytest.raises(ModelFilesError, match=message):  # the check before a vLLM evaluation
+        evaluation.check_weights(folder)

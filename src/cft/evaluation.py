@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -93,34 +94,74 @@ def _missing_data_error(task: str, err: Exception) -> EvaluationError:
     )
 
 
-def check_weights(folder: Path) -> int:
-    """Read every tensor of the folder's safetensors files, one at a time; raise
-    :class:`ModelFilesError` naming the file (and tensor) if one is truncated or corrupt, or
-    holds NaN or infinity. Returns the number of tensors checked."""
+def checked_tensors(path: Path, data: bytes) -> dict:
+    """The tensors of one safetensors file from its bytes; :class:`ModelFilesError` naming the
+    file (and tensor) if it is truncated or corrupt, or holds NaN or infinity."""
     import torch
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
+    try:
+        tensors = load(data)
+    except SafetensorError as err:
+        raise ModelFilesError(
+            f"{path}: not a complete safetensors file ({err}); was it truncated? rerun the "
+            f"stage that wrote it"
+        ) from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelFilesError(
+                f"{path}: tensor {name!r} holds NaN or infinite values; the model is broken "
+                f"(did training diverge?), rerun the stage that wrote it"
+            )
+    return tensors
+
+
+def weight_files(folder: Path) -> list[Path]:
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         raise ModelFilesError(f"{folder}: no .safetensors weights (expected a model folder)")
-    checked = 0
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as weights:
-                for name in weights.keys():  # noqa: SIM118 (safe_open is not a Mapping)
-                    tensor = weights.get_tensor(name)
-                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                        raise ModelFilesError(
-                            f"{path}: tensor {name!r} holds NaN or infinite values; the model "
-                            f"is broken (did training diverge?), rerun the stage that wrote it"
-                        )
-                    checked += 1
-        except SafetensorError as err:
-            raise ModelFilesError(
-                f"{path}: not a complete safetensors file ({err}); was it truncated? rerun the "
-                f"stage that wrote it"
-            ) from None
-    return checked
+    return files
+
+
+def check_weights(folder: Path) -> str:
+    """Read every weight file once: its tensors checked (:func:`checked_tensors`) and its bytes
+    hashed into the folder's fingerprint, which must equal the recorded one. Returns the
+    fingerprint. For backends that read the files themselves (vLLM)."""
+    digests = {}
+    for path in weight_files(folder):
+        data = path.read_bytes()
+        checked_tensors(path, data)
+        digests[path.name] = hashlib.sha256(data).hexdigest()
+    return verified_fingerprint(Path(folder), digests)
+
+
+def load_checked_model(folder: Path, dtype: str, device: str):
+    """The folder's model for the hf backend, its weights read from disk once: each file's
+    bytes are hashed into the fingerprint (checked against the recorded one), parsed, checked
+    for NaN and infinity, and handed to transformers as the state dict, and the loaded model
+    goes to lm-eval as it is. Returns (model, fingerprint)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    state, digests = {}, {}
+    for path in weight_files(folder):
+        data = path.read_bytes()
+        state.update(checked_tensors(path, data))
+        digests[path.name] = hashlib.sha256(data).hexdigest()
+        del data
+    fingerprint = verified_fingerprint(Path(folder), digests)
+    config = AutoConfig.from_pretrained(folder)
+    if dtype == "auto":  # as transformers reads it: the config's dtype, else the weights'
+        torch_dtype = getattr(config, "dtype", None) or next(
+            t.dtype for t in state.values() if t.is_floating_point()
+        )
+    else:
+        torch_dtype = getattr(torch, dtype)
+    # the Auto class wants a path; the concrete class takes the state dict alone
+    model_class = AutoModelForCausalLM._model_mapping[type(config)]
+    model = model_class.from_pretrained(None, config=config, state_dict=state, dtype=torch_dtype)
+    return model.to(device).eval(), fingerprint
 
 
 def offline_data_errors() -> tuple[type[BaseException], ...]:
@@ -139,9 +180,17 @@ def offline_data_errors() -> tuple[type[BaseException], ...]:
 
 
 def evaluate(
-    config: dict, task: str, model_dir: Path, *, device: str | None = None, limit=None
+    config: dict,
+    task: str,
+    model_dir: Path,
+    *,
+    device: str | None = None,
+    limit=None,
+    model=None,
 ) -> tuple[dict, dict]:
-    """Run lm-eval on one task; returns (lm-eval's results, the settings used)."""
+    """Run lm-eval on one task; returns (lm-eval's results, the settings used). ``model``: the
+    folder's model already loaded (:func:`load_checked_model`, hf backend), else lm-eval loads
+    it from ``model_dir``."""
     import lm_eval
 
     evaluation = config["evaluation"]
@@ -152,6 +201,10 @@ def evaluate(
     manager = task_manager()
     check_task(task, manager)
     model_args = model_arguments(model_dir, evaluation, backend=backend)
+    if model is not None:
+        if backend != "hf":
+            raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
+        model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
     settings = {
         "backend": backend,
         "device": device,
@@ -203,10 +256,21 @@ def run(
     ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
     samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
     check_output(out_json)  # before the work, not after
-    fingerprint = verified_fingerprint(Path(model_dir))
-    check_weights(Path(model_dir))  # a NaN model would score as if it knew nothing
+    # The weights are read once: hashed against the recorded fingerprint and checked for NaN
+    # (a NaN model would score as if it knew nothing) as they are loaded; vLLM reads the files
+    # itself, so there they are checked in a pass of their own.
     start = time.perf_counter()
-    results, settings = evaluate(config, task, Path(model_dir))
+    evaluation = config["evaluation"]
+    model = None
+    if evaluation["backend"] == "hf":
+        device = job_device(
+            evaluation["gpus"], f"evaluation of {model_dir} on {task}", "evaluation.gpus"
+        )
+        dtype = model_arguments(Path(model_dir), evaluation, backend="hf")["dtype"]
+        model, fingerprint = load_checked_model(Path(model_dir), dtype, device)
+    else:
+        fingerprint = check_weights(Path(model_dir))
+    results, settings = evaluate(config, task, Path(model_dir), model=model)
     if task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {task!r}")
     record = {

@@ -66,11 +66,13 @@ def _value_bytes(array, column: str) -> memoryview:
     return memoryview(np.ascontiguousarray(array.to_numpy())).cast("B")
 
 
-def folder_fingerprint(folder: Path) -> str:
+def folder_fingerprint(folder: Path, file_digests: dict[str, str] | None = None) -> str:
     """SHA-256 over the names and full contents of a model folder's top-level files (weights,
     configs, tokenizer): equal iff the files are. Left out: the :data:`RECORD_FILES` and hidden
     files, which say things about the folder (the output marker, the timestamp Snakemake adds
-    to a directory output after its job)."""
+    to a directory output after its job). ``file_digests``: SHA-256s of files a caller has
+    already hashed while reading them (name -> hex), so the weights are not read twice."""
+    known = file_digests or {}
     digest = hashlib.sha256()
     files = sorted(
         path
@@ -78,7 +80,7 @@ def folder_fingerprint(folder: Path) -> str:
         if path.is_file() and path.name not in RECORD_FILES and not path.name.startswith(".")
     )
     for path in files:
-        digest.update(f"{path.name}\n{file_sha256(path)}\n".encode())
+        digest.update(f"{path.name}\n{known.get(path.name) or file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -95,10 +97,11 @@ def recorded_fingerprint(folder: Path) -> str | None:
     return None
 
 
-def verified_fingerprint(folder: Path) -> str:
+def verified_fingerprint(folder: Path, file_digests: dict[str, str] | None = None) -> str:
     """The folder's fingerprint, checked against the recorded one (ModelFilesError if the
     files changed since they were written)."""
-    found, recorded = folder_fingerprint(Path(folder)), recorded_fingerprint(folder)
+    found = folder_fingerprint(Path(folder), file_digests)
+    recorded = recorded_fingerprint(folder)
     if recorded is not None and found != recorded:
         raise ModelFilesError(
             f"{folder}: the model files changed after they were written (fingerprint "
