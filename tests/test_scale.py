@@ -72,12 +72,14 @@ def test_fingerprint_depends_on_the_rows_not_on_their_chunking(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["document", "packed"])
 def test_training_accepts_a_thousand_blocks_packed_by_the_stage(
-    mode, demo_config, converted_smollm2, tiny_model, tmp_path
+    demo_config, converted_smollm2, tiny_model, tmp_path
 ):
     """The tokenize stage's own output at >= 1,000 blocks per split, saved and reloaded as the
-    stages do, is accepted by training (before the fix, the re-chunked reload was refused)."""
+    stages do, is accepted by training (before the fix, the re-chunked reload was refused).
+    The paper's ``document`` mode; both modes write through the same writer, and the scale
+    rehearsal below trains on each (at fewer blocks)."""
+    mode = "document"
     from datasets import load_from_disk
 
     from cft import packing
@@ -132,3 +134,64 @@ def test_training_accepts_a_thousand_blocks_packed_by_the_stage(
     metrics = train(job)
     assert metrics["optimizer_steps"] >= 2
     assert Path(job.out_dir, "train_metrics.json").is_file()
+
+
+# ---- the scale rehearsal at its CI size ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_scale_rehearsal_runs_every_stage_on_hub_shaped_corpora(tmp_path):
+    """bench/scale_rehearsal.py at its small size: corpora laid out like the hub repos (one
+    textbook-sized document among them), every stage as its own process on the paper recipe
+    (4,096-token sequences), training on the stage's own output in 1 process and 2-process
+    FSDP2, autogen on the longest document, evaluation; and no per-document step whose cost
+    per character grows with the document's length."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "scale"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "scale_rehearsal.py"),
+         "--fractions", "0.0003", "--max-steps", "1", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "rehearsal.json").read_text())
+    (size,) = report["sizes"]
+    stages = {m["stage"]: m for m in size["stages"]}
+    assert set(stages) == {
+        "corpus_biomed",
+        "corpus_finance",
+        *(f"packing_{mode}_{d}" for mode in ("document", "packed") for d in ("biomed", "finance")),
+        "training_1p",
+        "training_2p",
+        "autogen_biomed_subset",
+        "evaluation",
+    }
+    corpora = size["corpora"]
+    assert corpora["biomed"]["textbooks"] >= 1 and corpora["finance"]["documents"] >= 8
+    assert stages["corpus_biomed"]["documents"] == corpora["biomed"]["documents"]
+    for mode in ("document", "packed"):
+        for domain in ("biomed", "finance"):
+            packed = stages[f"packing_{mode}_{domain}"]
+            assert packed["tokens"] > 0 and packed["blocks"]["train"] > 0
+    assert (
+        stages["packing_document_biomed"]["fingerprint"]
+        != stages["packing_packed_biomed"]["fingerprint"]
+    )
+    # training accepted the stage's own blocks, in one process and in 2-process FSDP2
+    assert stages["training_1p"]["parallelism"] == "single"
+    assert stages["training_1p"]["mode"] == "packed"
+    assert stages["training_2p"]["parallelism"] == "fsdp2"
+    assert stages["training_2p"]["mode"] == "document"
+    assert stages["training_1p"]["optimizer_steps"] == stages["training_2p"]["optimizer_steps"] == 1
+    assert all(m["peak_rss_mb"] > 0 and m["wall_s"] > 0 for m in stages.values())
+    assert (out / "rehearsal.md").read_text().count("| training_2p |") == 1
+    # Per character, no step may cost much more on a 1M-character document than on a 10k one:
+    # a step quadratic in the length would be ~100 times dearer (the bound leaves room for the
+    # noise of a shared CI machine).
+    sweep = report["length_sweep"]
+    assert all(growth < 4 for growth in sweep["growth_1m_over_10k"].values()), sweep
+    assert sweep["copy_check_ms_per_30k_document"] < 5  # the issue's bound (difflib: ~170 ms)

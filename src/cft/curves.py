@@ -42,6 +42,7 @@ def save_steps_for(n_blocks: int, train_cfg: dict, points: int) -> int:
     """Steps between checkpoints so that a run of ``n_blocks`` blocks gives ``points`` of
     them (the Trainer's step count: ceil(blocks / global batch) per epoch)."""
     steps = math.ceil(math.ceil(n_blocks / train_cfg["global_batch_size"]) * train_cfg["epochs"])
+    steps = min(steps, train_cfg.get("max_steps") or steps)
     return max(1, steps // points)
 
 

@@ -289,6 +289,7 @@ class Recipe:
     defaults. ``as_dict()`` is what run keys and provenance hash."""
 
     epochs: float
+    max_steps: int | None  # None: the whole of ``epochs``
     seeds: list[int] | None  # one training run per seed; None: the config's seed
     global_batch_size: int
     learning_rate: float
@@ -663,6 +664,7 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism):
     return TrainingArguments(
         output_dir=job.checkpoint_dir,
         num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
         per_device_train_batch_size=plan.per_device_batch_size,
         per_device_eval_batch_size=plan.per_device_batch_size,
         prediction_loss_only=True,
