@@ -25,16 +25,18 @@ Llama in place of Llama-2 (same tokenizer as above):
     -> autogen (transformers backend, on a subset that includes the longest document)
     -> evaluation (lm-eval, hf backend, the FinBen-format fiqasa set written offline)
 
-and records, for each stage, wall and CPU seconds, peak RSS (of the process and its children,
-from ``wait4``), documents/s and tokens/s. With two or more fractions, wall time and peak
-memory are fitted as ``a + b * size`` per stage and extrapolated to the paper's corpora on the
-node given by ``--node-cores``/``--node-mem-gb`` (CPU stages run at the measured rate: the
-corpus stage and the packing loop are single-process, so more cores do not shorten them).
+and records, for each stage, wall and CPU seconds (of the process and its children, from
+``wait4``), peak memory of the process tree (:class:`TreeMemory`), documents/s and tokens/s.
+With two or more fractions, wall time and peak memory are fitted as ``a + b * size`` per
+stage and extrapolated to the paper's corpora on the node given by ``--node-cores`` and
+``--node-mem-gb`` (CPU stages at the rate measured here: the corpus stage and the packing loop
+are single-process, so more cores do not shorten them).
 A length sweep measures each per-document step at 10k to 1M characters (time per character
 must not grow with the length) and the fingerprints' hashing rates.
 
-    .venv/bin/python bench/scale_rehearsal.py --fractions 0.01 0.05 --out bench-results/scale
-    .venv/bin/python bench/scale_rehearsal.py --fractions 0.0005 --out /tmp/scale   # CI size
+    .venv/bin/python bench/scale_rehearsal.py --fractions 0.01 0.04 --out bench-results/scale
+    .venv/bin/python bench/scale_rehearsal.py --fractions 0.0003 --max-steps 1 --threads 1 \
+        --out /tmp/scale   # the CI size (tests/test_scale.py)
 
 Writes ``<out>/rehearsal.json`` and ``<out>/rehearsal.md``; each size's files stay under
 ``<out>/f<fraction>/`` (the stage logs under ``logs/``).
@@ -260,52 +262,66 @@ def rehearsal_config(root: Path, *, mode: str, processes: int, max_steps: int) -
 
 
 class TreeMemory:
-    """Peak resident memory of a process and its descendants (torchrun's ranks, datasets'
-    workers), sampled from /proc every ``interval`` seconds: the largest sum of their VmRSS
-    (what the job needs from the node), and the largest VmHWM of any one of them. (wait4's
-    ru_maxrss would also count the parent's memory at the fork.)"""
+    """Peak memory of a process and its descendants (torchrun's ranks, datasets' workers),
+    sampled from /proc every ``interval`` seconds as proportional set sizes (Pss: a page
+    shared by forked workers counts once, as the node's memory controller counts it): the
+    largest sum of their Pss, the largest sum of their Pss_Anon (heap: what the job must be
+    given; Pss also counts pages of memory-mapped Arrow files, which the kernel reclaims under
+    pressure), and the largest VmHWM of any one of them. (wait4's ru_maxrss would also count
+    the parent's memory at the fork.)"""
 
-    def __init__(self, pid: int, interval: float = 0.1):
+    def __init__(self, pid: int, interval: float = 0.2):
         import threading
 
         self.pid, self.interval = pid, interval
-        self.peak_sum_kb = self.peak_process_kb = 0
+        self.peak_sum_kb = self.peak_anon_kb = self.peak_process_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     @staticmethod
-    def _status(pid: int) -> dict[str, int]:
-        fields = {}
+    def _parent(pid: int) -> int | None:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("PPid", "VmRSS", "VmHWM"):
-                    fields[key] = int(value.split()[0])
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
+    @staticmethod
+    def _memory(pid: int) -> dict[str, int]:
+        fields = {}
+        try:
+            for name in ("smaps_rollup", "status"):
+                for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("Pss", "Pss_Anon", "VmHWM"):
+                        fields[key] = int(value.split()[0])
         except (OSError, ValueError):
             pass
         return fields
 
-    def _tree(self) -> list[dict[str, int]]:
-        status = {int(p.name): self._status(int(p.name)) for p in Path("/proc").glob("[0-9]*")}
+    def _tree(self) -> list[int]:
+        parents = {int(p.name): self._parent(int(p.name)) for p in Path("/proc").glob("[0-9]*")}
         members, frontier = [], [self.pid]
         while frontier:
             pid = frontier.pop()
-            if pid in status:
-                members.append(status[pid])
-                frontier += [child for child, s in status.items() if s.get("PPid") == pid]
+            members.append(pid)
+            frontier += [child for child, parent in parents.items() if parent == pid]
         return members
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            tree = self._tree()
-            self.peak_sum_kb = max(self.peak_sum_kb, sum(s.get("VmRSS", 0) for s in tree))
-            self.peak_process_kb = max([self.peak_process_kb] + [s.get("VmHWM", 0) for s in tree])
+            tree = [self._memory(pid) for pid in self._tree()]
+            self.peak_sum_kb = max(self.peak_sum_kb, sum(m.get("Pss", 0) for m in tree))
+            self.peak_anon_kb = max(self.peak_anon_kb, sum(m.get("Pss_Anon", 0) for m in tree))
+            self.peak_process_kb = max([self.peak_process_kb] + [m.get("VmHWM", 0) for m in tree])
 
-    def stop(self) -> tuple[float, float]:
+    def stop(self) -> tuple[float, float, float]:
         self._stop.set()
         self._thread.join()
-        return self.peak_sum_kb / 1024, self.peak_process_kb / 1024
+        return self.peak_sum_kb / 1024, self.peak_anon_kb / 1024, self.peak_process_kb / 1024
 
 
 def run_stage(name: str, args: list[str], cwd: Path, logs: Path) -> dict:
@@ -323,9 +339,9 @@ def run_stage(name: str, args: list[str], cwd: Path, logs: Path) -> dict:
         memory = TreeMemory(process.pid)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        peak_mb, peak_process_mb = memory.stop()
+        peak_mb, peak_anon_mb, peak_process_mb = memory.stop()
     wall = time.perf_counter() - start
-    print(f" {wall:.1f} s, peak {peak_mb:,.0f} MB")
+    print(f" {wall:.1f} s, peak {peak_mb:,.0f} MB ({peak_anon_mb:,.0f} MB anonymous)")
     if process.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
         raise SystemExit(f"stage {name} failed (exit {process.returncode}); {log_path}:\n{tail}")
@@ -333,7 +349,8 @@ def run_stage(name: str, args: list[str], cwd: Path, logs: Path) -> dict:
         "stage": name,
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": peak_mb,
+        "peak_pss_mb": peak_mb,
+        "peak_anon_mb": peak_anon_mb,
         "peak_process_rss_mb": peak_process_mb,
     }
 
@@ -417,7 +434,7 @@ def rehearse(root: Path, fraction: float, max_steps: int, threads: int, seed: in
             "processes": processes,
             "parallelism": metrics["parallelism"],
             "optimizer_steps": metrics["optimizer_steps"],
-            "tokens": next(  # the data the job loads and checks
+            "data_tokens": next(  # the data the job loads and checks
                 x["tokens"] for x in stages if x["stage"] == f"packing_{mode}_biomed"
             ),
             "train_tokens_per_s": metrics["tokens_per_s"],
@@ -566,7 +583,7 @@ def stage_key(m: dict) -> str:
 
 
 def extrapolate(sizes: list[dict], node_cores: int, node_mem_gb: float) -> list[dict] | None:
-    """Per stage, wall seconds and peak RSS fitted as a + b * fraction over the sizes, at
+    """Per stage, wall seconds and peak memory fitted as a + b * fraction over the sizes, at
     fraction 1 (the paper's corpora)."""
     if len(sizes) < 2:
         return None
@@ -575,7 +592,7 @@ def extrapolate(sizes: list[dict], node_cores: int, node_mem_gb: float) -> list[
     for name in [stage_key(m) for m in sizes[0]["stages"]]:
         per_size = [next(m for m in s["stages"] if stage_key(m) == name) for s in sizes]
         fitted = {}
-        for field in ("wall_s", "peak_rss_mb"):
+        for field in ("wall_s", "peak_pss_mb", "peak_anon_mb"):
             values = np.array([m[field] for m in per_size])
             slope, intercept = np.polyfit(fractions, values, 1)
             fitted[field] = max(float(intercept + slope), float(values.max()))
@@ -591,8 +608,9 @@ def extrapolate(sizes: list[dict], node_cores: int, node_mem_gb: float) -> list[
             {
                 "stage": name,
                 "wall_h_full": fitted["wall_s"] / 3600,
-                "peak_rss_gb_full": fitted["peak_rss_mb"] / 1024,
-                "fits_node_memory": fitted["peak_rss_mb"] / 1024 <= node_mem_gb,
+                "peak_pss_gb_full": fitted["peak_pss_mb"] / 1024,
+                "peak_anon_gb_full": fitted["peak_anon_mb"] / 1024,
+                "fits_node_memory": fitted["peak_anon_mb"] / 1024 <= node_mem_gb,
                 "cost_per_unit_growth": growth,
                 **fitted,
             }
@@ -623,15 +641,15 @@ def markdown(report: dict) -> str:
             + "; tokens (SmolLM2 tokenizer): "
             + ", ".join(f"{d} {t / 1e6:.2f}M" for d, t in size["tokens"].items()),
             "",
-            "| stage | wall s | CPU s | peak RSS MB | documents/s | tokens/s |",
-            "|---|---|---|---|---|---|",
+            "| stage | wall s | CPU s | peak PSS MB | peak anonymous MB | documents/s | tokens/s |",
+            "|---|---|---|---|---|---|---|",
         ]
         for m in size["stages"]:
             docs = f"{m['documents_per_s']:,.1f}" if m["documents_per_s"] else ""
             toks = f"{m['tokens_per_s']:,.0f}" if m["tokens_per_s"] else ""
             lines.append(
                 f"| {m['stage']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | "
-                f"{m['peak_rss_mb']:,.0f} | {docs} | {toks} |"
+                f"{m['peak_pss_mb']:,.0f} | {m['peak_anon_mb']:,.0f} | {docs} | {toks} |"
             )
         lines.append("")
     if report["extrapolation"]:
@@ -640,18 +658,22 @@ def markdown(report: dict) -> str:
             f"## Extrapolated to the paper's corpora (fraction 1), {node['cores']} cores, "
             f"{node['mem_gb']} GB",
             "",
-            "Fit `a + b * fraction` per stage over the sizes above; CPU stages at the measured "
-            "single-job rate. Cost-per-unit growth: the per-document (corpus) or per-token "
-            "(packing) cost at the largest size over the smallest (1.0 = linear).",
+            "Fit `a + b * fraction` per stage over the sizes above (for memory that grows "
+            "less than linearly, an upper bound); CPU stages at the measured single-job rate "
+            "on this machine's cores. 'Fits memory' compares the anonymous memory with the "
+            "node's. Cost-per-unit growth: the per-document (corpus) or per-token (packing) "
+            "wall time at the largest size over the smallest (<= 1: at most linear; the fixed "
+            "start-up makes small sizes dearer per unit).",
             "",
-            "| stage | wall h | peak RSS GB | fits memory | cost-per-unit growth |",
-            "|---|---|---|---|---|",
+            "| stage | wall h | peak PSS GB | peak anonymous GB | fits memory | "
+            "cost-per-unit growth |",
+            "|---|---|---|---|---|---|",
         ]
         for row in report["extrapolation"]:
             growth = row["cost_per_unit_growth"]
             lines.append(
-                f"| {row['stage']} | {row['wall_h_full']:.2f} | {row['peak_rss_gb_full']:.1f} | "
-                f"{'yes' if row['fits_node_memory'] else 'NO'} | "
+                f"| {row['stage']} | {row['wall_h_full']:.2f} | {row['peak_pss_gb_full']:.1f} | "
+                f"{row['peak_anon_gb_full']:.1f} | {'yes' if row['fits_node_memory'] else 'NO'} | "
                 f"{f'{growth:.2f}' if growth else ''} |"
             )
         lines.append("")
@@ -689,7 +711,7 @@ def cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.04])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-steps", type=int, default=2, help="optimizer steps per training")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)

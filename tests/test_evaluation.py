@@ -257,9 +257,8 @@ def test_cloze_variant_scores_the_option_text(eval_config, tiny_model, tmp_path,
         assert continuations == [" " + choice for choice in sample["doc"]["choices"]]
 
 
-@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
 def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
-    dtype, eval_config, tiny_model, tmp_path, monkeypatch
+    eval_config, tiny_model, tmp_path, monkeypatch
 ):
     """run() reads the weights once (fingerprint, NaN check and the model from the same bytes)
     and hands the model to lm-eval: the per-sample log equals lm-eval loading the folder."""
@@ -272,7 +271,7 @@ def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
     _, questions = generate("biomed", 3, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
     monkeypatch.chdir(tmp_path)
-    eval_config["evaluation"]["dtype"] = dtype
+    dtype = eval_config["evaluation"]["dtype"] = "auto"  # the checkpoint's: the default
     task = "demo_knowledge_biomed_cloze"
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
@@ -289,9 +288,9 @@ def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
     monkeypatch.setattr(io, "open", real_open)
     assert reads == [str(folder / "model.safetensors")]
     assert fingerprint == folder_fingerprint(folder)
-    assert next(model.parameters()).dtype == (
-        torch.bfloat16 if dtype == "bfloat16" else torch.float32  # the tiny model is saved fp32
-    )
+    assert next(model.parameters()).dtype == torch.float32  # the tiny model is saved in fp32
+    bf16, _ = load_checked_model(folder, "bfloat16", "cpu")  # a requested dtype is applied
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
     (folder / "model.safetensors").unlink()  # lm-eval must not read the weights again
     loaded, _ = evaluate(eval_config, task, folder, device="cpu", model=model)
     own, _ = evaluate(eval_config, task, tiny_model, device="cpu")

@@ -187,7 +187,9 @@ def test_scale_rehearsal_runs_every_stage_on_hub_shaped_corpora(tmp_path):
     assert stages["training_2p"]["parallelism"] == "fsdp2"
     assert stages["training_2p"]["mode"] == "document"
     assert stages["training_1p"]["optimizer_steps"] == stages["training_2p"]["optimizer_steps"] == 1
-    assert all(m["peak_rss_mb"] > 0 and m["wall_s"] > 0 for m in stages.values())
+    assert all(
+        m["peak_pss_mb"] > 0 and m["peak_anon_mb"] > 0 and m["wall_s"] > 0 for m in stages.values()
+    )
     assert (out / "rehearsal.md").read_text().count("| training_2p |") == 1
     # Per character, no step may cost much more on a 1M-character document than on a 10k one:
     # a step quadratic in the length would be ~100 times dearer (the bound leaves room for the
