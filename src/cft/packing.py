@@ -431,6 +431,7 @@ def run(
     autogen_table: Path | None = None,
     threads: int = 1,
 ) -> dict:
+    import pyarrow.compute as pc
     from datasets import Dataset, DatasetDict
     from datasets.table import MemoryMappedTable
     from tqdm.auto import tqdm
@@ -508,8 +509,12 @@ def run(
             if stats.text_tokens != stats.document_tokens:  # the packer's invariant
                 raise AssertionError(f"{split}: {stats.text_tokens} != {stats.document_tokens}")
             splits[split] = dataset
-            stored = dataset.data.table.column("input_ids").combine_chunks().value_lengths()
-            split_stats[split] = stats.as_dict(max_seq_len, total=int(stored.to_numpy().sum()))
+            # chunk by chunk: combining the column would copy every token of the split
+            stored = sum(
+                pc.sum(chunk.value_lengths()).as_py() or 0
+                for chunk in dataset.data.table.column("input_ids").chunks
+            )
+            split_stats[split] = stats.as_dict(max_seq_len, total=int(stored))
             if prompt_names:
                 split_stats[split]["prompt_counts"] = {
                     prompt_names[int(i)] if int(i) >= 0 else "none": n
