@@ -87,7 +87,7 @@ def miniature(tmp_path_factory):
         "timeout",
         "-k",
         "10",
-        "1500",
+        "2700",  # 25 min was not enough on a 2-core AMD EPYC (2026-11-30); a guard against hangs
         str(BIN / "snakemake"),
         "-s",
         str(REPO / "Snakefile"),

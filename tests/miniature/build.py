@@ -309,7 +309,7 @@ def miniature_config(root: Path, reference: Path | None) -> dict:
     config["domains"]["biomed"]["source"]["local_path"] = str(root / "corpora" / "biomed")
     config["domains"]["finance"]["source"]["local_path"] = str(root / "corpora" / "finance")
     config["corpus"] = {**paper["corpus"], "min_chars": 20, "validation_fraction": 0.2}
-    config["packing"] = {**paper.get("packing", {}), "cpus_per_task": 1}
+    config["packing"] = {**paper.get("packing", {}), "cpus_per_task": 1, "mem_mb": 3000}
     # Selected as paper.yaml selects vLLM, with the backend that runs on CPU.
     config["autogen"] = {
         **paper["autogen"],

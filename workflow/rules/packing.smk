@@ -14,7 +14,7 @@ rule tokenize:
         "../../envs/tokenize.yaml"
     threads: config["packing"]["cpus_per_task"]
     resources:
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        mem_mb=lambda wildcards, attempt: config["packing"]["mem_mb"] * attempt,
         cpus_per_task=config["packing"]["cpus_per_task"],
         runtime=120,
     params:
