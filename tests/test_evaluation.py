@@ -50,6 +50,18 @@ def shipped_tasks() -> list[str]:
     return list(task_files())
 
 
+def test_a_task_is_indexed_from_its_folders_as_from_the_whole_harness(manager):
+    """Each evaluation job indexes only the lm-eval folders that mention its task: the same
+    entries (config, YAML path, tags) as lm-eval's full index, at a tenth of its size."""
+    for name in ("mmlu_anatomy", "medqa_4options", "finben_fiqasa", "demo_knowledge_biomed"):
+        narrow = task_manager(name)
+        assert len(narrow.all_tasks) < len(manager.all_tasks) / 10
+        assert narrow.task_index[name] == manager.task_index[name], name
+    # a group is built from tasks of other folders: such names get the full index
+    assert len(task_manager("mmlu").all_tasks) == len(manager.all_tasks)
+    assert len(task_manager("no_such_task").all_tasks) == len(manager.all_tasks)
+
+
 def test_every_shipped_task_yaml_loads(manager):
     names = shipped_tasks()
     assert set(FINBEN) <= set(names) and "demo_knowledge_biomed" in names
@@ -296,6 +308,28 @@ def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
     own, _ = evaluate(eval_config, task, tiny_model, device="cpu")
     resps = [[s["resps"], s["filtered_resps"], s["acc"]] for s in loaded["samples"][task]]
     assert resps == [[s["resps"], s["filtered_resps"], s["acc"]] for s in own["samples"][task]]
+
+
+def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_model, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    """run() on the hf path (the model loaded by the pipeline, not by lm-eval): the record
+    names the cell it was run for, which is what the table checks before using it."""
+    from cft.demo_data import generate, write_jsonl
+    from cft.settings import evaluation_settings_hash
+    from cft.tables import _read_run, primary_metric
+
+    _, questions = generate("biomed", 3, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    task, name = "demo_knowledge_biomed_cloze", next(iter(eval_config["models"]))
+    out = tmp_path / "eval.json"
+    record = evaluation.run(eval_config, "biomed", name, "cft", task, model_dir=tiny_model,
+                            out_json=out, seed=7)  # fmt: skip
+    cell = {"domain": "biomed", "model": name, "method": "cft", "training_seed": 7, "task": task}
+    assert {key: record[key] for key in cell} == cell
+    metric = primary_metric(task)
+    value, outcomes = _read_run(out, cell, metric, evaluation_settings_hash(eval_config, name, task))
+    assert value == record["metrics"][metric] and outcomes.n == len(questions)
 
 
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
