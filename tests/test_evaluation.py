@@ -327,8 +327,8 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
                             out_json=out, seed=7)  # fmt: skip
     cell = {"domain": "biomed", "model": name, "method": "cft", "training_seed": 7, "task": task}
     assert {key: record[key] for key in cell} == cell
-    metric = primary_metric(task)
-    value, outcomes = _read_run(out, cell, metric, evaluation_settings_hash(eval_config, name, task))
+    metric, settings_hash = primary_metric(task), evaluation_settings_hash(eval_config, name, task)
+    value, outcomes = _read_run(out, cell, metric, settings_hash)
     assert value == record["metrics"][metric] and outcomes.n == len(questions)
 
 
