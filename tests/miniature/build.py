@@ -10,7 +10,7 @@ so the workflow's own download and loading code runs unchanged with HF_HUB_OFFLI
   ashraq/financial-news-articles (parquet shards with title, text, url);
 - evaluation data: datasets caches as an online `load_dataset` leaves them
   (`$HF_HOME/datasets/<org>___<name>/<config>/0.0.0/<hash>/`), with the hub's configs, splits
-  and columns: cais/mmlu (the six medical subjects), GBaker/MedQA-USMLE-4-options-hf and the
+  and columns: cais/mmlu (two of the six medical subjects), GBaker/MedQA-USMLE-4-options-hf and the
   three TheFinAI FLARE sets, a handful of rows each;
 - the authors' synthetic curves, when ../shared has them, in a folder laid out like their
   repository's synthetic-exp/ (only loss.csv and innerprod.csv, as upstream).
@@ -38,14 +38,9 @@ HUB_MODELS = {
     "adaptllm-medicine-chat": "AdaptLLM/medicine-chat",
     "adaptllm-finance-chat": "AdaptLLM/finance-chat",
 }
-MMLU_SUBJECTS = [
-    "anatomy",
-    "clinical_knowledge",
-    "college_biology",
-    "college_medicine",
-    "medical_genetics",
-    "professional_medicine",
-]
+# Two of the paper's six MMLU medical subjects: every subject is the same lm-eval task family,
+# and each one costs the miniature six evaluation jobs (the chat model, four methods, AdaptLLM).
+MMLU_SUBJECTS = ["anatomy", "professional_medicine"]
 LLAMA2_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
     "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}"
@@ -339,8 +334,11 @@ def miniature_config(root: Path, reference: Path | None) -> dict:
             }
         },
     }
+    suites = paper["evaluation"]["suites"]
+    biomed = [task for task in suites["biomed"] if not task.startswith("mmlu_")]
     config["evaluation"] = {
         **paper["evaluation"],
+        "suites": {**suites, "biomed": [f"mmlu_{s}" for s in MMLU_SUBJECTS] + biomed},
         "batch_size": 8,
         "gpus": 0,
         "cpus_per_task": 1,  # a toy model: two evaluations share the two cores
