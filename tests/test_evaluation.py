@@ -5,6 +5,7 @@ unknown tasks and for data missing offline."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -330,6 +331,59 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
     metric, settings_hash = primary_metric(task), evaluation_settings_hash(eval_config, name, task)
     value, outcomes = _read_run(out, cell, metric, settings_hash)
     assert value == record["metrics"][metric] and outcomes.n == len(questions)
+
+
+def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_path,
+                                                   monkeypatch):  # fmt: skip
+    """bf16 weights, float32 log-probabilities: each option's log-likelihood is the float32
+    log_softmax of the model's logits (as vLLM computes it), so two options closer than a bf16
+    step are ordered as the model orders them. ``logprobs_dtype: model`` is lm-eval's own hf
+    behaviour: every log-likelihood a bf16 number."""
+    from itertools import combinations
+
+    from lm_eval.models.huggingface import HFLM
+
+    from cft.demo_data import generate, write_jsonl
+    from cft.evaluation import load_model
+
+    _, questions = generate("biomed", 3, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    task = "demo_knowledge_biomed_cloze"
+    eval_config["evaluation"].update(dtype="bfloat16", batch_size=1)
+    runs = {}
+    for logprobs in ("float32", "model"):
+        eval_config["evaluation"]["logprobs_dtype"] = logprobs
+        results, settings = evaluate(eval_config, task, tiny_model, device="cpu")
+        assert settings["logprobs_dtype"] == logprobs
+        runs[logprobs] = results["samples"][task]
+    model = load_model(tiny_model, "bfloat16", "cpu")
+    encode = HFLM(pretrained=model, tokenizer=str(tiny_model), batch_size=1)._encode_pair
+
+    def truth(context: str, continuation: str) -> float:
+        context_ids, continuation_ids = encode(context, continuation)
+        with torch.no_grad():
+            logits = model(torch.tensor([context_ids + continuation_ids])).logits[0]
+        logprobs = logits.float().log_softmax(-1)
+        start = len(context_ids) - 1
+        return sum(logprobs[start + i, t].item() for i, t in enumerate(continuation_ids))
+
+    def bf16_step(value: float) -> float:
+        return 2.0 ** (math.floor(math.log2(abs(value))) - 7)
+
+    close = 0
+    for ours, lm_evals in zip(runs["float32"], runs["model"], strict=True):
+        expected = [truth(*argument) for argument in ours["arguments"]]
+        got = [resp[0][0] for resp in ours["resps"]]
+        assert got == pytest.approx(expected, abs=1e-3)
+        rounded = [resp[0][0] for resp in lm_evals["resps"]]
+        assert all(torch.tensor(v).bfloat16().item() == v for v in rounded)
+        for a, b in combinations(range(len(expected)), 2):
+            gap = abs(expected[a] - expected[b])
+            if 0.01 < gap < bf16_step(max(expected[a], expected[b], key=abs)):
+                close += 1
+                assert (got[a] > got[b]) == (expected[a] > expected[b])
+    assert close > 0  # the questions hold options closer than a bf16 step
 
 
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):

@@ -188,6 +188,29 @@ def load_checked_model(folder: Path, dtype: str, device: str):
     return model.to(device).eval(), fingerprint
 
 
+def load_model(folder: Path, dtype: str, device: str):
+    """A model folder for the hf backend, loaded as lm-eval would load it (no checks: the
+    knowledge curves' checkpoints have no recorded fingerprint)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+
+
+def fp32_logits(model, enabled: bool = True):
+    """Upcast the model's logits to float32 before lm-eval takes their log_softmax, as vLLM
+    does: in bf16 a log-likelihood near -16 moves in steps of 1/16, and two close options
+    would be ordered by rounding. ``enabled=False`` restores the model's own dtype."""
+    head = model.get_output_embeddings()
+    handle = getattr(head, "_cft_fp32_logits", None)
+    if enabled and handle is None:
+        handle = head.register_forward_hook(lambda _module, _args, logits: logits.float())
+        head._cft_fp32_logits = handle
+    elif not enabled and handle is not None:
+        handle.remove()
+        del head._cft_fp32_logits
+    return model
+
+
 def offline_data_errors() -> tuple[type[BaseException], ...]:
     """What datasets and the hub client raise when a task's data are not in the cache and the
     hub cannot be reached (offline mode, or no network)."""
@@ -225,15 +248,19 @@ def evaluate(
     manager = task_manager(task)
     check_task(task, manager)
     model_args = model_arguments(model_dir, evaluation, backend=backend)
-    if model is not None:
-        if backend != "hf":
-            raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
+    if model is not None and backend != "hf":
+        raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
+    if backend == "hf":
+        if model is None:  # e.g. the knowledge curves' checkpoints
+            model = load_model(model_dir, model_args["dtype"], device)
+        fp32_logits(model, evaluation["logprobs_dtype"] == "float32")
         model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
     settings = {
         "backend": backend,
         "device": device,
         "dtype": model_args["dtype"],
         "dtype_requested": evaluation["dtype"],
+        "logprobs_dtype": evaluation["logprobs_dtype"] if backend == "hf" else "float32",
         "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],
