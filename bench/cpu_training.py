@@ -10,8 +10,11 @@ compare like with like on a shared, noisy machine:
   token counting, the recipe's switches), checkpointing and TensorBoard off;
 
 each in fp32 and with bf16 autocast over fp32 master weights (``precision: bf16``), plus the
-Trainer as it was before (fp32, AdamW's per-parameter loop). Printed: tokens/s of each, the
-Trainer / bare-loop ratio per precision, bf16 / fp32, and new default / previous default.
+Trainer as it was before (fp32, AdamW's per-parameter loop). Printed: tokens/s of each, its
+training FLOP/s (``cft.training.flops_per_token``: 6 per matmul parameter plus attention) and
+their share of the machine's measured matmul peak in the same precision (a square matmul
+timed in each round, best kept), the Trainer / bare-loop ratio per precision, bf16 / fp32,
+and new default / previous default.
 
     .venv/bin/python bench/cpu_training.py --steps 10 --rounds 2
 """
@@ -40,6 +43,39 @@ def blocks(tokenized: str, batch: int, steps: int) -> list[dict]:
         collate_blocks([rows[(step * batch + i) % len(rows)] for i in range(batch)])
         for step in range(steps)
     ]
+
+
+def matmul_peak(precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` square matmuls in ``precision`` on this process's
+    threads: what the same cores reach on the operation training is made of."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up: thread pool, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def training_flops_per_token(model_dir: str, seq_len: int) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cft.training import flops_per_token, lookup_only_parameters
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = model.config
+    return flops_per_token(
+        sum(p.numel() for p in model.parameters()),
+        lookup_only_parameters(model),
+        config.num_hidden_layers,
+        config.hidden_size,
+        seq_len,
+    )
 
 
 def bare_loop(
@@ -145,9 +181,12 @@ def main() -> None:
         ("trainer", "fp32", False),
     ]
     rates: dict[tuple, float] = {}
+    peaks: dict[str, float] = {}
     # Interleaved rounds, best of each: the first run in a process pays one-off costs (thread
     # pools, allocator) and the machine is shared.
     for _ in range(args.rounds):
+        for precision in ("fp32", "bf16"):
+            peaks[precision] = max(peaks.get(precision, 0.0), matmul_peak(precision))
         for path, precision, fused in runs:
             if path == "bare":
                 rate = bare_loop(
@@ -170,12 +209,22 @@ def main() -> None:
             key = (path, precision, fused)
             rates[key] = max(rates.get(key, 0.0), rate)
     seq = batches[0]["input_ids"].shape[1]
+    flops = training_flops_per_token(args.model_dir, seq)
     print(f"{args.steps - args.warmup} timed steps of {batch}x{seq} tokens; {args.tokenized}")
-    print("| path | precision | AdamW | tokens/s |")
-    print("|---|---|---|---|")
+    print(f"training FLOPs per token: {flops / 1e9:.3f} G")
+    for precision, peak in peaks.items():
+        print(
+            f"matmul peak ({precision}, 2048^3, this process's threads): {peak / 1e12:.3f} TFLOP/s"
+        )
+    print("| path | precision | AdamW | tokens/s | TFLOP/s | of the matmul peak |")
+    print("|---|---|---|---|---|---|")
     for (path, precision, fused), rate in rates.items():
         adamw = "fused" if fused else "per-parameter loop"
-        print(f"| {path} | {precision} | {adamw} | {rate:,.0f} |")
+        achieved = rate * flops
+        print(
+            f"| {path} | {precision} | {adamw} | {rate:,.0f} | {achieved / 1e12:.3f} | "
+            f"{achieved / peaks[precision]:.0%} |"
+        )
     for precision in ("fp32", "bf16"):
         ratio = rates[("trainer", precision, True)] / rates[("bare", precision, True)]
         print(f"trainer / bare loop ({precision}): {ratio:.2f}")

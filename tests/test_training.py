@@ -33,6 +33,7 @@ from cft.training import (
     flops_per_token,
     launch,
     launch_command,
+    lookup_only_parameters,
     make_trainer,
     metrics_record,
     parallelism_of,
@@ -119,6 +120,20 @@ def test_resources_for_an_unknown_model_are_a_config_error(demo_config):
     demo_config["training"]["resources"] = {"llama-9b": {"nodes": 2}}
     with pytest.raises(ConfigError, match=r"'training.resources.llama-9b' names no model"):
         validate_config(demo_config)
+
+
+def test_a_tied_embedding_counts_as_the_output_heads_matmul(tiny_model):
+    """SmolLM2 and the tiny test model tie the input embedding to the output head: its
+    parameters are a matmul on every token there, and a lookup only where untied (Llama-2)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    tied = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert lookup_only_parameters(tied) == 0
+    untied = LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                    num_attention_heads=2, tie_word_embeddings=False)
+    )  # fmt: skip
+    assert lookup_only_parameters(untied) == 64 * 16
 
 
 def test_flops_per_token_leaves_out_the_input_embedding():

@@ -195,6 +195,15 @@ def flops_per_token(
     return 6 * (n_params - n_embedding_params) + 12 * n_layers * d_model * seq_len
 
 
+def lookup_only_parameters(model) -> int:
+    """The input embedding's parameters when they are a lookup only (no FLOPs); 0 when the
+    embedding is tied to the output head (SmolLM2), whose matmul uses them on every token."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight.data_ptr() == embedding.data_ptr()
+    return 0 if tied else embedding.numel()
+
+
 def peak_flops(device_name: str | None) -> float | None:
     """Peak dense bf16 FLOP/s of a GPU by its name; None for CPUs and unknown GPUs."""
     if not device_name:
@@ -1066,7 +1075,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     args = training_arguments(job, plan, parallel)
     model, read_weights = load_model(job, args, parallel, attn)
     n_params = sum(p.numel() for p in model.parameters())
-    n_embedding = model.get_input_embeddings().weight.numel()
+    n_embedding = lookup_only_parameters(model)
     model_cfg = model.config
     if recipe.lora["enabled"]:
         model = _with_lora(model, recipe.lora)
