@@ -1,16 +1,21 @@
-"""Regenerate the parts of docs/ that are derived from the code, so that they cannot drift:
-the `--help` of every stage CLI in its docs/stages page, and the config reference in
-docs/config.md from config/schema.yaml. `--check` reports what is stale and changes nothing
-(tests/test_docs.py runs it).
+"""Regenerate the parts of the docs that are derived from the code or from a run, so that they
+cannot drift: the `--help` of every stage CLI in its docs/stages page, the config reference in
+docs/config.md from config/schema.yaml, and the README's demo tables from the demo run recorded
+in docs/demo_run.json. `--check` reports what is stale and changes nothing (tests/test_docs.py
+runs it). `--record-demo` records the tables of a finished `make demo` (results/tables/) with
+the commit and CPU that produced them, then regenerates.
 
     .venv/bin/python scripts/update_docs.py [--check]
+    .venv/bin/python scripts/update_docs.py --record-demo   # after `make demo`
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -90,7 +95,105 @@ def config_reference(_: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-GENERATORS = {"cli": cli_help, "config": config_reference}
+DEMO_RUN = REPO / "docs" / "demo_run.json"
+DEMO_TABLES = REPO / "results" / "tables"
+
+
+def _num(value: float, spec: str) -> str:
+    """A number as the README prints it: a true minus sign."""
+    return format(value, spec).replace("-", "−")
+
+
+def _estimate(cell: dict | None, signed: bool = False, digits: int = 1) -> str:
+    if cell is None:
+        return ""
+    value = _num(cell["value"], f"+.{digits}f" if signed else ".2f")
+    return f"{value} [{_num(cell['low'], f'.{digits}f')}, {_num(cell['high'], f'.{digits}f')}]"
+
+
+def demo_table(domain: str) -> str:
+    """The README's table of one domain: the first task's score with its interval and the
+    paired differences to each reference row, from the recorded demo run."""
+    run = json.loads(DEMO_RUN.read_text())
+    table = run["tables"][domain]
+    task = table["tasks"][0]
+    refs = list(table["paired"])
+    header = [f"{domain}: `{task}`", "score (%) [95% interval]"]
+    header += [f"− {ref}, paired" for ref in refs]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table["rows"]:
+        key = f"{row}|{task}"
+        cells = [row, _estimate(table["intervals"].get(key))]
+        cells += [_estimate(table["paired"][ref].get(key), signed=True) for ref in refs]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"(`make demo` at commit {run['commit'][:10]}, {run['cpu']}, {run['date']})"]
+    return "\n".join(lines) + "\n"
+
+
+def demo_findings(_: str) -> str:
+    """The README's numbers behind "what it shows", per domain, from the recorded demo run."""
+    run = json.loads(DEMO_RUN.read_text())
+    lines = []
+    for domain, table in run["tables"].items():
+        task = table["tasks"][0]
+        trained = [row for row in table["rows"] if row != "Chat"]
+        to_chat = [table["paired"]["Chat"][f"{row}|{task}"] for row in trained]
+        excluding = sum(cell["low"] > 0 or cell["high"] < 0 for cell in to_chat)
+        low, high = min(c["value"] for c in to_chat), max(c["value"] for c in to_chat)
+        cft = table["paired"]["Chat (CPT)"][f"Chat (CFT)|{task}"]
+        margin = table["paired_margins"]["Chat (CPT)"][f"Chat (CFT)|{task}"]
+        half_width = (cft["high"] - cft["low"]) / 2
+        lines.append(
+            f"- {domain}: trained rows − Chat {_num(low, '+.1f')} to {_num(high, '+.1f')} "
+            f"points, {excluding} of {len(trained)} paired intervals exclude zero; CFT − CPT "
+            f"{_estimate(cft, signed=True)} points (half-width {half_width:.1f}); "
+            f"CFT − CPT log-likelihood margin {_estimate(margin, signed=True, digits=2)} nats"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def record_demo(tables_root: Path = DEMO_TABLES) -> None:
+    """docs/demo_run.json from a finished demo's table.json files, with the commit (refused
+    when the checkout has changes to tracked files: the record must name the code it came
+    from) and the CPU."""
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if dirty.strip():
+        raise SystemExit(f"uncommitted changes; commit, rerun `make demo`, then record:\n{dirty}")
+    tables = {
+        path.parent.parent.name: json.loads(path.read_text())
+        for path in sorted(tables_root.glob("*/*/table.json"))
+    }
+    if not tables:
+        raise SystemExit(f"no {tables_root}/<domain>/<model>/table.json: run `make demo` first")
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    record = {
+        "commit": commit,
+        "cpu": cpu_model(),
+        "date": datetime.date.today().isoformat(),
+        "command": "make demo",
+        "tables": tables,
+    }
+    DEMO_RUN.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+GENERATORS = {
+    "cli": cli_help,
+    "config": config_reference,
+    "demo-table": demo_table,
+    "demo-findings": demo_findings,
+}
 
 
 def render(text: str) -> str:
@@ -104,9 +207,14 @@ def render(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report stale pages, write nothing")
+    parser.add_argument(
+        "--record-demo", action="store_true", help="record results/tables/ of a finished demo"
+    )
     args = parser.parse_args(argv)
+    if args.record_demo:
+        record_demo()
     stale = []
-    for page in sorted((REPO / "docs").rglob("*.md")):
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
         text = page.read_text()
         if not BLOCK.search(text):
             continue
