@@ -163,8 +163,9 @@ def record_demo(tables_root: Path = DEMO_TABLES) -> None:
     """docs/demo_run.json from a finished demo's table.json files, with the commit (refused
     when tracked files other than the docs have changes: the record must name the code it came
     from) and the CPU."""
+    code = [".", ":!README.md", ":!docs"]
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md", ":!docs"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     if dirty.strip():
