@@ -126,7 +126,10 @@ def demo_table(domain: str) -> str:
         cells = [row, _estimate(table["intervals"].get(key))]
         cells += [_estimate(table["paired"][ref].get(key), signed=True) for ref in refs]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"(`make demo` at commit {run['commit'][:10]}, {run['cpu']}, {run['date']})"]
+    source = f"`make demo` at commit {run['commit'][:10]}, {run['cpu']}, {run['date']}"
+    if run["code_changed_since"]:
+        source += f"; code changed since: {', '.join(run['code_changed_since'])}"
+    lines += ["", f"({source})"]
     return "\n".join(lines) + "\n"
 
 
@@ -159,16 +162,21 @@ def cpu_model() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
+CODE_PATHS = ["src", "workflow", "config", "Snakefile", "pyproject.toml", "requirements"]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def record_demo(tables_root: Path = DEMO_TABLES) -> None:
-    """docs/demo_run.json from a finished demo's table.json files, with the commit (refused
-    when tracked files other than the docs have changes: the record must name the code it came
-    from) and the CPU."""
-    code = [".", ":!README.md", ":!docs"]
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    if dirty.strip():
+    """docs/demo_run.json from a finished demo's table.json files: the commit their provenance
+    names, the code files changed between it and HEAD (none, for a demo run on HEAD), and the
+    CPU. Refused while the code has uncommitted changes: the record must name its code."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    if dirty:
         raise SystemExit(f"uncommitted changes; commit, rerun `make demo`, then record:\n{dirty}")
     tables = {
         path.parent.parent.name: json.loads(path.read_text())
@@ -176,11 +184,15 @@ def record_demo(tables_root: Path = DEMO_TABLES) -> None:
     }
     if not tables:
         raise SystemExit(f"no {tables_root}/<domain>/<model>/table.json: run `make demo` first")
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commits = {table["provenance"]["git_commit"] for table in tables.values()}
+    if len(commits) != 1:
+        raise SystemExit(f"the tables come from several commits {sorted(commits)}: rerun the demo")
+    commit = commits.pop()
     record = {
         "commit": commit,
+        "code_changed_since": _git(
+            "diff", "--name-only", commit, "HEAD", "--", *CODE_PATHS
+        ).split(),
         "cpu": cpu_model(),
         "date": datetime.date.today().isoformat(),
         "command": "make demo",
