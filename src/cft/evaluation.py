@@ -196,18 +196,13 @@ def load_model(folder: Path, dtype: str, device: str):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
 
 
-def fp32_logits(model, enabled: bool = True):
+def fp32_logits(model):
     """Upcast the model's logits to float32 before lm-eval takes their log_softmax, as vLLM
     does: in bf16 a log-likelihood near -16 moves in steps of 1/16, and two close options
-    would be ordered by rounding. ``enabled=False`` restores the model's own dtype."""
-    head = model.get_output_embeddings()
-    handle = getattr(head, "_cft_fp32_logits", None)
-    if enabled and handle is None:
-        handle = head.register_forward_hook(lambda _module, _args, logits: logits.float())
-        head._cft_fp32_logits = handle
-    elif not enabled and handle is not None:
-        handle.remove()
-        del head._cft_fp32_logits
+    would be ordered by rounding."""
+    model.get_output_embeddings().register_forward_hook(
+        lambda _module, _args, logits: logits.float()
+    )
     return model
 
 
@@ -253,7 +248,8 @@ def evaluate(
     if backend == "hf":
         if model is None:  # e.g. the knowledge curves' checkpoints
             model = load_model(model_dir, model_args["dtype"], device)
-        fp32_logits(model, evaluation["logprobs_dtype"] == "float32")
+        if evaluation["logprobs_dtype"] == "float32":
+            fp32_logits(model)
         model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
     settings = {
         "backend": backend,
