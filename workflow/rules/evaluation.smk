@@ -20,7 +20,7 @@ rule evaluate:
     benchmark:
         "benchmarks/eval/{domain}/{model}/{run}/{task}.tsv"
     conda:
-        "../../envs/eval.yaml"
+        stage_env("evaluation", "../../envs/eval.yaml")
     threads: config["evaluation"]["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards, attempt: config["evaluation"]["mem_mb"] * attempt,

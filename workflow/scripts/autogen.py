@@ -1,17 +1,35 @@
-"""Snakemake entry point: generate TextAdaptCFT prompts for a domain (cft.autogen)."""
+"""Snakemake entry point: generate TextAdaptCFT prompts for a domain (cft.autogen).
+
+With ``autogen.backend: vllm`` and no vLLM in this interpreter, the stage runs in the vLLM
+environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
+"""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from cft import autogen
+from cft import autogen, vllm_env
 from cft.logging_utils import setup_logging
 
-setup_logging(snakemake.log[0])
-autogen.run(
-    snakemake.config,
-    snakemake.wildcards.domain,
-    corpus_table=Path(snakemake.input.corpus),
-    model_dir=Path(snakemake.input.generator),
-    out=Path(snakemake.output.table),
-)
+if __name__ == "__main__":
+    if snakemake.config["autogen"]["backend"] == "vllm" and not vllm_env.importable_here():
+        vllm_env.run_stage(
+            "cft.autogen",
+            snakemake.config,
+            [
+                *("--domain", snakemake.wildcards.domain),
+                *("--corpus", snakemake.input.corpus),
+                *("--model-dir", snakemake.input.generator),
+                *("--out", snakemake.output.table),
+            ],
+            snakemake.log[0],
+        )
+    else:
+        setup_logging(snakemake.log[0])
+        autogen.run(
+            snakemake.config,
+            snakemake.wildcards.domain,
+            corpus_table=Path(snakemake.input.corpus),
+            model_dir=Path(snakemake.input.generator),
+            out=Path(snakemake.output.table),
+        )

