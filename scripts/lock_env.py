@@ -52,7 +52,7 @@ def main() -> None:
         "# (`make lock-vllm`); installed with --no-deps. Left out on purpose: "
         + ", ".join(sorted(omit)),
         *sorted(
-            (f"{name}=={version}" for name, version in pins.items() if normalized(name) not in omit),
+            (f"{name}=={v}" for name, v in pins.items() if normalized(name) not in omit),
             key=str.lower,
         ),
     ]

@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import REPO, planned_resources
 
-from cft.config import ConfigError, load_config, validate_config
+from cft.config import load_config, validate_config
 from cft.devices import DeviceError
 
 

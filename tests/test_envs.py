@@ -49,7 +49,9 @@ def rule_envs_and_scripts() -> dict[str, tuple[list[Path], Path]]:
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
-            conda = re.search(r"^\s+conda:\s*\n\s+(?:stage_env\(\"\w+\", )?\"([^\"]+)\"", block, re.M)
+            conda = re.search(
+                r"^\s+conda:\s*\n\s+(?:stage_env\(\"\w+\", )?\"([^\"]+)\"", block, re.M
+            )
             script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", block, re.M)
             if script:
                 assert conda, f"{smk.name}: rule {name} runs a script but declares no conda env"
@@ -177,7 +179,7 @@ def pip_requirements(env_file: Path) -> list[str]:
     for dep in yaml.safe_load(env_file.read_text())["dependencies"]:
         if isinstance(dep, dict):
             requirements += dep["pip"]
-        elif (name := re.split(r"[=<> ]", dep, maxsplit=1)[0]) not in CONDA_ONLY:
+        elif re.split(r"[=<> ]", dep, maxsplit=1)[0] not in CONDA_ONLY:
             requirements.append(dep.replace("=", "==", 1) if "==" not in dep else dep)
     return requirements
 

@@ -2,11 +2,11 @@
 (tests/miniature/build.py: config/paper.yaml's shape at toy sizes, hub stand-ins on disk)
 through the real single-node SLURM and the project's slurm profile, offline.
 
-Every rule of the paper DAG runs (only vLLM is swapped for the transformers backend, as the
-config selects it): hub downloads from the HF cache, corpus building from the hub layouts,
-TextAdaptCFT generation, packing, 2-process FSDP2 training of every method, lm-eval's own
-built-in medical tasks and the FinBen tasks on hub-shaped datasets caches, the tables with the
-paper's numbers beside ours, and the synthetic experiment with the authors' curves."""
+Every rule of the paper DAG runs: hub downloads from the HF cache, corpus building from the hub
+layouts, TextAdaptCFT generation on vLLM's CPU build, packing, 2-process FSDP2 training of
+every method, lm-eval's own built-in medical tasks and the FinBen tasks on hub-shaped datasets
+caches, the tables with the paper's numbers beside ours, and the synthetic experiment with the
+authors' curves."""
 
 from __future__ import annotations
 
@@ -192,11 +192,21 @@ def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):
     assert baseline["settings"]["device"] == "cpu"
 
 
-def test_prompts_were_generated_by_the_configured_backend(miniature):
+def test_prompts_were_generated_by_vllm_on_cpu(miniature):
+    """paper.yaml's backend, vLLM, ran its CPU engine in the vLLM environment, and its table
+    passes the checks the transformers backend's does (tests/test_autogen.py)."""
+    import pandas as pd
+
     workdir = miniature.workdir
     for domain in ("biomed", "finance"):
         stats = read(workdir, f"results/prompts/{domain}/autogen_stats.json")
-        assert stats["backend"] == "transformers" and stats["documents"] > 0
+        assert stats["backend"] == "vllm" and stats["documents"] > 0
+        log = (workdir / "logs" / "prompts" / f"{domain}_autogen.log").read_text()
+        assert "running in the vLLM environment" in log and "vLLM CPU engine" in log
+        table = pd.read_parquet(workdir / f"results/prompts/{domain}/autogen.parquet")
+        assert len(table) == stats["documents"] and table.doc_id.is_unique
+        assert (table.prompt.str.len() > 0).all()
+        assert stats["fallback_total"] == int(table.fallback.notna().sum())
 
 
 def test_tables_carry_the_papers_numbers_beside_ours(miniature):

@@ -154,9 +154,10 @@ class TransformersGenerator:
         self.model.eval()
         self.device = device
 
-    def generate(self, inputs: list[list[int]], seeds: list[int]) -> list[str]:
-        """One reply per input. Batched sampling draws from one generator per batch, seeded
-        from the batch's document seeds (so a rerun of the shard reproduces it)."""
+    def generate(self, inputs: list[list[int]], seeds: list[int], shard_seed: int) -> list[str]:
+        """One reply per input. ``generate`` samples a whole batch from one random generator,
+        so per-document ``seeds`` cannot apply: each batch is seeded from the shard's seed and
+        its offset (a rerun of the shard reproduces it)."""
         torch, s = self.torch, self.settings
         pad = self.tokenizer.pad_token_id
         pad = self.tokenizer.eos_token_id if pad is None else pad
@@ -169,7 +170,7 @@ class TransformersGenerator:
             mask = torch.tensor(
                 [[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device
             )
-            torch.manual_seed(stable_int(*seeds[start : start + s["batch_size"]]) % 2**63)
+            torch.manual_seed(stable_int(shard_seed, start))
             with torch.no_grad():
                 out = self.model.generate(
                     input_ids=ids,
@@ -208,7 +209,8 @@ class VllmGenerator:
         )
         log.info("vLLM %s engine, %s weights", "CUDA" if cuda else "CPU", dtype)
 
-    def generate(self, inputs: list[list[int]], seeds: list[int]) -> list[str]:
+    def generate(self, inputs: list[list[int]], seeds: list[int], shard_seed: int) -> list[str]:
+        """One reply per input, each sampled from its document's seed (``shard_seed`` unused)."""
         from vllm import SamplingParams
 
         s = self.settings
@@ -286,7 +288,8 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
             spec["document_template"],
             settings["max_input_chars"],
         )
-        raw = generator.generate(inputs, [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id])
+        seeds = [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id]
+        raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
         rows = []
         for doc_id, text, reply, ids in zip(part.doc_id, part.text, raw, inputs, strict=True):
             prompt, reason, truncated = clean_generated(
