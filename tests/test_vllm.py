@@ -21,9 +21,6 @@ from cft import vllm_env
 
 pytestmark = pytest.mark.slow
 
-# vLLM's CPU KV cache (default 4 GiB): the tests' prompts need far less.
-VLLM_CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
-
 
 @pytest.fixture(scope="module")
 def vllm_python() -> Path:
@@ -39,7 +36,7 @@ def run_stage(python, module: str, config: dict, args: list[str], tmp: Path, env
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, **VLLM_CPU_ENV, "PYTHONPATH": str(REPO / "src"), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})},
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-5000:]

@@ -36,6 +36,7 @@ from cft.logging_utils import setup_logging
 from cft.packing import stable_int
 from cft.provenance import config_hash, provenance
 from cft.settings import stage_settings
+from cft.vllm_env import cpu_kv_cache_bytes
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,11 @@ class VllmGenerator:
             dtype=dtype,
             seed=0,
             enforce_eager=not cuda,
+            kv_cache_memory_bytes=None if cuda else cpu_kv_cache_bytes(settings["mem_mb"]),
+            # On CPU, vLLM 0.32 rewinds a seeded request's random generator after a partial
+            # prefill (Generator.set_offset), which CPU generators lack ("CPU Generator does
+            # not use offset"): there every prompt is prefilled whole.
+            enable_chunked_prefill=cuda,
         )
         log.info("vLLM %s engine, %s weights", "CUDA" if cuda else "CPU", dtype)
 

