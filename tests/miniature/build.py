@@ -130,7 +130,7 @@ def model_folder(folder: Path, tok, seed: int) -> None:
         num_hidden_layers=2,
         num_attention_heads=2,  # head size 32: the smallest vLLM's CPU attention supports
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=4096,  # as Llama-2: vLLM refuses prompts beyond the context
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,  # as Llama-2
