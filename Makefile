@@ -53,9 +53,10 @@ test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 # The development loop: everything but the tests marked slow (model conversion, multi-process
-# training, snakemake runs with metadata, the SLURM end-to-end runs).
-test-fast: $(STAMP) $(VLLM_STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+# training, snakemake runs with metadata, the SLURM end-to-end runs, vLLM) or network (the
+# environments resolved against the package index).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not network"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
