@@ -122,7 +122,8 @@ def autogen_gres():
 def stage_env(section, env_file):
     """The conda env of a stage that may run on vLLM. It is envs/vllm.yaml where the config
     section's backend is vllm (vLLM pins its own torch and transformers, see cft.vllm_env),
-    else the given env file. Paths are relative to the rule files, as conda expects them."""
+    else the given env file. Paths are relative to the rule files, as conda expects them.
+    """
     return "../../envs/vllm.yaml" if config[section]["backend"] == "vllm" else env_file
 
 
