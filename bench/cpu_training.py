@@ -36,7 +36,7 @@ def blocks(tokenized: str, batch: int, steps: int) -> list[dict]:
     """``steps`` micro-batches of ``batch`` blocks, cycling over the training blocks."""
     from datasets import load_from_disk
 
-    from cft.training import collate_blocks
+    from cft.training.trainer import collate_blocks
 
     rows = list(load_from_disk(tokenized)["train"])
     return [
@@ -65,7 +65,7 @@ def training_flops_per_token(model_dir: str, seq_len: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from cft.training import flops_per_token, lookup_only_parameters
+    from cft.training.metrics import flops_per_token, lookup_only_parameters
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = model.config
@@ -112,14 +112,9 @@ def trainer_loop(
     from transformers.training_args import OptimizerNames
 
     from cft.config import train_resources
-    from cft.training import (
-        Job,
-        Recipe,
-        make_trainer,
-        parallelism_of,
-        plan_batch,
-        training_arguments,
-    )
+    from cft.training.launch import parallelism_of, plan_batch
+    from cft.training.recipe import Job, Recipe
+    from cft.training.trainer import make_trainer, training_arguments
 
     config = copy.deepcopy(config)
     config["training"]["precision"] = precision

@@ -30,8 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft import evaluation, packing, training  # noqa: E402
+from cft import evaluation, packing  # noqa: E402
 from cft.config import load_config, train_resources  # noqa: E402
+from cft.training.recipe import Job  # noqa: E402
+from cft.training.run import train  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 VARIANTS = {
@@ -116,8 +118,8 @@ def run_variant(base_config: dict, name: str, domain: str, workdir: Path) -> Pat
         )
     model_dir = key / "model"
     if not model_dir.exists():
-        training.train(
-            training.Job(
+        train(
+            Job(
                 config=config,
                 domain=domain,
                 model=MODEL,

@@ -10,7 +10,7 @@ and MFU arithmetic as a train job) on one CUDA device:
   after the warm-up steps. Target on H100/H200: MFU >= 50%.
 - ``real``: one real bf16 training run of a converted model folder (e.g. the packaged
   SmolLM2, ``results/base_models/smollm2-135m-instruct``) on a tokenized dataset folder,
-  through ``cft.training.train`` itself (needs ``datasets`` as well).
+  through ``cft.training.run.train`` itself (needs ``datasets`` as well).
 
 The ``mfu`` mode needs nothing beyond torch, transformers (with accelerate) and PyYAML.
 
@@ -34,8 +34,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft import training  # noqa: E402
 from cft.config import DEFAULT_RESOURCES  # noqa: E402
+from cft.training.launch import parallelism_of, plan_batch  # noqa: E402
+from cft.training.metrics import flops_per_token, peak_flops, throughput_metrics  # noqa: E402
+from cft.training.model import attention_implementation  # noqa: E402
+from cft.training.recipe import Job, Recipe  # noqa: E402
+from cft.training.run import train  # noqa: E402
+from cft.training.trainer import make_trainer  # noqa: E402
 
 
 def paper_training_config() -> dict:
@@ -122,7 +127,7 @@ def mfu(args) -> dict:
     }
     config = {"seed": 0, "training": train, "models": {"bench": {"dtype": "bfloat16"}}}
     scratch = Path(tempfile.mkdtemp(prefix="cft-gpu-bench-"))
-    job = training.Job(
+    job = Job(
         config=config,
         domain="bench",
         model="bench",
@@ -146,19 +151,19 @@ def mfu(args) -> dict:
         tie_word_embeddings=False,
         **shape,
     )
-    attn = training.attention_implementation(args.attn, cuda=cuda)
+    attn = attention_implementation(args.attn, cuda=cuda)
     model_config._attn_implementation = attn
     torch.manual_seed(0)
     model = LlamaForCausalLM(model_config)  # fp32 master weights, as a train job loads them
     model.config.use_cache = False
     n_params = sum(p.numel() for p in model.parameters())
     n_embedding = model.get_input_embeddings().weight.numel()
-    plan = training.plan_batch(train["global_batch_size"], 1, args.micro_batch)
-    parallel = training.parallelism_of(training.Recipe.of(config), 1, cuda=cuda)
+    plan = plan_batch(train["global_batch_size"], 1, args.micro_batch)
+    parallel = parallelism_of(Recipe.of(config), 1, cuda=cuda)
     steps = args.warmup + args.steps
     data = RandomBlocks(steps * plan.global_batch_size, args.seq_len, model_config.vocab_size)
     timer = StepTimer()
-    trainer = training.make_trainer(job, model, data, plan, parallel, callbacks=[timer.callback()])
+    trainer = make_trainer(job, model, data, plan, parallel, callbacks=[timer.callback()])
     trainer.args.report_to = []
     trainer.args.max_steps = steps
     if cuda:
@@ -167,7 +172,7 @@ def mfu(args) -> dict:
     steady = timer.times[args.warmup - 1 :]
     seconds = steady[-1] - steady[0]
     tokens = (len(steady) - 1) * plan.global_batch_size * args.seq_len
-    per_token = training.flops_per_token(
+    per_token = flops_per_token(
         n_params,
         n_embedding,
         model_config.num_hidden_layers,
@@ -175,13 +180,13 @@ def mfu(args) -> dict:
         args.seq_len,
     )
     device = torch.cuda.get_device_name() if cuda else "cpu (smoke run)"
-    speed = training.throughput_metrics(
+    speed = throughput_metrics(
         tokens=tokens,
         loss_tokens=tokens,
         loop_seconds=seconds,
         world=1,
         flops_per_token=per_token,
-        peak_flops_per_device=training.peak_flops(device),
+        peak_flops_per_device=peak_flops(device),
     )
     return {
         "mode": "mfu",
@@ -220,7 +225,7 @@ def real(args) -> dict:
         }
     )
     scratch = Path(tempfile.mkdtemp(prefix="cft-gpu-real-"))
-    job = training.Job(
+    job = Job(
         config=config,
         domain="bench",
         model="bench",
@@ -235,7 +240,7 @@ def real(args) -> dict:
             "per_device_batch_size": args.micro_batch,
         },
     )
-    metrics = training.train(job)
+    metrics = train(job)
     keep = (
         "device",
         "optimizer_steps",

@@ -92,14 +92,9 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
 
     from cft.config import train_resources
     from cft.packing import run as pack
-    from cft.training import (
-        Job,
-        Recipe,
-        collate_blocks,
-        make_trainer,
-        parallelism_of,
-        plan_batch,
-    )
+    from cft.training.launch import parallelism_of, plan_batch
+    from cft.training.recipe import Job, Recipe
+    from cft.training.trainer import collate_blocks, make_trainer
 
     tokenized = str(scratch / "cpt")
     pack(

@@ -192,7 +192,7 @@ def tiny_data(tmp_path_factory):
 def make_job(config, tmp_path, tiny_model, tiny_data, **training):
     """A training job of the tiny model on the random blocks; ``training`` overrides the recipe."""
     from cft.config import train_resources, validate_config
-    from cft.training import Job
+    from cft.training.recipe import Job
 
     config = copy.deepcopy(config)
     config["training"].update(
@@ -227,7 +227,8 @@ def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    from cft.training import make_trainer, parallelism_of
+    from cft.training.launch import parallelism_of
+    from cft.training.trainer import make_trainer
 
     captured = {}
 

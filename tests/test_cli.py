@@ -62,7 +62,8 @@ def test_a_truncated_json_record_is_named(tmp_path):
 def test_a_truncated_tokenized_dataset_is_named(demo_config, tmp_path, tiny_model, tiny_data):
     from conftest import make_job
 
-    from cft.training import TrainingError, train
+    from cft.training import TrainingError
+    from cft.training.run import train
 
     damaged = tmp_path / "tokenized"
     shutil.copytree(tiny_data, damaged)

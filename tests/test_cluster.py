@@ -4,6 +4,7 @@ resources the paper config plans, and jobs that fail loudly instead of falling b
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from conftest import REPO, planned_resources
@@ -56,9 +57,9 @@ def test_generation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_mod
 def test_training_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tmp_path, tiny_model):
     from conftest import make_job
 
-    from cft.training import train
+    from cft.training.run import train
 
     job = make_job(demo_config, tmp_path, tiny_model, tmp_path / "unused")
-    job.resources = {**job.resources, "gpus_per_node": 8}
+    job = replace(job, resources={**job.resources, "gpus_per_node": 8})
     with pytest.raises(DeviceError, match=r"train job biomed/.*gpus_per_node = 8"):
         train(job)

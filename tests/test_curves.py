@@ -4,6 +4,7 @@ its interval, from the untrained model at 0 tokens to the last step."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from cft.curves import run, save_steps_for
 from cft.demo_data import generate, write_jsonl
 from cft.evaluation import evaluate
 from cft.tables import knowledge_figure
-from cft.training import train
+from cft.training.run import train
 from cft.uncertainty import read_outcomes, score
 
 TASK = "demo_knowledge_biomed_cloze"
@@ -62,8 +63,7 @@ def test_curve_scores_each_checkpoint_from_zero_tokens(
         assert point["low"] <= point["accuracy"] <= point["high"]
     assert record["seed"] == 7 and record["task"] == "demo_knowledge_biomed_cloze"
     # scoring between steps does not move the run: its end is the train stage's model
-    job = make_job(config, tmp_path / "plain", tiny_model, tiny_data)
-    job.seed = 7
+    job = replace(make_job(config, tmp_path / "plain", tiny_model, tiny_data), seed=7)
     train(job)
     results, _ = evaluate(config, TASK, Path(job.out_dir))
     samples = tmp_path / "plain.samples.jsonl"

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -27,7 +28,10 @@ import pytest
 import torch
 from conftest import REPO, make_job
 
-from cft.training import COMPLETE_MARKER, METRICS_FILE, launch, launch_command, train
+from cft.fingerprints import METRICS_FILE
+from cft.training.checkpoints import COMPLETE_MARKER
+from cft.training.launch import launch_command
+from cft.training.run import launch, train
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +40,11 @@ TWO_CPU_PROCESSES = {"cpu_processes_per_node": 2, "per_device_batch_size": 1}
 
 def two_process_job(config, tmp_path, tiny_model, tiny_data, **training):
     job = make_job(config, tmp_path, tiny_model, tiny_data, **training)
-    job.resources = {**job.resources, **TWO_CPU_PROCESSES}
-    job.log_file = str(tmp_path / "train.log")
+    job = replace(
+        job,
+        resources={**job.resources, **TWO_CPU_PROCESSES},
+        log_file=str(tmp_path / "train.log"),
+    )
     return job
 
 

@@ -17,7 +17,9 @@ from conftest import REPO, SEQ, first_step_gradient, make_job
 from cft.config import ConfigError, load_config, validate_config
 from cft.packing import Conditioning, PackStats, chunk_documents, prompt_conditioning
 from cft.packing import run as run_packing
-from cft.training import make_trainer, parallelism_of, plan_batch, train
+from cft.training.launch import parallelism_of, plan_batch
+from cft.training.run import train
+from cft.training.trainer import make_trainer
 
 MAX = 24  # max_seq_len of the chunking tests
 

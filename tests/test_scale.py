@@ -84,7 +84,7 @@ def test_training_accepts_a_thousand_blocks_packed_by_the_stage(
 
     from cft import packing
     from cft.demo_data import generate
-    from cft.training import train
+    from cft.training.run import train
 
     docs, _ = generate("biomed", 120, 3, seed=1)
     table = pd.DataFrame(

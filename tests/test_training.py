@@ -22,27 +22,22 @@ import torch
 from conftest import REPO, SEQ, first_step_gradient, make_job, planned_resources
 
 from cft.config import ConfigError, validate_config
-from cft.training import (
-    COMPLETE_MARKER,
-    METRICS_FILE,
-    BatchPlan,
-    Job,
-    Recipe,
+from cft.fingerprints import METRICS_FILE
+from cft.training import TrainingError
+from cft.training.checkpoints import COMPLETE_MARKER, run_key
+from cft.training.launch import BatchPlan, launch_command, parallelism_of, plan_batch
+from cft.training.metrics import (
+    ModelShape,
     RunFacts,
-    TrainingError,
     flops_per_token,
-    launch,
-    launch_command,
     lookup_only_parameters,
-    make_trainer,
     metrics_record,
-    parallelism_of,
     peak_flops,
-    plan_batch,
-    run_key,
     throughput_metrics,
-    train,
 )
+from cft.training.recipe import Job, Recipe
+from cft.training.run import launch, train
+from cft.training.trainer import make_trainer
 
 # ---- batch arithmetic and launch ------------------------------------------------------------
 
@@ -68,7 +63,7 @@ def test_global_batch_not_divisible_by_devices_is_an_error():
 
 def test_launch_checks_the_batch_before_starting(demo_config, tmp_path, tiny_model, tiny_data):
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data, global_batch_size=12)
-    job.resources = {**job.resources, "gpus_per_node": 8}
+    job = replace(job, resources={**job.resources, "gpus_per_node": 8})
     with pytest.raises(ConfigError, match="not divisible by the 8 devices"):
         launch(job)
     assert not Path(job.checkpoint_dir).exists()
@@ -202,10 +197,12 @@ def run_facts(demo_config, **changes) -> RunFacts:
         fsdp=True,
         plan=BatchPlan(per_device_batch_size=8, gradient_accumulation_steps=4, world_size=4),
         attn_implementation="sdpa",
-        parameters=6_738_415_616,
-        embedding_parameters=32000 * 4096,
-        num_hidden_layers=32,
-        hidden_size=4096,
+        shape=ModelShape(
+            parameters=6_738_415_616,
+            embedding_parameters=32000 * 4096,
+            num_hidden_layers=32,
+            hidden_size=4096,
+        ),
         weight_readers=[1, 0, 0, 0],
         resumed_from=None,
         optimizer_steps=100,
@@ -265,6 +262,25 @@ def test_the_recipe_has_one_field_per_schema_key(demo_config, paper_config):
         assert Recipe.of(config).as_dict() == config["training"]  # nothing lost or added
     with pytest.raises(ConfigError, match=r"unknown keys \['learnin_rate'\]"):
         Recipe.of({"training": {**demo_config["training"], "learnin_rate": 1}})
+
+
+def test_a_job_resolves_its_recipe_once_typed_and_leaves_the_config_alone(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    from cft.devices import native_bf16
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, precision="auto")
+    recipe = job.recipe
+    assert recipe is job.recipe  # resolved once, then shared by every part of training
+    assert recipe.precision == ("bf16" if native_bf16(cuda=False)[0] else "fp32")
+    assert job.precision_reason  # what the machine's probe said
+    assert job.config["training"]["precision"] == "auto"  # nothing written back
+    assert recipe.lora.target_modules[0] == "q_proj" and recipe.divergence.max_loss_ratio == 3.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.learning_rate = 1.0
+    # the workers rebuild the same job from its JSON spec
+    job.save(tmp_path / "job.json")
+    assert Job.load(tmp_path / "job.json").recipe == recipe
 
 
 def test_run_key_changes_with_every_input_that_makes_the_run():
@@ -456,7 +472,7 @@ def test_two_node_training_job_gets_the_multi_node_sbatch_options():
     ],
 )
 def test_divergence_reason(loss, grad_norm, first, ratio, diverged):
-    from cft.training import divergence_reason
+    from cft.training.trainer import divergence_reason
 
     assert (divergence_reason(loss, grad_norm, first, ratio) is not None) == diverged
 

@@ -109,7 +109,8 @@ def run(
     from datasets import load_from_disk
 
     from cft.config import train_resources
-    from cft.training import Job, train
+    from cft.training.recipe import Job
+    from cft.training.run import train
 
     curves = config["evaluation"]["curves"]
     task = curves["tasks"].get(domain)

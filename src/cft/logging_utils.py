@@ -25,3 +25,9 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         logging.getLogger("cft").critical("failed: %s", exc, exc_info=(exc_type, exc, tb))
 
     sys.excepthook = log_uncaught
+
+
+def start_job(smk) -> None:
+    """What every Snakemake entry script (workflow/scripts) does first: log to the rule's log.
+    The scripts find this package through PYTHONPATH, which common.smk sets for every job."""
+    setup_logging(smk.log[0] if smk.log else None)

@@ -39,11 +39,11 @@ STAGE_CODE = {
     "autogen": ("autogen.py",),
     "tokenize": ("packing.py",),
     "export": ("export.py",),
-    "train": ("training.py",),
+    "train": ("training",),
     "evaluate": ("evaluation.py", "lm_eval_tasks"),
     "table": ("tables.py", "uncertainty.py", "plotting.py"),
     "loss_figure": ("tables.py", "plotting.py"),
-    "curves": ("curves.py", "training.py", "evaluation.py", "lm_eval_tasks"),
+    "curves": ("curves.py", "training", "evaluation.py", "lm_eval_tasks"),
     "synthetic": ("synthetic",),
 }
 

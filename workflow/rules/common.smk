@@ -1,10 +1,17 @@
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
-# The rules import the package from the checkout, installed or not (cluster conda envs).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The rules and every job's entry script (workflow/scripts, through the environment it
+# inherits) import the package from the checkout, installed or not (cluster conda envs).
+SOURCE_DIR = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SOURCE_DIR)
+if SOURCE_DIR not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [SOURCE_DIR, os.environ.get("PYTHONPATH")])
+    )
 
 from cft import finben_demo, paths, task_folders  # noqa: E402
 from cft.config import (  # noqa: E402
@@ -28,7 +35,7 @@ from cft.paths import (  # noqa: E402
     table_file,
 )
 from cft.settings import settings_digest  # noqa: E402
-from cft.training import gres_of  # noqa: E402
+from cft.training.launch import gres_of  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.

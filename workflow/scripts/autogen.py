@@ -4,12 +4,10 @@ With ``autogen.backend: vllm`` and no vLLM in this interpreter, the stage runs i
 environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import autogen, vllm_env
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
 if __name__ == "__main__":
     if snakemake.config["autogen"]["backend"] == "vllm" and not vllm_env.importable_here():
@@ -25,7 +23,7 @@ if __name__ == "__main__":
             snakemake.log[0],
         )
     else:
-        setup_logging(snakemake.log[0])
+        start_job(snakemake)
         autogen.run(
             snakemake.config,
             snakemake.wildcards.domain,

@@ -1,13 +1,11 @@
 """Snakemake entry point: one knowledge-acquisition curve (cft.curves)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import curves
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 curves.run(
     snakemake.config,
     snakemake.wildcards.domain,

@@ -1,14 +1,12 @@
 """Snakemake entry point: generate a demo domain's fictional corpus and questions."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import demo_data
 from cft.config import domain_source
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 source = domain_source(snakemake.config, snakemake.wildcards.domain)
 demo_data.run(
     generator=source["generator"],

@@ -1,14 +1,12 @@
 """Snakemake entry point of the corpus and model downloads (cft.download); an evaluation task's
 datasets are fetched by download_eval_task.py, in the evaluation environment."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft.config import domain_source
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 out = Path(snakemake.output[0])
 if snakemake.rule == "download_corpus":
     from cft.download import download_corpus

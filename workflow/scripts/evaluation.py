@@ -4,12 +4,10 @@ With ``evaluation.backend: vllm`` and no vLLM in this interpreter, the stage run
 environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import evaluation, vllm_env
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 from cft.paths import parse_run
 
 if __name__ == "__main__":
@@ -30,7 +28,7 @@ if __name__ == "__main__":
             snakemake.log[0],
         )
     else:
-        setup_logging(snakemake.log[0])
+        start_job(snakemake)
         evaluation.run(
             snakemake.config,
             snakemake.wildcards.domain,

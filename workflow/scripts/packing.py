@@ -1,13 +1,11 @@
 """Snakemake entry point: tokenize and pack one (domain, model, method) (cft.packing)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import packing
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 packing.run(
     snakemake.config,
     snakemake.wildcards.domain,

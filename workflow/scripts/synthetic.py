@@ -1,15 +1,13 @@
 """Snakemake entry point of the synthetic experiment's rules (the cft.synthetic package)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import torch
 
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 from cft.synthetic import reference, stages, summary
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 torch.set_num_threads(snakemake.threads)  # parallel jobs share the cores
 config, wildcards = snakemake.config, snakemake.wildcards
 if snakemake.rule == "synthetic_pretrain":

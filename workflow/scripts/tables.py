@@ -1,15 +1,13 @@
 """Snakemake entry point of the tables stage's rules (cft.tables): one (domain, model) table
 with its bar chart, its training-loss figure, or its knowledge-acquisition figure."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from cft import tables
 from cft.fingerprints import LOSS_CURVE
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 title = f"{snakemake.wildcards.domain} / {snakemake.wildcards.model}"
 if snakemake.rule == "paper_table":
     tables.write_table(

@@ -1,16 +1,13 @@
 """Snakemake entry point: fine-tune one (domain, model, method) (cft.training)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from cft import training
 from cft.config import train_resources
-from cft.logging_utils import setup_logging
+from cft.logging_utils import start_job
+from cft.training.recipe import Job
+from cft.training.run import launch
 
-setup_logging(snakemake.log[0])
-training.launch(
-    training.Job(
+start_job(snakemake)
+launch(
+    Job(
         config=snakemake.config,
         domain=snakemake.wildcards.domain,
         model=snakemake.wildcards.model,

@@ -1,0 +1,81 @@
+"""Resumable checkpoints: which folder may be resumed, and which belongs to another run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from cft.io import OutputError, read_json, write_json
+from cft.provenance import config_hash
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "cft_checkpoint_complete"
+RUN_RECORD = "cft_run.json"
+JOB_SPEC = "job.json"  # the job handed to torchrun workers, written beside the checkpoints
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """N of a ``checkpoint-N`` folder (None for any other name)."""
+    step = folder.name.removeprefix("checkpoint-")
+    return int(step) if folder.name.startswith("checkpoint-") and step.isdigit() else None
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder that was completely written (it carries the marker the
+    save callback writes after the Trainer has saved everything); a folder cut short by a kill
+    is ignored."""
+    if not checkpoint_dir.is_dir():
+        return None
+    complete = [
+        path
+        for path in checkpoint_dir.glob("checkpoint-*")
+        if (path / COMPLETE_MARKER).is_file() and checkpoint_step(path) is not None
+    ]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+def run_key(
+    recipe: dict,
+    seed: int,
+    data_fingerprint: str,
+    base_model_fingerprint: str,
+    global_batch_size: int,
+    world: int,
+) -> str:
+    """What a checkpoint folder must have been made by to be resumed: the training settings,
+    the seed, the data, the base model and the batch layout."""
+    return config_hash(
+        [recipe, seed, data_fingerprint, base_model_fingerprint, global_batch_size, world]
+    )
+
+
+def prepare_checkpoint_dir(checkpoint_dir: Path, run_key: str) -> None:
+    """Keep checkpoints only if they belong to the same run (config, data and base model); a
+    change of any of them starts afresh rather than resuming into a different run."""
+    record = checkpoint_dir / RUN_RECORD
+    foreign = checkpoint_dir.is_dir() and any(
+        path.name != JOB_SPEC for path in checkpoint_dir.iterdir()
+    )
+    if foreign and not record.is_file():
+        raise OutputError(
+            f"{checkpoint_dir}: refusing to use a non-empty folder without {RUN_RECORD} as the "
+            f"checkpoint folder (it would be deleted after training); give a new or empty folder"
+        )
+    if record.is_file() and read_json(record).get("run_key") != run_key:
+        log.warning(
+            "%s: checkpoints of a different run (config or data changed); removing them",
+            checkpoint_dir,
+        )
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"run_key": run_key})
+
+
+def remove_checkpoints_after(checkpoint_dir: Path, step: int) -> None:
+    """Remove every ``checkpoint-N`` with N above ``step`` (saved after the last good state)."""
+    for folder in checkpoint_dir.glob("checkpoint-*"):
+        found = checkpoint_step(folder)
+        if found is not None and found > step:
+            shutil.rmtree(folder)

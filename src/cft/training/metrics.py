@@ -1,0 +1,194 @@
+"""What a training run measured: FLOPs per token, MFU, throughput, memory, and the run's
+metrics record (``train_metrics.json``)."""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import asdict, dataclass
+
+from cft.provenance import provenance
+from cft.training.launch import BatchPlan
+from cft.training.recipe import Job, Recipe
+
+# Dense bf16 peak FLOP/s by device name, most specific first (NVIDIA data sheets: H100 SXM 989,
+# PCIe 756, NVL 835; A100 312; H200 989). Unknown devices get no MFU, never a guess.
+PEAK_FLOPS = (
+    ("H100 PCIE", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+)
+
+
+def flops_per_token(
+    n_params: int, n_embedding_params: int, n_layers: int, d_model: int, seq_len: int
+) -> float:
+    """Training FLOPs per token, torchtitan's convention: 6 per non-embedding parameter (the
+    input embedding is a lookup, not a matmul) plus 12*L*d*T for attention scores and values."""
+    return 6 * (n_params - n_embedding_params) + 12 * n_layers * d_model * seq_len
+
+
+def lookup_only_parameters(model) -> int:
+    """The input embedding's parameters when they are a lookup only (no FLOPs); 0 when the
+    embedding is tied to the output head (SmolLM2), whose matmul uses them on every token."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight.data_ptr() == embedding.data_ptr()
+    return 0 if tied else embedding.numel()
+
+
+def peak_flops(device_name: str | None) -> float | None:
+    """Peak dense bf16 FLOP/s of a GPU by its name; None for CPUs and unknown GPUs."""
+    if not device_name:
+        return None
+    name = device_name.upper()
+    return next((flops for key, flops in PEAK_FLOPS if key in name), None)
+
+
+def throughput_metrics(
+    *,
+    tokens: int,
+    loss_tokens: int,
+    loop_seconds: float,
+    world: int,
+    flops_per_token: float,
+    peak_flops_per_device: float | None,
+) -> dict:
+    """Tokens/s and MFU of the training loop (checkpoint saving excluded from its seconds)."""
+    rate = tokens / loop_seconds if loop_seconds > 0 else None
+    per_device = rate / world if rate else None
+    return {
+        "tokens_per_s": rate,
+        "loss_tokens_per_s": loss_tokens / loop_seconds if loop_seconds > 0 else None,
+        "tokens_per_s_per_device": per_device,
+        "flops_per_token": flops_per_token,
+        "peak_flops_per_device": peak_flops_per_device,
+        "mfu": flops_per_token * per_device / peak_flops_per_device
+        if (per_device and peak_flops_per_device)
+        else None,
+    }
+
+
+def peak_memory_mb(cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def loss_curve_rows(log_history: list[dict]) -> list[dict]:
+    keys = ("step", "epoch", "loss", "grad_norm", "learning_rate")
+    return [{k: entry.get(k) for k in keys} for entry in log_history if "loss" in entry]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP count needs of the model."""
+
+    parameters: int
+    embedding_parameters: int  # lookup-only (0 when tied to the output head)
+    num_hidden_layers: int
+    hidden_size: int
+
+    @classmethod
+    def of(cls, model) -> ModelShape:
+        return cls(
+            parameters=sum(p.numel() for p in model.parameters()),
+            embedding_parameters=lookup_only_parameters(model),
+            num_hidden_layers=model.config.num_hidden_layers,
+            hidden_size=model.config.hidden_size,
+        )
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one training run measured and used: the inputs of its metrics record."""
+
+    job: Job
+    recipe: Recipe  # precision resolved
+    precision: dict  # requested, chosen, why, the probe's dtypes, reduction and sync
+    device_name: str | None  # the GPU's name; None on CPU
+    world: int
+    fsdp: bool
+    plan: BatchPlan
+    attn_implementation: str
+    shape: ModelShape
+    weight_readers: list[int]  # per rank: 1 if it read the weights from disk
+    resumed_from: str | None
+    optimizer_steps: int
+    steps_this_run: int
+    tokens: int
+    loss_tokens: int
+    loop_seconds: float  # the training loop, checkpoint saving excluded
+    checkpoint_seconds: float
+    final_save_seconds: float
+    wall_seconds: float
+    peak_memory_mb: float
+    train_loss_mean: float
+    loss_rows: list[dict]
+    eval_loss: float | None
+    model_fingerprint: str
+    data_stats: dict
+
+
+def metrics_record(facts: RunFacts) -> dict:
+    """The run's metrics.json: identity, parallelism and precision, batch layout, speed and
+    MFU, losses and provenance. Pure: everything comes from ``facts``."""
+    job, recipe, world, shape = facts.job, facts.recipe, facts.world, facts.shape
+    seq_len = recipe.max_seq_len  # the attention span of a full block or chunk
+    speed = throughput_metrics(
+        tokens=facts.tokens,
+        loss_tokens=facts.loss_tokens,
+        loop_seconds=facts.loop_seconds,
+        world=world,
+        flops_per_token=flops_per_token(
+            shape.parameters,
+            shape.embedding_parameters,
+            shape.num_hidden_layers,
+            shape.hidden_size,
+            seq_len,
+        ),
+        peak_flops_per_device=peak_flops(facts.device_name),
+    )
+    cuda = facts.device_name is not None
+    return {
+        "domain": job.domain,
+        "model": job.model,
+        "method": job.method,
+        "seed": job.run_seed,
+        "device": facts.device_name or f"cpu ({os.cpu_count()} cores)",
+        "world_size": world,
+        "parallelism": "fsdp2" if facts.fsdp else ("ddp" if world > 1 else "single"),
+        "precision": facts.precision,
+        "ranks_that_read_weights": [r for r, did in enumerate(facts.weight_readers) if did],
+        "batch": asdict(facts.plan) | {"global_batch_size": facts.plan.global_batch_size},
+        "optimizer_steps": facts.optimizer_steps,
+        "steps_this_run": facts.steps_this_run,
+        "resumed_from": facts.resumed_from,
+        "epochs": recipe.epochs,
+        "seq_len": seq_len,
+        "parameters": shape.parameters,
+        "embedding_parameters": shape.embedding_parameters,
+        "attn_implementation": facts.attn_implementation,
+        "train_seconds_this_run": facts.loop_seconds,
+        "checkpoint_seconds_this_run": facts.checkpoint_seconds,
+        "final_save_seconds": facts.final_save_seconds,
+        "wall_seconds": facts.wall_seconds,
+        "tokens_this_run": facts.tokens,
+        "loss_tokens_this_run": facts.loss_tokens,
+        **speed,
+        "peak_memory_mb": facts.peak_memory_mb,
+        "train_loss_mean": facts.train_loss_mean,
+        "final_loss": facts.loss_rows[-1]["loss"] if facts.loss_rows else None,
+        "eval_loss": facts.eval_loss,
+        "model_fingerprint": facts.model_fingerprint,
+        "data": {"tokenized": job.tokenized_dir, "fingerprint": facts.data_stats["fingerprint"]},
+        "provenance": provenance(
+            {"training": recipe.as_dict(), "data": facts.data_stats["fingerprint"]},
+            seed=job.run_seed,
+            backend="cuda" if cuda else "cpu",
+        ),
+    }

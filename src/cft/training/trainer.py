@@ -1,0 +1,359 @@
+"""The project's Trainer: transformers' Trainer with the recipe's switches, token counting,
+checkpoint markers and timing, the callbacks that guard and measure a run, and the CPU seam
+that lets FSDP2 run on gloo processes."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from cft.training import TrainingError
+from cft.training.checkpoints import COMPLETE_MARKER, remove_checkpoints_after
+from cft.training.launch import BatchPlan, Parallelism
+from cft.training.recipe import Job, Recipe
+
+log = logging.getLogger(__name__)
+
+PAD_VALUES = {"labels": -100, "attention_mask": 0}
+
+
+@contextlib.contextmanager
+def fsdp_on_cpu(enabled: bool):
+    """The CPU seam for FSDP2: accelerate builds its FSDP state only when the process group's
+    type is GPU-like (MULTI_GPU, ...); on CPU processes (gloo) it silently falls back to DDP.
+    While the Accelerator is created, the shared PartialState reports MULTI_GPU, so that
+    accelerate takes its FSDP branch (and records FSDP as the shared type); everything after
+    that (fully_shard, the mixed-precision policy, gradient reduce-scatter, sharded
+    checkpoints, the final gather) is accelerate's and torch's own code on the real CPU
+    device. Nothing else is changed."""
+    if not enabled:
+        yield
+        return
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    shared = PartialState._shared_state
+    if shared.get("distributed_type") != DistributedType.MULTI_CPU:
+        raise TrainingError(
+            "FSDP on CPU needs a multi-process CPU job (training.resources "
+            f"cpu_processes_per_node > 1); accelerate reports {shared.get('distributed_type')}"
+        )
+    shared["distributed_type"] = DistributedType.MULTI_GPU
+    try:
+        yield
+    except BaseException:
+        shared["distributed_type"] = DistributedType.MULTI_CPU
+        raise
+    # accelerate has now recorded FSDP as the shared type, as it does on GPUs; it must stay
+    # so, since every later AcceleratorState() re-reads it.
+    if shared["distributed_type"] != DistributedType.FSDP:
+        raise TrainingError(f"accelerate did not enter FSDP on CPU ({shared['distributed_type']})")
+
+
+class CftTrainer(Trainer):
+    """Counts the tokens it trains on (all and loss-bearing) for throughput metrics, times
+    checkpoint saving apart from the loop, applies the recipe's loss, clipping and weight-decay
+    switches, and sets up FSDP2's precision and CPU seam."""
+
+    def __init__(self, *args, recipe: Recipe, parallel: Parallelism, **kwargs):
+        # Read while the Accelerator is built, inside Trainer.__init__.
+        self.recipe, self.cpu_fsdp = recipe, parallel.cpu_fsdp
+        self.tokens_seen = self.loss_tokens_seen = 0
+        self.checkpoint_seconds = 0.0
+        super().__init__(*args, **kwargs)
+
+    def create_accelerator_and_postprocess(self):
+        with fsdp_on_cpu(self.cpu_fsdp):
+            super().create_accelerator_and_postprocess()
+
+    def _build_accelerator_args(self, **kwargs):
+        args = super()._build_accelerator_args(**kwargs)
+        plugin = args.get("fsdp_plugin")
+        if plugin is not None and self.recipe.mixed_precision:
+            import torch
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+
+            # Parameters gathered in the compute dtype, gradients reduce-scattered in fp32
+            # (as torchtitan); the sharded master weights stay fp32.
+            compute = getattr(torch, self.recipe.compute_dtype)
+            plugin.mixed_precision_policy = MixedPrecisionPolicy(
+                param_dtype=compute, reduce_dtype=torch.float32, output_dtype=compute
+            )
+        return args
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        recipe = self.recipe
+        if recipe.loss_normalization == "micro_batch_mean":
+            # The authors' loss: each micro-batch's mean over its own loss tokens, divided by
+            # the accumulation steps (the Trainer divides when it gets no item count), and
+            # averaged over ranks by the gradient reduction.
+            num_items_in_batch = None
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if recipe.grad_clipping == "per_micro_batch" and recipe.max_grad_norm > 0:
+            # The authors clip the accumulated gradient after every micro-batch's backward.
+            self.accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+        return loss
+
+    def get_decay_parameter_names(self, model):
+        if self.recipe.weight_decay_params == "all":
+            return [name for name, _ in model.named_parameters()]
+        return super().get_decay_parameter_names(model)
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training:
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+            self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        start = time.perf_counter()
+        super()._save_checkpoint(model, trial)
+        self.checkpoint_seconds += time.perf_counter() - start
+
+
+class CheckpointMarker(TrainerCallback):
+    """Marks a checkpoint complete once the Trainer has written all of it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+
+
+def divergence_reason(
+    loss: float, grad_norm: float | None, first_loss: float | None, max_loss_ratio: float | None
+) -> str | None:
+    """Why a logged step shows a diverged run, or None: a non-finite loss or gradient norm, a
+    gradient norm of exactly 0 (nothing left to learn from: the weights are saturated), or a
+    loss above ``max_loss_ratio`` times the first logged loss (None: no ratio check)."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        return f"the gradient norm is {grad_norm}"
+    if grad_norm == 0.0:
+        return "the gradient norm is 0"
+    if first_loss is not None and max_loss_ratio is not None and loss > max_loss_ratio * first_loss:
+        return (
+            f"the loss {loss:.4g} is above training.divergence.max_loss_ratio = "
+            f"{max_loss_ratio} times the first logged loss {first_loss:.4g}"
+        )
+    return None
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops training with a TrainingError when a logged loss or gradient norm shows the run
+    has diverged (:func:`divergence_reason`), after removing any checkpoint saved since the
+    last good log, so a rerun with a fixed config resumes from a good state."""
+
+    def __init__(self, max_loss_ratio: float | None, checkpoint_dir: Path):
+        self.max_loss_ratio, self.checkpoint_dir = max_loss_ratio, Path(checkpoint_dir)
+        self.first_loss = None
+        self.last_good_step = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        reason = divergence_reason(
+            logs["loss"], logs.get("grad_norm"), self.first_loss, self.max_loss_ratio
+        )
+        if reason is None:
+            if self.first_loss is None:
+                self.first_loss = logs["loss"]
+            self.last_good_step = state.global_step
+            return
+        if state.is_world_process_zero:
+            remove_checkpoints_after(self.checkpoint_dir, self.last_good_step)
+        raise TrainingError(
+            f"training diverged at step {state.global_step}: {reason}; stopped (no model "
+            f"saved). Checkpoints up to step {self.last_good_step} are kept in "
+            f"{self.checkpoint_dir} for inspection. Lower training.learning_rate, or "
+            f"raise training.divergence.max_loss_ratio if the loss spike is expected"
+        )
+
+
+class LogToFile(TrainerCallback):
+    """Trainer logs (loss, grad norm, lr) into the job's log, not only the console."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            log.info("step %d/%d: %s", state.global_step, state.max_steps, logs)
+
+
+class Throughput(TrainerCallback):
+    """Wall time of the training loop in this process (a resumed run counts its own)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step = time.perf_counter(), state.global_step
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds = time.perf_counter() - self.start
+        self.steps = state.global_step - self.first_step
+
+
+class PrecisionProbe(TrainerCallback):
+    """Records the dtypes training really used, read off the live objects after the first
+    optimizer step: the (local shards of the) parameters, the AdamW state, and the output of
+    the first linear layer in the forward pass."""
+
+    def __init__(self):
+        self.record = {}
+        self._hook = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+        def hook(module, inputs, output):
+            self.record.setdefault("compute", str(output.dtype).removeprefix("torch."))
+
+        self._hook = linear.register_forward_hook(hook)
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if "master_weights" in self.record:
+            return
+        param = next(p for p in model.parameters() if p.requires_grad)
+        local = getattr(param, "_local_tensor", param)  # a DTensor shard under FSDP2
+        self.record["master_weights"] = str(local.dtype).removeprefix("torch.")
+        states = [s for s in optimizer.state.values() if "exp_avg" in s]
+        if states:
+            moment = states[0]["exp_avg"]
+            moment = getattr(moment, "_local_tensor", moment)
+            self.record["optimizer_state"] = str(moment.dtype).removeprefix("torch.")
+        self.record["sharded_parameters"] = hasattr(param, "_local_tensor")
+        if self._hook is not None:
+            self._hook.remove()
+
+
+def collate_blocks(rows: list[dict], pad_id: int = 0) -> dict:
+    """Stack sequences into int64 tensors (the loss needs int64 labels), right-padded to the
+    longest sequence of the micro-batch: packed blocks all have ``max_seq_len`` tokens and get
+    no padding; document chunks pad only to the micro-batch's longest, not to ``max_seq_len``
+    (sort-free and deterministic: the batch is what the sampler drew). Padding is ``pad_id``
+    (the EOS id, as the authors' code), hidden by the attention mask and never a label."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {}
+    for key in ("input_ids", "labels", "attention_mask"):
+        out = np.full((len(rows), width), PAD_VALUES.get(key, pad_id), dtype=np.int64)
+        for i, row in enumerate(rows):
+            values = np.asarray(row[key])
+            out[i, : len(values)] = values
+        batch[key] = torch.from_numpy(out)
+    return batch
+
+
+def fsdp_config(recipe: Recipe) -> dict:
+    """accelerate's FSDP2 settings for the recipe."""
+    return {
+        "version": 2,
+        # FULL_SHARD reshards parameters after forward; SHARD_GRAD_OP keeps them gathered.
+        "reshard_after_forward": recipe.fsdp == "full_shard",
+        "activation_checkpointing": recipe.activation_checkpointing,
+        # Only local rank 0 reads the weights; FSDP2 broadcasts them when it shards.
+        "cpu_ram_efficient_loading": True,
+        # Checkpoints for resume: each rank writes its own shard (torch.distributed.checkpoint).
+        "state_dict_type": "SHARDED_STATE_DICT",
+    }
+
+
+def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism) -> TrainingArguments:
+    recipe = job.recipe
+    return TrainingArguments(
+        output_dir=job.checkpoint_dir,
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps or -1,
+        per_device_train_batch_size=plan.per_device_batch_size,
+        per_device_eval_batch_size=plan.per_device_batch_size,
+        prediction_loss_only=True,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        adam_beta1=recipe.adam_betas[0],
+        adam_beta2=recipe.adam_betas[1],
+        adam_epsilon=recipe.adam_epsilon,
+        # The fused kernel computes the same AdamW update in one pass: one launch per step on
+        # CUDA, and on CPU about 5x faster than the per-parameter loop (bench/cpu_training.py).
+        # Sharded CPU parameters (FSDP2 over gloo) keep the loop.
+        optim="adamw_torch_fused" if parallel.cuda or not parallel.fsdp else "adamw_torch",
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        max_grad_norm=recipe.max_grad_norm,
+        # Autocast over fp32 master weights (under FSDP the MixedPrecisionPolicy casts too);
+        # pure low-precision weights need no autocast.
+        bf16=recipe.mixed_precision and recipe.precision == "bf16",
+        fp16=recipe.mixed_precision and recipe.precision == "fp16",
+        use_cpu=not parallel.cuda,
+        ddp_backend="gloo" if parallel.world_size > 1 and not parallel.cuda else None,
+        fsdp=parallel.fsdp,
+        fsdp_config=fsdp_config(recipe) if parallel.fsdp else None,
+        # FSDP: reduce-scatter every micro-batch instead of no_sync, which would keep full
+        # unsharded gradients on every rank until the last micro-batch.
+        accelerator_config={"gradient_accumulation_kwargs": {"sync_each_batch": parallel.fsdp}},
+        # Without FSDP, checkpointing goes through the model (FSDP does it per wrapped layer).
+        activation_checkpointing=recipe.activation_checkpointing and not parallel.fsdp,
+        average_tokens_across_devices=True,
+        # trainer_state.json of each checkpoint records the tokens trained on so far.
+        include_num_input_tokens_seen="non_padding",
+        logging_strategy="steps",
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        save_only_model=False,
+        report_to=["tensorboard"],
+        seed=job.run_seed,
+        data_seed=job.run_seed,
+        dataloader_drop_last=False,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def make_trainer(
+    job: Job,
+    model,
+    train_set,
+    plan: BatchPlan,
+    parallel: Parallelism,
+    *,
+    args: TrainingArguments | None = None,
+    callbacks=(),
+    pad_id: int = 0,
+) -> CftTrainer:
+    """The job's Trainer: its recipe's switches, checkpoint markers, the divergence guard, and
+    sequences padded per micro-batch."""
+    return CftTrainer(
+        model=model,
+        args=args or training_arguments(job, plan, parallel),
+        train_dataset=train_set,
+        data_collator=functools.partial(collate_blocks, pad_id=pad_id),
+        callbacks=[
+            CheckpointMarker(),
+            LogToFile(),
+            DivergenceGuard(job.recipe.divergence.max_loss_ratio, Path(job.checkpoint_dir)),
+            *callbacks,
+        ],
+        recipe=job.recipe,
+        parallel=parallel,
+    )
+
+
+def gradient_reduction_dtype(trainer: Trainer, parameter_dtype: str | None) -> str | None:
+    """The dtype gradients are reduced in across ranks (None in one process): the FSDP2
+    policy's reduce dtype, or else (DDP, FSDP2 without a policy) the parameters' own dtype."""
+    if trainer.accelerator.num_processes == 1:
+        return None
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    policy = getattr(plugin, "mixed_precision_policy", None) if plugin else None
+    reduce = getattr(policy, "reduce_dtype", None)
+    return str(reduce).removeprefix("torch.") if reduce is not None else parameter_dtype
