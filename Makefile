@@ -52,11 +52,10 @@ demo: $(STAMP) $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
-# The development loop: everything but the tests marked slow (model conversion, multi-process
-# training, snakemake runs with metadata, the SLURM end-to-end runs, vLLM) or network (the
-# environments resolved against the package index).
+# The development loop: the unit tests (tests/unit), none of which loads a model, runs
+# snakemake, torchrun, SLURM or vLLM, or reaches the package index (tests/conftest.py).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not network"
+	$(BIN)/python -m pytest -m "not integration and not network" tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

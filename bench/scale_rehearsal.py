@@ -36,7 +36,7 @@ must not grow with the length) and the fingerprints' hashing rates.
 
     .venv/bin/python bench/scale_rehearsal.py --fractions 0.01 0.04 --out bench-results/scale
     .venv/bin/python bench/scale_rehearsal.py --fractions 0.0003 --max-steps 1 --threads 1 \
-        --out /tmp/scale   # the CI size (tests/test_scale.py)
+        --out /tmp/scale   # the CI size (tests/{unit,integration}/test_scale.py)
 
 Writes ``<out>/rehearsal.json`` and ``<out>/rehearsal.md``; each size's files stay under
 ``<out>/f<fraction>/`` (the stage logs under ``logs/``).

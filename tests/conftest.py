@@ -18,8 +18,37 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# What makes a test an integration test (marker `integration`, deselected by `make test-fast`):
+# its folder, tests/integration, or a fixture that loads a model, indexes lm-eval's tasks,
+# starts vLLM or runs the SLURM miniature. Unit tests (tests/unit) use none of them and run no
+# snakemake; one that does is refused at collection, so the fast suite stays fast.
+INTEGRATION_FIXTURES = frozenset(
+    {"converted_smollm2", "tiny_model", "gguf_model", "manager", "vllm_python", "miniature"}
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    misplaced = []
+    for item in items:
+        uses = INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))
+        folder = Path(item.path).parent.name
+        if folder == "integration" or uses:
+            item.add_marker(pytest.mark.integration)
+        if folder == "unit" and uses:
+            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(uses))}")
+    if misplaced:
+        raise pytest.UsageError(
+            "integration tests in tests/unit; move them to tests/integration:\n  "
+            + "\n  ".join(misplaced)
+        )
+
+
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None):
-    """Run the real snakemake CLI of this environment; returns the CompletedProcess."""
+    """Run the real snakemake CLI of this environment; returns the CompletedProcess. Only
+    integration tests run it (a unit test that does fails here, naming itself)."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    if current.startswith("tests/unit/") or "/tests/unit/" in current:
+        raise RuntimeError(f"{current}: runs snakemake, so it belongs in tests/integration")
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *args],
@@ -120,12 +149,29 @@ def converted_smollm2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, converted_smollm2):
+def packaged_tokenizer(tmp_path_factory) -> Path:
+    """The packaged SmolLM2 tokenizer and chat template, read from the GGUF without its weights
+    (about 12 s, once per session), saved as a tokenizer folder."""
+    from transformers import AutoTokenizer
+
+    from cft.base_model import packaged_gguf_path
+    from cft.config import load_config
+
+    model = load_config(REPO / "config" / "config.yaml")["models"]["smollm2-135m-instruct"]
+    gguf = packaged_gguf_path(model["package"], model["gguf_file"])
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    out = tmp_path_factory.mktemp("tokenizer")
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, packaged_tokenizer):
     """A randomly initialised 2-layer Llama with the packaged tokenizer (fast, real code)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(converted_smollm2)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_tokenizer)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -33,8 +33,6 @@ from cft.training.checkpoints import COMPLETE_MARKER
 from cft.training.launch import launch_command
 from cft.training.run import launch, train
 
-pytestmark = pytest.mark.slow
-
 TWO_CPU_PROCESSES = {"cpu_processes_per_node": 2, "per_device_batch_size": 1}
 
 
@@ -65,7 +63,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model, tiny_data):
     single = make_job(demo_config, tmp_path / "one", tiny_model, tiny_data, max_grad_norm=1e9)
-    single.resources = {**single.resources, "per_device_batch_size": 1}
+    single = replace(single, resources={**single.resources, "per_device_batch_size": 1})
     train(single)  # 4 micro-batches of 1 per step
     double = two_process_job(
         demo_config, tmp_path / "two", tiny_model, tiny_data, max_grad_norm=1e9

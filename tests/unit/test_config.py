@@ -4,39 +4,9 @@ the bad value and what is allowed."""
 from __future__ import annotations
 
 import pytest
-import yaml
-from conftest import REPO, snakemake
+from conftest import REPO
 
 from cft.config import ConfigError, load_config, validate_config
-
-
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
-def test_shipped_configs_are_valid(name):
-    config = load_config(REPO / "config" / name)
-    # snakemake.utils.validate filled in the schema's defaults
-    assert "validation_fraction" in config["corpus"]
-    assert "max_seq_len" in config["training"]
-
-
-def test_defaults_are_filled_in(demo_config):
-    del demo_config["corpus"]
-    validate_config(demo_config)
-    assert demo_config["corpus"] == {
-        "min_chars": 200,
-        "max_chars": None,
-        "validation_fraction": 0.01,
-        "on_invalid_utf8": "error",
-    }
-
-
-def test_paper_config_carries_the_paper_recipe(paper_config):
-    validate_config(paper_config)
-    training = paper_config["training"]
-    assert training["global_batch_size"] == 128
-    assert training["learning_rate"] == 2e-5
-    assert training["adam_betas"] == [0.9, 0.95]
-    assert training["max_seq_len"] == 4096
-    assert paper_config["grid"]["methods"] == ["chat", "cpt", "cft", "negcft", "autocft"]
 
 
 def _set(config, dotted, value):
@@ -51,6 +21,7 @@ def _set(config, dotted, value):
 
 
 _DELETE = object()
+
 
 # (description, key to change, new value, fragments the message must contain)
 BAD_CONFIGS = [
@@ -118,6 +89,35 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(REPO / "config" / name)
+    # snakemake.utils.validate filled in the schema's defaults
+    assert "validation_fraction" in config["corpus"]
+    assert "max_seq_len" in config["training"]
+
+
+def test_defaults_are_filled_in(demo_config):
+    del demo_config["corpus"]
+    validate_config(demo_config)
+    assert demo_config["corpus"] == {
+        "min_chars": 200,
+        "max_chars": None,
+        "validation_fraction": 0.01,
+        "on_invalid_utf8": "error",
+    }
+
+
+def test_paper_config_carries_the_paper_recipe(paper_config):
+    validate_config(paper_config)
+    training = paper_config["training"]
+    assert training["global_batch_size"] == 128
+    assert training["learning_rate"] == 2e-5
+    assert training["adam_betas"] == [0.9, 0.95]
+    assert training["max_seq_len"] == 4096
+    assert paper_config["grid"]["methods"] == ["chat", "cpt", "cft", "negcft", "autocft"]
+
+
 @pytest.mark.parametrize(
     ("key", "value", "fragments"),
     [case[1:] for case in BAD_CONFIGS],
@@ -136,14 +136,3 @@ def test_unknown_baseline_model(paper_config):
     paper_config["baselines"]["adaptllm-medicine-chat"]["model"] = "medalpaca"
     with pytest.raises(ConfigError, match=r"baselines\.adaptllm-medicine-chat\.model.*'medalpaca'"):
         validate_config(paper_config)
-
-
-def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path, demo_config):
-    demo_config["grid"]["methods"] = ["cpt", "sft"]
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(demo_config))
-    result = snakemake("-n", "--configfile", str(bad), cwd=REPO)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "grid.methods.1" in output and "'sft'" in output
-    assert "Job stats" not in output

@@ -19,8 +19,6 @@ from miniature.build import evaluation_data
 
 from cft import vllm_env
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def vllm_python() -> Path:

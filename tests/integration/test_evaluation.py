@@ -17,7 +17,7 @@ import torch
 from conftest import REPO
 from sklearn.metrics import f1_score
 
-from cft import evaluation, finben_demo
+from cft import evaluation
 from cft.config import validate_config
 from cft.evaluation import (
     TASKS_DIR,
@@ -49,6 +49,18 @@ def shipped_tasks() -> list[str]:
     from cft.task_folders import task_files
 
     return list(task_files())
+
+
+def _copy_with_weights(tiny_model, folder, change):
+    """A copy of the tiny model whose safetensors tensors went through ``change``."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_model, folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({name: change(tensor) for name, tensor in tensors.items()}, weights,
+              metadata={"format": "pt"})  # fmt: skip
+    return folder
 
 
 def test_a_task_is_indexed_from_its_folders_as_from_the_whole_harness(manager):
@@ -91,19 +103,6 @@ def test_each_tasks_local_data_come_from_its_own_yaml(manager):
         assert task_folders.local_data(hub_task) == []
 
 
-def test_local_data_named_in_an_included_template_are_found(tmp_path):
-    from cft.task_folders import local_data
-
-    (tmp_path / "_template_yaml").write_text("dataset_path: results/sets/x\noutput_type: x\n")
-    (tmp_path / "local.yaml").write_text("include: _template_yaml\ntask: local\n")
-    (tmp_path / "hub.yaml").write_text("include: _template_yaml\ntask: hub\ndataset_path: a/b\n")
-    hooks = "include: _template_yaml\ntask: hooks\nprocess_results: !function utils.f\n"
-    (tmp_path / "hooks.yaml").write_text(hooks)
-    assert local_data("local", tmp_path) == ["results/sets/x"]
-    assert local_data("hooks", tmp_path) == ["results/sets/x"]  # its hook is not imported
-    assert local_data("hub", tmp_path) == []  # the task's own dataset_path wins
-
-
 def test_each_suite_is_an_lm_eval_group_of_its_folders_tasks(manager):
     import yaml
 
@@ -126,17 +125,6 @@ def test_unknown_task_is_an_error_with_a_suggestion(manager):
         check_task("finben_fiqsa", manager)
 
 
-@pytest.fixture
-def finben_copies(tmp_path, monkeypatch):
-    """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
-    scratch working directory (the demo tasks' dataset_path is relative to it)."""
-    counts = finben_demo.write_sets(
-        finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")
-    )
-    monkeypatch.chdir(tmp_path)
-    return counts
-
-
 @pytest.mark.parametrize("task", FINBEN)
 def test_finben_task_end_to_end_weighted_f1_matches_sklearn(
     task, eval_config, tiny_model, finben_copies
@@ -156,14 +144,6 @@ def test_finben_task_end_to_end_weighted_f1_matches_sklearn(
     assert metrics["macro_f1,none"] == pytest.approx(f1_score(gold, pred, average="macro"))
     assert metrics["acc,none"] == pytest.approx(np.mean(np.array(gold) == np.array(pred)))
     assert settings["bootstrap_iters"] == 0 and settings["backend"] == "hf"
-
-
-def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):
-    from datasets import load_dataset
-
-    data = load_dataset("results/demo_data/finben/flare-fiqasa")
-    assert set(data) == {"train", "valid", "test"}
-    assert set(data["test"].column_names) == {"id", "query", "answer", "text", "choices", "gold"}
 
 
 def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp_path, monkeypatch):
@@ -384,30 +364,6 @@ def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_
                 close += 1
                 assert (got[a] > got[b]) == (expected[a] > expected[b])
     assert close > 0  # the questions hold options closer than a bf16 step
-
-
-def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
-    from cft.devices import native_bf16
-    from cft.evaluation import model_arguments
-
-    demo_config["evaluation"]["dtype"] = "native"
-    evaluation = validate_config(demo_config)["evaluation"]
-    native, reason = native_bf16(cuda=False)
-    expected = "bfloat16" if native else "float32"
-    assert model_arguments(REPO, evaluation, backend="hf")["dtype"] == expected
-    assert reason.startswith("cpu has")
-
-
-def _copy_with_weights(tiny_model, folder, change):
-    """A copy of the tiny model whose safetensors tensors went through ``change``."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(tiny_model, folder)
-    weights = folder / "model.safetensors"
-    tensors = load_file(weights)
-    save_file({name: change(tensor) for name, tensor in tensors.items()}, weights,
-              metadata={"format": "pt"})  # fmt: skip
-    return folder
 
 
 def test_a_model_changed_after_it_was_written_is_refused(eval_config, tmp_path, tiny_model):

@@ -34,7 +34,7 @@ from cft.config import training_seeds
 from cft.io import OUTPUT_MARKER
 from cft.paths import eval_json, model_dir
 
-pytestmark = [pytest.mark.slow, requires_slurm]
+pytestmark = requires_slurm
 
 MODEL = "llama-2-7b-chat"
 METHODS = ("cpt", "cft", "negcft", "autocft")
@@ -194,7 +194,7 @@ def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):
 
 def test_prompts_were_generated_by_vllm_on_cpu(miniature):
     """paper.yaml's backend, vLLM, ran its CPU engine in the vLLM environment, and its table
-    passes the checks the transformers backend's does (tests/test_autogen.py)."""
+    passes the checks the transformers backend's does (tests/{unit,integration}/test_autogen.py)."""
     import pandas as pd
 
     workdir = miniature.workdir

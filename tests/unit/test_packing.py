@@ -22,14 +22,16 @@ from cft.packing import (
 )
 
 SEQ = 64
+
+
 PACKING = {"prompt_format": "plain", "prompt_sampling": "per_block", "prompt_separator": "\n\n"}
 
 
 @pytest.fixture(scope="module")
-def tokenizer(converted_smollm2):
+def tokenizer(packaged_tokenizer):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(converted_smollm2)
+    return AutoTokenizer.from_pretrained(packaged_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,42 @@ def do_pack(tokenizer, docs, method="cft", prompts=(), packing=PACKING, seed=1, 
         )
     ]
     return blocks, stats
+
+
+@pytest.fixture
+def corpus_table(tmp_path, demo_config):
+    from cft.demo_data import generate
+
+    docs, _ = generate("biomed", 12, 3, seed=1)
+    table = pd.DataFrame(
+        {
+            "doc_id": [d["doc_id"] for d in docs],
+            "split": ["validation" if i % 9 == 0 else "train" for i in range(len(docs))],
+            "text": [d["text"] for d in docs],
+        }
+    )
+    path = tmp_path / "documents.parquet"
+    table.to_parquet(path)
+    return path
+
+
+@pytest.fixture
+def config(demo_config):
+    demo_config["training"] = {"max_seq_len": 128}
+    return validate_config(demo_config)
+
+
+def run_stage(config, method, corpus, model_dir, out, threads=1):
+    return run(
+        config,
+        "biomed",
+        "smollm2-135m-instruct",
+        method,
+        corpus_table=corpus,
+        tokenizer_dir=model_dir,
+        out_dir=out,
+        threads=threads,
+    )
 
 
 def test_cpt_blocks_are_the_stream_cut_exactly(tokenizer):
@@ -190,49 +228,10 @@ def test_autocft_takes_the_block_documents_prompt(tokenizer):
         do_pack(tokenizer, docs, method="autocft", autogen={})
 
 
-# ---- the stage: datasets folder, stats, determinism ----------------------------------------
-
-
-@pytest.fixture
-def corpus_table(tmp_path, demo_config):
-    from cft.demo_data import generate
-
-    docs, _ = generate("biomed", 12, 3, seed=1)
-    table = pd.DataFrame(
-        {
-            "doc_id": [d["doc_id"] for d in docs],
-            "split": ["validation" if i % 9 == 0 else "train" for i in range(len(docs))],
-            "text": [d["text"] for d in docs],
-        }
-    )
-    path = tmp_path / "documents.parquet"
-    table.to_parquet(path)
-    return path
-
-
-@pytest.fixture
-def config(demo_config):
-    demo_config["training"] = {"max_seq_len": 128}
-    return validate_config(demo_config)
-
-
-def run_stage(config, method, corpus, model_dir, out, threads=1):
-    return run(
-        config,
-        "biomed",
-        "smollm2-135m-instruct",
-        method,
-        corpus_table=corpus,
-        tokenizer_dir=model_dir,
-        out_dir=out,
-        threads=threads,
-    )
-
-
-def test_stage_output_reconciles_and_loads(config, corpus_table, converted_smollm2, tmp_path):
+def test_stage_output_reconciles_and_loads(config, corpus_table, packaged_tokenizer, tmp_path):
     from datasets import load_from_disk
 
-    record = run_stage(config, "cft", corpus_table, converted_smollm2, tmp_path / "cft")
+    record = run_stage(config, "cft", corpus_table, packaged_tokenizer, tmp_path / "cft")
     data = load_from_disk(str(tmp_path / "cft"))
     on_disk = json.loads((tmp_path / "cft" / "stats.json").read_text())
     assert on_disk["fingerprint"] == record["fingerprint"]
@@ -249,23 +248,11 @@ def test_stage_output_reconciles_and_loads(config, corpus_table, converted_smoll
     assert sum(record["splits"]["train"]["prompt_counts"].values()) == len(data["train"])
 
 
-def test_same_config_gives_identical_bytes(config, corpus_table, converted_smollm2, tmp_path):
-    a = run_stage(config, "negcft", corpus_table, converted_smollm2, tmp_path / "a", threads=2)
-    b = run_stage(config, "negcft", corpus_table, converted_smollm2, tmp_path / "b", threads=1)
-    assert a["fingerprint"] == b["fingerprint"]
-    for path in sorted((tmp_path / "a").rglob("*.arrow")):
-        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
-        assert path.read_bytes() == twin.read_bytes()
-    config["seed"] += 1
-    c = run_stage(config, "negcft", corpus_table, converted_smollm2, tmp_path / "c")
-    assert c["fingerprint"] != a["fingerprint"]
-
-
-def test_empty_corpus_is_an_error(config, converted_smollm2, tmp_path):
+def test_empty_corpus_is_an_error(config, packaged_tokenizer, tmp_path):
     empty = tmp_path / "empty.parquet"
     pd.DataFrame({"doc_id": [], "split": [], "text": []}, dtype=str).to_parquet(empty)
     with pytest.raises(PackingError, match="the corpus has no documents"):
-        run_stage(config, "cpt", empty, converted_smollm2, tmp_path / "out")
+        run_stage(config, "cpt", empty, packaged_tokenizer, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -14,8 +14,6 @@ import pytest
 import yaml
 from conftest import REPO, job_counts, snakemake
 
-pytestmark = pytest.mark.slow  # about 10 s per snakemake dry run
-
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
 EVALS_TRAINED = 4 * (1 + 2)  # biomed has 1 task, finance 2
 EVALS = EVALS_TRAINED + 3  # and the untrained chat rows

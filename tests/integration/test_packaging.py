@@ -7,13 +7,11 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
 from conftest import REPO
 
 from cft.task_folders import TASKS_DIR
 
 
-@pytest.mark.slow
 def test_the_wheel_contains_every_task_file_and_the_license(tmp_path):
     # a clean copy of the sources: a checkout's build/ and egg-info would hide a missing entry
     source = tmp_path / "source"

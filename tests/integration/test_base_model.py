@@ -10,8 +10,6 @@ import torch
 from cft.base_model import load_gguf, packaged_gguf_path
 from cft.fingerprints import PROVENANCE_FILE
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def gguf_model():

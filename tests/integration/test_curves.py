@@ -11,7 +11,7 @@ import pytest
 from conftest import make_job
 
 from cft.config import validate_config
-from cft.curves import run, save_steps_for
+from cft.curves import run
 from cft.demo_data import generate, write_jsonl
 from cft.evaluation import evaluate
 from cft.tables import knowledge_figure
@@ -19,15 +19,6 @@ from cft.training.run import train
 from cft.uncertainty import read_outcomes, score
 
 TASK = "demo_knowledge_biomed_cloze"
-
-
-@pytest.mark.parametrize(
-    ("blocks", "batch", "epochs", "points", "expected"),
-    [(48, 4, 1, 3, 4), (25, 4, 4, 5, 5), (10, 4, 1, 5, 1), (48, 4, 0.5, 2, 3)],
-)
-def test_save_steps_give_the_requested_number_of_points(blocks, batch, epochs, points, expected):
-    train_cfg = {"global_batch_size": batch, "epochs": epochs}
-    assert save_steps_for(blocks, train_cfg, points) == expected
 
 
 def test_curve_scores_each_checkpoint_from_zero_tokens(

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from cft import corpus, evaluation
 from cft.io import OUTPUT_MARKER, OutputError, atomic_path, check_output, scratch_dir
@@ -25,19 +24,12 @@ def other_data(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*"))
 
 
-def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path, converted_smollm2):
-    target = tmp_path / "datasets"
-    before = other_data(target)
-    result = subprocess.run(
-        [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
-         "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(target),
-         "--tokenizer", str(converted_smollm2),
-         "--corpus", str(tmp_path / "missing.parquet")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert f"{target}: refusing to replace a folder" in result.stderr
-    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+def demo_raw(config, tmp_path):
+    from cft.demo_data import run as generate
+
+    source = config["domains"]["biomed"]["source"]
+    generate(source["generator"], 4, 2, source["seed"], tmp_path / "raw")
+    return tmp_path / "raw"
 
 
 def test_evaluation_refuses_a_folder_as_its_output_file_before_any_work(demo_config, tmp_path):
@@ -83,14 +75,6 @@ def test_corpus_files_are_published_together(demo_config, tmp_path, monkeypatch)
         corpus.run(demo_config, "biomed", raw_dir=tmp_path / "raw", out_dir=out)
     assert {name: (out / name).read_bytes() for name in old} == old
     assert not [p for p in tmp_path.glob(".corpus.*")]  # the scratch went with the failure
-
-
-def demo_raw(config, tmp_path):
-    from cft.demo_data import run as generate
-
-    source = config["domains"]["biomed"]["source"]
-    generate(source["generator"], 4, 2, source["seed"], tmp_path / "raw")
-    return tmp_path / "raw"
 
 
 def test_scratch_of_a_killed_run_is_removed_by_the_next_one(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, job_counts, snakemake
+from conftest import REPO
 from sklearn.metrics import f1_score
 
 from cft.config import validate_config
@@ -98,6 +98,16 @@ def fill_finance(root: Path, methods, *, skip=()) -> dict:
             correct = [1] * right + [0] * (40 - right)
             values[(method, task)] = write_eval(root, "finance", DEMO_MODEL, method, task, correct)
     return values
+
+
+def one_chat_record(config: dict, tmp_path: Path) -> tuple[str, Path, dict]:
+    """A table of the untrained row alone, with its one eval record written: (task, the
+    record's path, the record)."""
+    task = "demo_knowledge_biomed_cloze"
+    config["grid"]["methods"] = ["chat"]
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
+    path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
+    return task, path, json.loads(path.read_text())
 
 
 def test_table_values_equal_the_eval_jsons(config, tmp_path):
@@ -295,99 +305,6 @@ def test_latex_compiles(config, tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:]
-
-
-# ---- targets ----------------------------------------------------------------------------------
-
-
-def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, converted_smollm2):
-    """A working directory where the chat row of the biomed demo table is complete."""
-    from cft.demo_data import run as generate_demo
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["grid"] = {"domains": ["biomed"], "models": [DEMO_MODEL], "methods": ["chat"]}
-    config_file = tmp_path / "chat_only.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    source = config["domains"]["biomed"]["source"]
-    generate_demo(
-        source["generator"],
-        source["n_entities"],
-        source["documents_per_entity"],
-        source["seed"],
-        tmp_path / "results" / "demo_data" / "biomed",
-    )
-    shutil.copytree(converted_smollm2, tmp_path / "results" / "base_models" / DEMO_MODEL)
-    write_eval(
-        tmp_path / "results" / "eval",
-        "biomed",
-        DEMO_MODEL,
-        "chat",
-        "demo_knowledge_biomed_cloze",
-        [1, 0, 0, 0] * 100,
-    )
-    result = snakemake(
-        "tables", "-n", "--directory", str(tmp_path), "--configfile", str(config_file)
-    )
-    assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"paper_table": 1, "tables": 1, "total": 2}
-
-
-@pytest.mark.parametrize(
-    ("target", "expected"),
-    [
-        (
-            "exp_biomed_smollm2_135m_instruct_chat",
-            {"generate_demo_data": 1, "base_model": 1, "evaluate": 1},
-        ),
-        (
-            "exp_finance_smollm2_135m_instruct_negcft",
-            {
-                "generate_demo_data": 1,
-                "corpus": 1,
-                "base_model": 1,
-                "tokenize": 1,
-                "train": 1,
-                "evaluate": 2,
-                "demo_finben": 1,
-            },
-        ),
-        (
-            "exp_biomed_smollm2_135m_instruct_autocft",
-            {
-                "generate_demo_data": 1,
-                "corpus": 1,
-                "base_model": 1,
-                "autogen_prompts": 1,
-                "tokenize": 1,
-                "train": 1,
-                "evaluate": 1,
-            },
-        ),
-    ],
-)
-def test_named_experiment_target_plans_exactly_its_chain(target, expected):
-    result = snakemake(target, "-n", "--forceall")
-    assert result.returncode == 0, result.stderr
-    counts = job_counts(result.stdout)
-    assert counts.pop(target) == 1 and counts.pop("total") == sum(expected.values()) + 1
-    assert counts == expected
-
-
-def test_named_targets_are_listed():
-    result = snakemake("--list-target-rules")
-    names = set(result.stdout.split())
-    assert {"tables", "all", "exp_biomed_smollm2_135m_instruct_cft"} <= names
-    assert sum(name.startswith("exp_") for name in names) == 2 * 5
-
-
-def one_chat_record(config: dict, tmp_path: Path) -> tuple[str, Path, dict]:
-    """A table of the untrained row alone, with its one eval record written: (task, the
-    record's path, the record)."""
-    task = "demo_knowledge_biomed_cloze"
-    config["grid"]["methods"] = ["chat"]
-    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1, 0] * 20)
-    path = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
-    return task, path, json.loads(path.read_text())
 
 
 def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_path):

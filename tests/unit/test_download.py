@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO
 from miniature.build import hub_cache
 
-from cft import corpus, download, fingerprints
+from cft import corpus, download
 from cft.config import validate_config
 from cft.hub import HubUnavailableError
 
@@ -58,59 +58,6 @@ def hub_repo(tmp_path):
     (root / "images" / "fig.png").parent.mkdir(parents=True)
     (root / "images" / "fig.png").write_bytes(b"\x89PNG")
     return root
-
-
-def test_download_corpus_then_build(monkeypatch, tmp_path, hub_repo, demo_config):
-    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
-    out = tmp_path / "resources" / "corpora" / "biomed"
-    download.download_corpus("biomed", source, out)
-
-    assert hub.calls[0]["token"] == "hf_test_token"  # only from HF_TOKEN
-    assert (out / "mdpi" / "pharmacology" / "1.txt").is_file()
-    assert not (out / "images").exists()  # not a pattern the source needs
-    assert json.loads((out / "cft_download.json").read_text())["files"] == 4
-    assert not out.with_name("biomed.partial").exists()
-
-    demo_config["domains"]["biomed"]["source"] = {**source, "exclude": ["textbooks/*"]}
-    demo_config["corpus"] = {"min_chars": 10, "validation_fraction": 0.0}
-    validate_config(demo_config)
-    stats = corpus.run(demo_config, "biomed", raw_dir=out, out_dir=tmp_path / "corpus")
-    assert stats["documents_out"] == 2 and stats["dropped"]["excluded"]["documents"] == 1
-    table = pd.read_parquet(tmp_path / "corpus" / "documents.parquet")
-    assert list(table.category) == ["mdpi", "mdpi"]
-
-
-def test_no_token_means_anonymous(monkeypatch, tmp_path, hub_repo):
-    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
-    download.download_corpus("biomed", source, tmp_path / "biomed")
-    assert hub.calls[0]["token"] is False  # never a token stored by `huggingface-cli login`
-
-
-def test_interrupted_download_resumes(monkeypatch, tmp_path, hub_repo):
-    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
-    out = tmp_path / "biomed"
-    monkeypatch.setattr(
-        huggingface_hub, "snapshot_download", FakeHub({source["repo_id"]: hub_repo}, fail_after=2)
-    )
-    with pytest.raises(HubUnavailableError, match="download_corpora"):
-        download.download_corpus("biomed", source, out)
-    assert not out.exists()  # no half-downloaded corpus is mistaken for a complete one
-    partial = out.with_name("biomed.partial")
-    assert len([p for p in partial.rglob("*") if p.is_file()]) == 2
-
-    resumed = FakeHub({source["repo_id"]: hub_repo})
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", resumed)
-    download.download_corpus("biomed", source, out)
-    assert len(list(out.rglob("*.txt"))) == 3 and not partial.exists()
-
-
-# ---- models: a real HF cache layout, read offline by the real snapshot_download -------------
 
 
 def tiny_model_folder(folder: Path, safetensors: bool = True) -> None:
@@ -166,57 +113,54 @@ def hub_model_config(tmp_path: Path, paper_config: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("safetensors", [True, False], ids=["safetensors", "pytorch-bin"])
-def test_base_model_from_hf_cache_offline(tmp_path, paper_config, safetensors):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_download_corpus_then_build(monkeypatch, tmp_path, hub_repo, demo_config):
+    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    out = tmp_path / "resources" / "corpora" / "biomed"
+    download.download_corpus("biomed", source, out)
 
-    tiny_model_folder(tmp_path / "tiny", safetensors=safetensors)
-    hub_cache(tmp_path / "hf_home", "acme/tiny-chat", tmp_path / "tiny")
-    config = hub_model_config(tmp_path, paper_config)
-    out = tmp_path / "base_models" / "tiny-chat"
-    env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    result = run_cli(
-        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
-        env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert (out / "model.safetensors").is_file()
-    assert not list(out.glob("*.bin"))
-    reference = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny")
-    loaded = AutoModelForCausalLM.from_pretrained(out)
-    for (name, a), (_, b) in zip(
-        reference.state_dict().items(), loaded.state_dict().items(), strict=True
-    ):
-        assert (a == b).all(), name
-    assert AutoTokenizer.from_pretrained(out).chat_template
-    prov = json.loads((out / fingerprints.PROVENANCE_FILE).read_text())
-    assert prov["has_chat_template"] is True
-    assert prov["fingerprint"] == fingerprints.folder_fingerprint(out)
+    assert hub.calls[0]["token"] == "hf_test_token"  # only from HF_TOKEN
+    assert (out / "mdpi" / "pharmacology" / "1.txt").is_file()
+    assert not (out / "images").exists()  # not a pattern the source needs
+    assert json.loads((out / "cft_download.json").read_text())["files"] == 4
+    assert not out.with_name("biomed.partial").exists()
+
+    demo_config["domains"]["biomed"]["source"] = {**source, "exclude": ["textbooks/*"]}
+    demo_config["corpus"] = {"min_chars": 10, "validation_fraction": 0.0}
+    validate_config(demo_config)
+    stats = corpus.run(demo_config, "biomed", raw_dir=out, out_dir=tmp_path / "corpus")
+    assert stats["documents_out"] == 2 and stats["dropped"]["excluded"]["documents"] == 1
+    table = pd.read_parquet(tmp_path / "corpus" / "documents.parquet")
+    assert list(table.category) == ["mdpi", "mdpi"]
 
 
-def test_missing_hub_model_error_says_how_to_provide_it(tmp_path, paper_config):
-    config = hub_model_config(tmp_path, paper_config)
-    env = {"HF_HOME": str(tmp_path / "empty_home"), "HF_HUB_OFFLINE": "1"}
-    out = tmp_path / "base_models" / "tiny-chat"
-    result = run_cli(
-        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
-        env=env,
-    )  # fmt: skip
-    assert result.returncode != 0
-    message = result.stderr
-    assert "'acme/tiny-chat'" in message
-    assert "snakemake download_models" in message
-    assert "models.tiny-chat.local_path" in message
-    assert not out.exists()
+def test_no_token_means_anonymous(monkeypatch, tmp_path, hub_repo):
+    hub = FakeHub({"ywchoi/OpenMedText": hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    download.download_corpus("biomed", source, tmp_path / "biomed")
+    assert hub.calls[0]["token"] is False  # never a token stored by `huggingface-cli login`
 
-    # the download target itself, with the hub unreachable, says the same
-    manifest = tmp_path / "resources" / "models" / "tiny-chat.json"
-    result = run_cli(
-        "cft.download", "model", "--config", str(config), "--model", "tiny-chat",
-        "--manifest", str(manifest), env=env,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "snakemake download_models" in result.stderr and not manifest.exists()
+
+def test_interrupted_download_resumes(monkeypatch, tmp_path, hub_repo):
+    source = {"type": "openmedtext", "repo_id": "ywchoi/OpenMedText", "revision": "main"}
+    out = tmp_path / "biomed"
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", FakeHub({source["repo_id"]: hub_repo}, fail_after=2)
+    )
+    with pytest.raises(HubUnavailableError, match="download_corpora"):
+        download.download_corpus("biomed", source, out)
+    assert not out.exists()  # no half-downloaded corpus is mistaken for a complete one
+    partial = out.with_name("biomed.partial")
+    assert len([p for p in partial.rglob("*") if p.is_file()]) == 2
+
+    resumed = FakeHub({source["repo_id"]: hub_repo})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", resumed)
+    download.download_corpus("biomed", source, out)
+    assert len(list(out.rglob("*.txt"))) == 3 and not partial.exists()
 
 
 def test_download_model_manifest(tmp_path, paper_config):

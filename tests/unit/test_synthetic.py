@@ -4,11 +4,6 @@ summary against the authors' published curves."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +14,7 @@ import yaml
 from conftest import REPO
 from torch import nn
 
-from cft.synthetic import loop, reference, stages
+from cft.synthetic import loop, reference
 from cft.synthetic.data import (
     Scale,
     baseline_mse,
@@ -32,6 +27,8 @@ from cft.synthetic.model import gradient_alignment, make_model, target_predictio
 from cft.synthetic.summary import summarize
 
 REFERENCE = REPO.parent / "shared" / "reference" / "synthetic"
+
+
 TINY = Scale(
     n_dims=4,
     n_points=6,
@@ -53,6 +50,54 @@ TINY = Scale(
 def problem(batch=5, n=6, d=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return (*sample_problem(gen, batch, n, d), gen)
+
+
+class LinearPredictor(nn.Module):
+    """Predicts u.x at every x position: its input gradient is u everywhere."""
+
+    def __init__(self, u):
+        super().__init__()
+        self.u = u
+
+    def forward(self, xs, ys, attention_mask=None):
+        return xs @ self.u
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _regression_run(work_dir: Path, stop_at: int | None = None):
+    """Ten steps of the shared loop on a 3-to-1 linear model; raises at ``stop_at``."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+
+    def step_loss(step: int) -> torch.Tensor:
+        if step == stop_at:
+            raise Interrupted
+        gen = torch.Generator().manual_seed(step)
+        xs = torch.randn(8, 3, generator=gen)
+        return ((model(xs)[:, 0] - xs.sum(1)) ** 2).mean()
+
+    history = loop.train_resumable(
+        model,
+        work_dir,
+        replace(TINY, learning_rate=0.05, eval_every=3, save_every=2),
+        total_steps=10,
+        step_loss=step_loss,
+        history_row=lambda done, loss: {"loss": loss.item()},
+        first_row=lambda: {"loss": None},
+    )
+    return model, history
+
+
+def tiny_config(tmp_path) -> Path:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["synthetic"]["scales"] = {"tiny": TINY.__dict__}
+    config["synthetic"]["scale"] = "tiny"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_shapes_and_function_classes_match_closed_forms():
@@ -115,17 +160,6 @@ def test_cpt_mask_really_hides_the_context():
     assert not torch.allclose(target_predictions(model, cft), cft_before)
 
 
-class LinearPredictor(nn.Module):
-    """Predicts u.x at every x position: its input gradient is u everywhere."""
-
-    def __init__(self, u):
-        super().__init__()
-        self.u = u
-
-    def forward(self, xs, ys, attention_mask=None):
-        return xs @ self.u
-
-
 @pytest.mark.parametrize("condition", ["cpt", "cft", "negcft"])
 def test_alignment_on_a_model_with_a_known_gradient(condition):
     xs, w, v, gen = problem(batch=64, seed=3)
@@ -140,34 +174,6 @@ def test_alignment_on_a_model_with_a_known_gradient(condition):
     assert gradient_alignment(LinearPredictor(w[0] + v[0]), one, "sumdot") == pytest.approx(1)
 
 
-class Interrupted(Exception):
-    pass
-
-
-def _regression_run(work_dir: Path, stop_at: int | None = None):
-    """Ten steps of the shared loop on a 3-to-1 linear model; raises at ``stop_at``."""
-    torch.manual_seed(0)
-    model = nn.Linear(3, 1)
-
-    def step_loss(step: int) -> torch.Tensor:
-        if step == stop_at:
-            raise Interrupted
-        gen = torch.Generator().manual_seed(step)
-        xs = torch.randn(8, 3, generator=gen)
-        return ((model(xs)[:, 0] - xs.sum(1)) ** 2).mean()
-
-    history = loop.train_resumable(
-        model,
-        work_dir,
-        replace(TINY, learning_rate=0.05, eval_every=3, save_every=2),
-        total_steps=10,
-        step_loss=step_loss,
-        history_row=lambda done, loss: {"loss": loss.item()},
-        first_row=lambda: {"loss": None},
-    )
-    return model, history
-
-
 def test_the_shared_loop_resumes_to_the_uninterrupted_result(tmp_path):
     model, history = _regression_run(tmp_path / "once")
     assert [row["step"] for row in history] == [0, 3, 6, 9, 10]
@@ -179,74 +185,6 @@ def test_the_shared_loop_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed_history == history  # the step-0 row is not logged twice
     for ours, theirs in zip(resumed.parameters(), model.parameters(), strict=True):
         assert torch.equal(ours, theirs)
-
-
-def tiny_config(tmp_path) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["synthetic"]["scales"] = {"tiny": TINY.__dict__}
-    config["synthetic"]["scale"] = "tiny"
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
-    from cft.config import load_config
-
-    config = load_config(tiny_config(tmp_path))
-    stages.run_pretrain(config, "tiny", 0, tmp_path / "pre", tmp_path / ".pre.work")
-    args = dict(pretrained=tmp_path / "pre")
-    stages.run_finetune(
-        config,
-        "tiny",
-        "polynomial",
-        "cft",
-        0,
-        out_dir=tmp_path / "a",
-        work_dir=tmp_path / ".a.work",
-        **args,
-    )
-
-    cmd = [
-        sys.executable,
-        "-m",
-        "cft.synthetic",
-        "finetune",
-        "--config",
-        str(tiny_config(tmp_path)),
-        "--scale",
-        "tiny",
-        "--seed",
-        "0",
-        "--task",
-        "polynomial",
-        "--condition",
-        "cft",
-        "--pretrained",
-        str(tmp_path / "pre"),
-        "--out-dir",
-        str(tmp_path / "b"),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = tmp_path / ".b.work" / loop.CHECKPOINT
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "b").exists()
-    step = torch.load(checkpoint, weights_only=False)["step"]
-    assert 0 < step < TINY.finetune_steps
-    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
-    a = (tmp_path / "a" / "metrics.csv").read_text()
-    b = (tmp_path / "b" / "metrics.csv").read_text()
-    rows_a = np.loadtxt(a.splitlines()[1:], delimiter=",")
-    rows_b = np.loadtxt(b.splitlines()[1:], delimiter=",")
-    np.testing.assert_allclose(rows_b, rows_a, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' curves are not available")

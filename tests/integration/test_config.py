@@ -1,0 +1,18 @@
+"""Config validation: the shipped configs pass, bad ones stop with a message that names the key,
+the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import yaml
+from conftest import REPO, snakemake
+
+
+def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path, demo_config):
+    demo_config["grid"]["methods"] = ["cpt", "sft"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(demo_config))
+    result = snakemake("-n", "--configfile", str(bad), cwd=REPO)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "grid.methods.1" in output and "'sft'" in output
+    assert "Job stats" not in output

@@ -1,0 +1,279 @@
+"""Training: batch arithmetic, loss masking and normalisation through the project's Trainer,
+kill -9 and resume equal to an uninterrupted run, config errors, and the SLURM options the
+paper's train jobs get from the real SLURM executor plugin."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, SEQ, first_step_gradient, make_job, planned_resources
+
+from cft.config import ConfigError
+from cft.fingerprints import METRICS_FILE
+from cft.training import TrainingError
+from cft.training.checkpoints import COMPLETE_MARKER
+from cft.training.launch import parallelism_of, plan_batch
+from cft.training.metrics import (
+    lookup_only_parameters,
+)
+from cft.training.recipe import Job
+from cft.training.run import launch, train
+from cft.training.trainer import make_trainer
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+class _Resources(dict):
+    __getattr__ = dict.get
+
+
+def sbatch_command(resources: dict) -> str:
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    typed = _Resources({k: int(v) if re.fullmatch(r"\d+", v) else v for k, v in resources.items()})
+    job = SimpleNamespace(resources=typed, threads=int(resources["cpus_per_task"]))
+    params = {
+        "run_uuid": "uuid",
+        "slurm_logfile": "log",
+        "comment_str": "train",
+        "account": "-A acct",
+        "partition": "-p gpu",
+        "workdir": "",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)  # as the plugin composes it
+
+
+def test_launch_checks_the_batch_before_starting(demo_config, tmp_path, tiny_model, tiny_data):
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, global_batch_size=12)
+    job = replace(job, resources={**job.resources, "gpus_per_node": 8})
+    with pytest.raises(ConfigError, match="not divisible by the 8 devices"):
+        launch(job)
+    assert not Path(job.checkpoint_dir).exists()
+
+
+def test_a_tied_embedding_counts_as_the_output_heads_matmul(tiny_model):
+    """SmolLM2 and the tiny test model tie the input embedding to the output head: its
+    parameters are a matmul on every token there, and a lookup only where untied (Llama-2)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    tied = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert lookup_only_parameters(tied) == 0
+    untied = LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                    num_attention_heads=2, tie_word_embeddings=False)
+    )  # fmt: skip
+    assert lookup_only_parameters(untied) == 64 * 16
+
+
+def test_a_job_resolves_its_recipe_once_typed_and_leaves_the_config_alone(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    from cft.devices import native_bf16
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, precision="auto")
+    recipe = job.recipe
+    assert recipe is job.recipe  # resolved once, then shared by every part of training
+    assert recipe.precision == ("bf16" if native_bf16(cuda=False)[0] else "fp32")
+    assert job.precision_reason  # what the machine's probe said
+    assert job.config["training"]["precision"] == "auto"  # nothing written back
+    assert recipe.lora.target_modules[0] == "q_proj" and recipe.divergence.max_loss_ratio == 3.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.learning_rate = 1.0
+    # the workers rebuild the same job from its JSON spec
+    job.save(tmp_path / "job.json")
+    assert Job.load(tmp_path / "job.json").recipe == recipe
+
+
+def test_only_unmasked_labels_reach_the_loss(demo_config, tmp_path, tiny_model, tiny_data):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
+    parallel = parallelism_of(job.recipe, 1, cuda=False)
+    trainer = make_trainer(job, model, None, plan_batch(4, 1, 4), parallel)
+    rng = np.random.default_rng(3)
+    ids = torch.tensor(rng.integers(0, 1000, size=(2, SEQ)))
+    labels = torch.full_like(ids, -100)
+    kept = [(0, 5), (0, 17), (1, 9)]  # k = 3 tokens carry the loss
+    for row, col in kept:
+        labels[row, col] = ids[row, col]
+    inputs = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
+    loss = trainer.compute_loss(model, inputs)
+    logits = model(input_ids=ids).logits
+    expected = torch.stack(
+        [torch.nn.functional.cross_entropy(logits[r, c - 1], ids[r, c]) for r, c in kept]
+    ).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_micro_batches_give_the_same_gradient_as_one_batch(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, max_grad_norm=1e9)
+    whole = first_step_gradient(job, tiny_model, plan_batch(4, 1, max_per_device=4))
+    split = first_step_gradient(job, tiny_model, plan_batch(4, 1, max_per_device=1))
+    assert set(whole) == set(split)
+    for name, grad in whole.items():
+        torch.testing.assert_close(split[name], grad, rtol=1e-4, atol=1e-7)
+
+    # The blocks carry different numbers of loss tokens, so a mean of per-micro-batch means
+    # (vectorlm's loss) would weight them differently: the test above can tell the two apart.
+    from datasets import load_from_disk
+
+    labels = np.array(load_from_disk(job.tokenized_dir)["train"].select(range(4))["labels"])
+    counts = (labels[:, 1:] != -100).sum(axis=1)
+    assert len(set(counts.tolist())) > 1
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    settings = {"epochs": 4, "save_steps": 4}  # 12 steps per epoch, 48 steps
+    reference = make_job(demo_config, tmp_path / "a", tiny_model, tiny_data, **settings)
+    train(reference)
+
+    job = make_job(demo_config, tmp_path / "b", tiny_model, tiny_data, **settings)
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cft.training", "--job", str(spec)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = Path(job.checkpoint_dir)
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob(f"checkpoint-*/{COMPLETE_MARKER}")):
+        assert proc.poll() is None, "the training process ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not Path(job.out_dir).exists(), "killed before the end: no model folder may exist"
+
+    metrics = train(job)  # the rerun
+    assert metrics["resumed_from"] is not None
+    assert 0 < metrics["steps_this_run"] < metrics["optimizer_steps"] == 48
+    resumed, uninterrupted = weights(Path(job.out_dir)), weights(Path(reference.out_dir))
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tiny_model, tiny_data):
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, epochs=1)
+    metrics = train(job)
+    out = Path(job.out_dir)
+    on_disk = json.loads((out / METRICS_FILE).read_text())
+    assert on_disk["optimizer_steps"] == 12 == metrics["optimizer_steps"]
+    assert on_disk["tokens_this_run"] == 48 * SEQ - 5  # every non-pad token of the 48 blocks
+    assert on_disk["tokens_per_s"] > 0 and on_disk["mfu"] is None  # CPU: no peak, no MFU
+    assert on_disk["eval_loss"] > 0 and on_disk["provenance"]["seed"] == demo_config["seed"]
+    curve = (out / "loss_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,epoch,loss") and len(curve) == 13
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    assert AutoTokenizer.from_pretrained(out).chat_template
+    assert not Path(job.checkpoint_dir).exists()  # keep_checkpoints is false by default
+
+
+def test_paper_train_jobs_become_correct_sbatch_commands():
+    jobs = planned_resources("train", "--configfile", "config/paper.yaml")
+    assert len(jobs) == 2 * 2 * 4  # domains x models x trained methods
+    for output, resources in jobs.items():
+        command = sbatch_command(resources)
+        assert "--gres=gpu:a100:8" in command and resources["tasks_per_gpu"] == "0"
+        assert "--ntasks-per-gpu" not in command  # one task per node starts torchrun
+        assert " -t 720" in command and "--mem 480000" in command
+        assert "--cpus-per-task=32" in command
+        if "llama-2-13b-chat" in output:
+            assert "--nodes=2" in command and "--ntasks=2" in command
+            assert resources["mpi"] == "srun"
+        else:
+            assert "--nodes=1" in command and resources["mpi"] == ""
+
+
+def test_two_node_training_job_gets_the_multi_node_sbatch_options():
+    """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
+    jobs = planned_resources("train", "--configfile", "config/paper.yaml")
+    resources = jobs["results/models/biomed/llama-2-13b-chat/cft/seed1234"]
+    command = sbatch_command(resources)
+    for option in (
+        "--nodes=2",
+        "--ntasks=2",
+        "--gres=gpu:a100:8",
+        "--cpus-per-task=32",
+        "--mem 480000",
+        "-t 720",
+    ):
+        assert option in command
+    assert resources["mpi"] == "srun"
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_only_good_checkpoints(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    job = make_job(
+        demo_config, tmp_path, tiny_model, tiny_data, learning_rate=1.0e6, save_steps=1,
+        keep_checkpoints=True,
+    )  # fmt: skip
+    with pytest.raises(TrainingError, match=r"training diverged at step (\d+)") as caught:
+        train(job)
+    assert not Path(job.out_dir).exists()
+    message = str(caught.value)
+    last_good = int(message.split("Checkpoints up to step ")[1].split(" ")[0])
+    bad_step = int(message.split("diverged at step ")[1].split(":")[0])
+    assert last_good < bad_step
+    kept = sorted(int(p.name.split("-")[1]) for p in Path(job.checkpoint_dir).glob("checkpoint-*"))
+    assert kept == list(range(1, last_good + 1))
+
+
+def test_tokenized_data_altered_on_disk_are_refused(demo_config, tmp_path, tiny_model, tiny_data):
+    from datasets import load_from_disk
+
+    altered = tmp_path / "tokenized"
+    data = load_from_disk(str(tiny_data))
+    data["train"] = data["train"].select(range(40))  # eight blocks fewer than recorded
+    data.save_to_disk(str(altered))
+    shutil.copy(tiny_data / "stats.json", altered / "stats.json")
+    job = make_job(demo_config, tmp_path, tiny_model, altered)
+    with pytest.raises(TrainingError, match="the tokenized data changed after they were written"):
+        train(job)
+    assert not Path(job.out_dir).exists()
+
+
+def test_training_refuses_output_and_checkpoint_folders_it_did_not_write(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    from cft.io import OutputError
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
+    for folder in (Path(job.out_dir), Path(job.checkpoint_dir)):
+        folder.mkdir(parents=True)
+        (folder / "notes.txt").write_text("someone's notes\n")
+        with pytest.raises(OutputError, match=f"{folder}: refusing to"):
+            train(job)
+        assert (folder / "notes.txt").read_text() == "someone's notes\n"
+        (folder / "notes.txt").unlink()

