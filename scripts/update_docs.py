@@ -1,9 +1,9 @@
 """Regenerate the parts of the docs that are derived from the code or from a run, so that they
 cannot drift: the `--help` of every stage CLI in its docs/stages page, the config reference in
 docs/config.md from config/schema.yaml, and the README's demo tables from the demo run recorded
-in docs/demo_run.json. `--check` reports what is stale and changes nothing (tests/{unit,integration}/test_docs.py
-runs it). `--record-demo` records the tables of a finished `make demo` (results/tables/) with
-the commit and CPU that produced them, then regenerates.
+in docs/demo_run.json. `--check` reports what is stale and changes nothing
+(tests/integration/test_docs.py runs it). `--record-demo` records the tables of a finished `make
+demo` (results/tables/) with the commit and CPU that produced them, then regenerates.
 
     .venv/bin/python scripts/update_docs.py [--check]
     .venv/bin/python scripts/update_docs.py --record-demo   # after `make demo`

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS
+from cft.synthetic import TASKS as SYNTHETIC_TASKS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
@@ -129,6 +132,12 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             f"{source}: 'synthetic.scale' = {synthetic['scale']!r} is not defined under "
             f"'synthetic.scales'; defined: {sorted(synthetic['scales'])}"
         )
+    for key, known in (("tasks", SYNTHETIC_TASKS), ("conditions", SYNTHETIC_CONDITIONS)):
+        unknown = [name for name in synthetic[key] if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"{source}: 'synthetic.{key}' names {unknown}; expected some of {list(known)}"
+            )
     if synthetic["reference"] not in (None, "download"):
         _check_path(synthetic["reference"], "synthetic.reference", source, base_dir)
     training = config["training"]

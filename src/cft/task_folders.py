@@ -5,7 +5,10 @@ A task whose data a rule writes names them in its own YAML, as lm-eval reads the
 ``dataset_path`` (a folder in the hub layout) or ``dataset_kwargs.data_files``, relative to
 the workflow's working directory and under ``results/``. The evaluation rule takes exactly
 those paths as its input; every other task (lm-eval's own, and FinBen's hub sets) reads the
-hub cache that the download rule fills. No rule knows a task by its name."""
+hub cache that the download rule fills. No rule knows a task by its name.
+
+A task's YAML also names the score the tables report (``metadata.reported_metric``; accuracy
+where it names none, as for lm-eval's own MMLU tasks)."""
 
 from __future__ import annotations
 
@@ -67,3 +70,28 @@ def local_data(task: str, tasks_dir: Path = TASKS_DIR) -> list[str]:
     for files in data_files.values() if isinstance(data_files, dict) else [data_files]:
         named += files if isinstance(files, list) else [files]
     return [p for p in named if isinstance(p, str) and p.startswith(f"{RESULTS}/")]
+
+
+def is_local(task: str, tasks_dir: Path = TASKS_DIR) -> bool:
+    """Whether ``task`` reads data the workflow writes (else the hub cache)."""
+    return bool(local_data(task, tasks_dir))
+
+
+DEFAULT_METRIC = "acc"
+
+
+def reported_metric(task: str, tasks_dir: Path = TASKS_DIR) -> str:
+    """The score a table reports for ``task``: its YAML's ``metadata.reported_metric`` (one of
+    its ``metric_list``), or accuracy for a task that names none or is not one of the
+    project's."""
+    path = task_files(tasks_dir).get(task)
+    if path is None:
+        return DEFAULT_METRIC
+    spec = task_spec(path)
+    metric = (spec.get("metadata") or {}).get("reported_metric", DEFAULT_METRIC)
+    listed = [entry.get("metric") for entry in spec.get("metric_list") or []]
+    if listed and metric not in listed:
+        raise ValueError(
+            f"{path}: metadata.reported_metric {metric!r} is not one of its metric_list {listed}"
+        )
+    return metric

@@ -14,7 +14,7 @@ from cft.config import validate_config
 from cft.curves import run
 from cft.demo_data import generate, write_jsonl
 from cft.evaluation import evaluate
-from cft.tables import knowledge_figure
+from cft.figures import knowledge_figure
 from cft.training.run import train
 from cft.uncertainty import read_outcomes, score
 

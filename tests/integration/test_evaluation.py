@@ -296,8 +296,10 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
     """run() on the hf path (the model loaded by the pipeline, not by lm-eval): the record
     names the cell it was run for, which is what the table checks before using it."""
     from cft.demo_data import generate, write_jsonl
+    from cft.grid import CellKey
     from cft.settings import evaluation_settings_hash
-    from cft.tables import _read_run, primary_metric
+    from cft.tables import checked_outcomes, read_record
+    from cft.task_folders import reported_metric
 
     _, questions = generate("biomed", 3, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -308,8 +310,10 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
                             out_json=out, seed=7)  # fmt: skip
     cell = {"domain": "biomed", "model": name, "method": "cft", "training_seed": 7, "task": task}
     assert {key: record[key] for key in cell} == cell
-    metric, settings_hash = primary_metric(task), evaluation_settings_hash(eval_config, name, task)
-    value, outcomes = _read_run(out, cell, metric, settings_hash)
+    metric, settings_hash = reported_metric(task), evaluation_settings_hash(eval_config, name, task)
+    key, read = read_record(out)
+    assert key == CellKey(**cell)
+    value, outcomes = checked_outcomes(out, read, metric, settings_hash)
     assert value == record["metrics"][metric] and outcomes.n == len(questions)
 
 

@@ -1,5 +1,7 @@
-"""The layout under results/ and resources/ has one owner, cft.paths: no other module, entry
-script or rule file spells a path template there."""
+"""One owner for each fact: the layout under results/ and resources/ is cft.paths' (no other
+module, entry script or rule file spells a path template there); a task's data and reported
+metric are its task YAML's (no code decides them by the task's name); the synthetic function
+classes and conditions are cft.synthetic's."""
 
 from __future__ import annotations
 
@@ -57,6 +59,57 @@ def test_no_path_template_outside_its_owner():
         if TEMPLATE.search(text)
     ]
     assert offenders == []
+
+
+def code_strings():
+    """(file:line, text) of every non-docstring string of the package, the entry scripts and
+    the rule files."""
+    python = [*sorted((REPO / "src" / "cft").rglob("*.py")),
+              *sorted((REPO / "workflow" / "scripts").glob("*.py"))]  # fmt: skip
+    for path in python:
+        for line, text in string_literals(path.read_text()):
+            yield path, f"{path.relative_to(REPO)}:{line}", text
+    for path in sorted((REPO / "workflow").rglob("*.smk")):
+        for line, text in rule_strings(path.read_text()):
+            yield path, f"{path.relative_to(REPO)}:{line}", text
+
+
+# A task's family decided by its name: a prefix or substring test on "demo_", "finben_", ...
+TASK_NAME_TEST = re.compile(
+    r"""startswith\(\s*["'](demo|finben|mmlu)_|["'](demo|finben|mmlu)_["']\s+in\b"""
+)
+# The synthetic names spelt out: a function class, or an alternation of the conditions.
+SYNTHETIC_NAME = re.compile(r"^(polynomial|sumdot|relu)$|\b(polynomial|sumdot|relu|cpt\|cft)\|")
+
+
+def test_task_facts_come_from_the_task_yamls():
+    files = [*(REPO / "src" / "cft").rglob("*.py"), *(REPO / "workflow").rglob("*.py"),
+             *(REPO / "workflow").rglob("*.smk")]  # fmt: skip
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted(files)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if TASK_NAME_TEST.search(line)
+    ]
+    assert offenders == []
+
+
+def test_synthetic_names_have_one_owner():
+    owner = REPO / "src" / "cft" / "synthetic"
+    offenders = [
+        f"{where}: {text!r}"
+        for path, where, text in code_strings()
+        if owner not in path.parents and SYNTHETIC_NAME.search(text)
+    ]
+    assert offenders == []
+
+
+def test_the_owner_detectors_find_a_second_definition():
+    assert TASK_NAME_TEST.search('return "weighted_f1" if "finben_" in task else "acc"')
+    assert TASK_NAME_TEST.search("    return task.startswith('demo_')")
+    assert not TASK_NAME_TEST.search('task.removeprefix("demo_")')
+    assert SYNTHETIC_NAME.search("polynomial|sumdot|relu") and SYNTHETIC_NAME.search("sumdot")
+    assert SYNTHETIC_NAME.search("cpt|cft|negcft")
 
 
 def test_the_detector_finds_a_template():

@@ -16,21 +16,31 @@ from conftest import REPO
 from sklearn.metrics import f1_score
 
 from cft.config import validate_config
+from cft.grid import METHOD_LABELS, table_records
 from cft.io import file_sha256
 from cft.paths import TABLE_FILES, eval_json, samples_path
+from cft.table_formats import to_latex, to_markdown
 from cft.tables import (
-    METHOD_LABELS,
     PAPER_TASKS,
     REFERENCE_FILE,
     TableError,
     build_table,
     load_reference,
-    to_latex,
-    to_markdown,
     write_table,
 )
 
 DEMO_MODEL = "smollm2-135m-instruct"
+
+
+def records(config, domain, model, root) -> list[Path]:
+    """The records a table of (domain, model) is built from, as its rule declares them."""
+    return [Path(path) for path in table_records(config, domain, model, str(root))]
+
+
+def table_of(config, domain, model, root, reference=None):
+    """The table built from every record its grid names under ``root``."""
+    given = records(config, domain, model, root)
+    return build_table(config, domain, model, given, reference or load_reference())
 
 
 DEMO_SEED = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["seed"]
@@ -113,12 +123,13 @@ def one_chat_record(config: dict, tmp_path: Path) -> tuple[str, Path, dict]:
 def test_table_values_equal_the_eval_jsons(config, tmp_path):
     methods = config["grid"]["methods"]
     values = fill_finance(tmp_path, methods)
-    table = build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "finance", DEMO_MODEL, tmp_path)
     assert [row.label for row in table.rows] == [METHOD_LABELS[m] for m in methods]
     for (method, task), metrics in values.items():
         metric = "weighted_f1" if "finben" in task else "acc"
         assert table.ours[(METHOD_LABELS[method], task)] == pytest.approx(100 * metrics[metric])
-    write_table(config, "finance", DEMO_MODEL, eval_root=tmp_path, out_dir=tmp_path / "out")
+    given = records(config, "finance", DEMO_MODEL, tmp_path)
+    write_table(config, "finance", DEMO_MODEL, records=given, out_dir=tmp_path / "out")
     out = {kind: tmp_path / "out" / name for kind, name in TABLE_FILES.items()}
     with out["csv"].open() as handle:
         rows = {(r["row"], r["task"], r["metric"]): r for r in csv.DictReader(handle)}
@@ -135,8 +146,8 @@ def test_table_files_are_published_together(config, tmp_path, monkeypatch):
 
     fill_finance(tmp_path / "eval", config["grid"]["methods"])
     out = tmp_path / "table"
-    tables.write_table(config, "finance", "smollm2-135m-instruct", eval_root=tmp_path / "eval",
-                       out_dir=out)  # fmt: skip
+    given = records(config, "finance", "smollm2-135m-instruct", tmp_path / "eval")
+    tables.write_table(config, "finance", "smollm2-135m-instruct", records=given, out_dir=out)
     old = {name: (out / name).read_bytes() for name in TABLE_FILES.values()}
     config["evaluation"]["confidence"]["seed"] = 7  # other intervals this time
 
@@ -145,8 +156,7 @@ def test_table_files_are_published_together(config, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tables, "bar_chart", killed)
     with pytest.raises(KeyboardInterrupt):
-        tables.write_table(config, "finance", "smollm2-135m-instruct",
-                           eval_root=tmp_path / "eval", out_dir=out)  # fmt: skip
+        tables.write_table(config, "finance", "smollm2-135m-instruct", records=given, out_dir=out)
     assert {name: (out / name).read_bytes() for name in TABLE_FILES.values()} == old
 
 
@@ -164,7 +174,8 @@ def test_table_json_intervals_and_paired_differences_on_known_outcomes(config, t
     cpt = [1] * 60 + [0] * 20
     for method, correct in (("chat", chat), ("cpt", cpt), ("cft", cpt)):
         write_eval(tmp_path, "biomed", DEMO_MODEL, method, task, correct)
-    write_table(config, "biomed", DEMO_MODEL, eval_root=tmp_path, out_dir=tmp_path / "out")
+    given = records(config, "biomed", DEMO_MODEL, tmp_path)
+    write_table(config, "biomed", DEMO_MODEL, records=given, out_dir=tmp_path / "out")
     out = {kind: tmp_path / "out" / name for kind, name in TABLE_FILES.items()}
     record = json.loads(out["json"].read_text())
     chat_cell = record["intervals"][f"Chat|{task}"]
@@ -198,7 +209,7 @@ def test_rows_with_several_training_seeds_average_and_resample_them(config, tmp_
     write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [1] * 20 + [0] * 60)
     write_eval(tmp_path, "biomed", DEMO_MODEL, "cpt", task, [1] * 40 + [0] * 40, seed=1)
     write_eval(tmp_path, "biomed", DEMO_MODEL, "cpt", task, [1] * 60 + [0] * 20, seed=2)
-    table = build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "biomed", DEMO_MODEL, tmp_path)
     assert table.ours[("Chat (CPT)", task)] == pytest.approx((50 + 75) / 2)
     assert table.seeds == {"Chat": 1, "Chat (CPT)": 2}
     # resampling the two runs (50 and 75) puts a quarter of the replicates near each
@@ -208,7 +219,7 @@ def test_rows_with_several_training_seeds_average_and_resample_them(config, tmp_
     # a row lacks its value until every seed's run is evaluated
     seed2 = Path(eval_json("biomed", DEMO_MODEL, "cpt", 2, task, str(tmp_path)))
     seed2.unlink()
-    table = build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "biomed", DEMO_MODEL, tmp_path)
     assert ("Chat (CPT)", task) not in table.ours and str(seed2) in table.missing
 
 
@@ -221,18 +232,34 @@ def test_a_record_for_another_cell_or_a_stale_sample_log_is_refused(config, tmp_
     misplaced.parent.mkdir(parents=True)
     misplaced.write_text(json.dumps(record))
     samples_path(misplaced).write_text(samples_path(cpt).read_text())
-    with pytest.raises(TableError, match=r"the record is for .*'method': 'cpt'"):
-        build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    with pytest.raises(TableError, match=r"two records of the cell .*'method': 'cpt'"):
+        table_of(config, "finance", DEMO_MODEL, tmp_path)
     misplaced.unlink()
     record["metrics"]["acc"] = 0.99
     cpt.write_text(json.dumps(record))
     with pytest.raises(TableError, match="per-sample log gives acc"):
-        build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+        table_of(config, "finance", DEMO_MODEL, tmp_path)
+
+
+def test_the_table_reads_only_the_records_it_is_given(config, tmp_path):
+    """The rule gives the table its declared inputs: a record on disk that it was not given is
+    never read (its cells are missing), and a given record of another table is refused."""
+    fill_finance(tmp_path, ["chat", "cpt"])
+    given = [p for p in records(config, "finance", DEMO_MODEL, tmp_path) if "/chat/" in str(p)]
+    table = build_table(config, "finance", DEMO_MODEL, given, load_reference())
+    assert ("Chat", "demo_finben_fiqasa") in table.ours
+    assert not [key for key in table.ours if key[0] == "Chat (CPT)"]  # on disk, not given
+    assert table.missing == []  # nothing given is missing; nothing else was looked for
+    task = "demo_knowledge_biomed_cloze"
+    write_eval(tmp_path, "biomed", DEMO_MODEL, "chat", task, [True, False])
+    biomed = Path(eval_json("biomed", DEMO_MODEL, "chat", None, task, str(tmp_path)))
+    with pytest.raises(TableError, match="not a cell of the finance/"):
+        build_table(config, "finance", DEMO_MODEL, [*given, biomed], load_reference())
 
 
 def test_average_is_the_unweighted_mean_and_needs_every_task(config, tmp_path):
     fill_finance(tmp_path, ["chat", "cpt"], skip={("cpt", "demo_finben_fiqasa")})
-    table = build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "finance", DEMO_MODEL, tmp_path)
     chat = [table.ours[("Chat", t)] for t in table.tasks]
     assert table.average(table.ours, "Chat") == pytest.approx(sum(chat) / len(chat))
     assert table.average(table.ours, "Chat (CPT)") is None  # never an average of what exists
@@ -240,7 +267,7 @@ def test_average_is_the_unweighted_mean_and_needs_every_task(config, tmp_path):
 
 def test_missing_results_are_dashes_with_a_footnote(config, tmp_path):
     fill_finance(tmp_path, ["chat"])
-    table = build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "finance", DEMO_MODEL, tmp_path)
     markdown = to_markdown(table)
     missing = Path(
         eval_json("finance", DEMO_MODEL, "cft", DEMO_SEED, "demo_finben_fiqasa", str(tmp_path))
@@ -257,7 +284,7 @@ def test_every_paper_cell_lands_in_its_row_and_column(paper_config, tmp_path):
     reference = load_reference()
     for domain in ("biomed", "finance"):
         for model in config["grid"]["models"]:
-            table = build_table(config, domain, model, tmp_path, reference)
+            table = table_of(config, domain, model, tmp_path, reference)
             labels = {row.variant: row.label for row in table.rows if row.variant != "external"}
             for entry in reference:
                 if entry["task"] == "average" or entry["domain"] != domain:
@@ -272,7 +299,7 @@ def test_every_paper_cell_lands_in_its_row_and_column(paper_config, tmp_path):
                 if entry["table"] == "main" or (label, task) not in table.paper:
                     assert table.paper[(label, task)] == float(entry["value"]), entry
     # the paper's own averages agree with the average rule on its cells
-    table = build_table(config, "biomed", "llama-2-7b-chat", tmp_path, reference)
+    table = table_of(config, "biomed", "llama-2-7b-chat", tmp_path, reference)
     paper_average = next(
         float(e["value"])
         for e in reference
@@ -290,7 +317,7 @@ def test_reference_file_is_the_projects_copy():
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no TeX installation")
 def test_latex_compiles(config, tmp_path):
     fill_finance(tmp_path, config["grid"]["methods"])
-    table = build_table(config, "finance", DEMO_MODEL, tmp_path, load_reference())
+    table = table_of(config, "finance", DEMO_MODEL, tmp_path)
     document = tmp_path / "table.tex"
     document.write_text(
         "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
@@ -320,17 +347,17 @@ def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_pat
         if refused:
             expected = r"other evaluation settings .*evaluation\.limit = 5"
             with pytest.raises(TableError, match=expected):
-                build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+                table_of(config, "biomed", DEMO_MODEL, tmp_path)
         else:
-            assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours
+            assert table_of(config, "biomed", DEMO_MODEL, tmp_path).ours
 
 
 def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):
     _, path, record = one_chat_record(config, tmp_path)
     record["samples_sha256"] = file_sha256(samples_path(path))
     path.write_text(json.dumps(record))
-    assert build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference()).ours
+    assert table_of(config, "biomed", DEMO_MODEL, tmp_path).ours
     record["samples_sha256"] = "0" * 64  # written with another log than the one beside it
     path.write_text(json.dumps(record))
     with pytest.raises(TableError, match="not the per-sample log"):
-        build_table(config, "biomed", DEMO_MODEL, tmp_path, load_reference())
+        table_of(config, "biomed", DEMO_MODEL, tmp_path)

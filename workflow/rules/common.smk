@@ -8,12 +8,14 @@ from pathlib import Path
 # inherits) import the package from the checkout, installed or not (cluster conda envs).
 SOURCE_DIR = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SOURCE_DIR)
-if SOURCE_DIR not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [SOURCE_DIR, os.environ.get("PYTHONPATH")])
+SEARCH_PATH = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+if SOURCE_DIR not in SEARCH_PATH:
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [SOURCE_DIR, *SEARCH_PATH]))
     )
 
-from cft import finben_demo, paths, task_folders  # noqa: E402
+from cft import finben_demo, grid, paths, task_folders  # noqa: E402
+from cft.grid import table_records  # noqa: E402
 from cft.config import (  # noqa: E402
     autogen_model,
     domain_source,
@@ -28,13 +30,14 @@ from cft.config import (  # noqa: E402
 from cft.paths import (  # noqa: E402
     UNTRAINED,
     curve_json,
-    eval_json,
     model_dir,
     parse_run,
     run_name,
     table_file,
 )
 from cft.settings import settings_digest  # noqa: E402
+from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
+from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
 from cft.training.launch import gres_of  # noqa: E402
 
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
@@ -145,13 +148,7 @@ def tokenize_input(wildcards):
 
 
 def trained_methods():
-    """Methods that train a model; `chat` is the base model itself."""
-    return [method for method in GRID["methods"] if method != UNTRAINED]
-
-
-def row_seeds(method):
-    """The training runs of a row: every configured seed, or none for the untrained row."""
-    return [None] if method == UNTRAINED else SEEDS
+    return grid.trained_methods(config)
 
 
 def train_job_resources(wildcards):
@@ -172,31 +169,14 @@ def train_gres(wildcards):
 # ---- evaluation --------------------------------------------------------------------------
 
 
-def is_local_task(task):
-    """The project's offline demo tasks read files that the workflow generates."""
-    return task.startswith("demo_")
-
-
 def hub_eval_tasks():
     """Every configured task whose data comes from the hub (fetched by download_eval_task)."""
     tasks = [t for suite in config["evaluation"]["suites"].values() for t in suite]
-    return sorted({t for t in tasks if not is_local_task(t)})
-
-
-def eval_rows():
-    """(domain, model, method) of every table row: the grid, plus baselines as `chat` rows."""
-    rows = [
-        (domain, model, method)
-        for domain in GRID["domains"]
-        for model in GRID["models"]
-        for method in GRID["methods"]
-    ]
-    rows += [(b["domain"], b["model"], "chat") for b in config["baselines"].values()]
-    return list(dict.fromkeys(rows))
+    return sorted({t for t in tasks if not task_folders.is_local(t)})
 
 
 def eval_outputs():
-    return [path for row in eval_rows() for path in row_eval_outputs(*row)]
+    return [path for row in grid.eval_rows(config) for path in row_eval_outputs(*row)]
 
 
 def task_data_input(task):
@@ -214,20 +194,10 @@ def evaluate_input(wildcards):
 # ---- tables and named experiments ------------------------------------------------------
 
 
-def table_eval_inputs(domain, model):
-    """Every eval result of a (domain, model) table, with its per-sample log: its methods and
-    its domain's baselines."""
-    rows = [(domain, model, method) for method in GRID["methods"]]
-    rows += [
-        (domain, b["model"], "chat")
-        for b in config["baselines"].values()
-        if b["domain"] == domain
-    ]
+def table_samples(domain, model):
+    """The per-sample logs of a table's eval records (the intervals are computed from them)."""
     return [
-        path
-        for row in rows
-        for record in row_eval_outputs(*row)
-        for path in (record, str(paths.samples_path(record)))
+        str(paths.samples_path(r)) for r in grid.table_records(config, domain, model)
     ]
 
 
@@ -254,9 +224,7 @@ def experiment_name(domain, model, method):
 def row_eval_outputs(domain, model, method):
     """The eval records of a table row: every task of its domain, for every training run."""
     return [
-        eval_json(domain, model, method, seed, task)
-        for seed in row_seeds(method)
-        for task in config["evaluation"]["suites"].get(domain, [])
+        grid.record_path(cell) for cell in grid.row_cells(config, domain, model, method)
     ]
 
 

@@ -48,7 +48,7 @@ rule knowledge_curve_figure:
     conda:
         "../../envs/report.yaml"
     script:
-        "../scripts/tables.py"
+        "../scripts/figures.py"
 
 
 rule knowledge_curves:

@@ -37,8 +37,8 @@ rule synthetic_finetune:
     benchmark:
         "benchmarks/synthetic/{scale}/{task}_{condition}_seed{seed}.tsv"
     wildcard_constraints:
-        task="polynomial|sumdot|relu",
-        condition="cpt|cft|negcft",
+        task="|".join(SYNTHETIC_TASKS),
+        condition="|".join(SYNTHETIC_CONDITIONS),
         seed=r"\d+",
     conda:
         "../../envs/synthetic.yaml"

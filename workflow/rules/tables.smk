@@ -1,5 +1,5 @@
-# Tables and figures that reproduce the paper's tables (cft.tables), the `tables` target, and
-# one named target per experiment: exp_{domain}_{model}_{method}, with every character of the
+# Tables (cft.tables) and figures (cft.figures) that reproduce the paper's tables, the
+# `tables` target, and one named target per experiment: exp_{domain}_{model}_{method}, with every character of the
 # model name other than letters and digits turned into '_' (e.g. exp_biomed_llama_2_7b_chat_negcft).
 # `snakemake tables` rebuilds the tables from the eval JSONs when they are up to date; a table
 # code change (src/cft/tables.py is an input) reruns only the table jobs, and a forced rerun of
@@ -15,7 +15,9 @@ localrules:
 
 rule paper_table:
     input:
-        evals=lambda wildcards: table_eval_inputs(wildcards.domain, wildcards.model),
+        # exactly the records the table is built from (cft.grid), and their per-sample logs
+        evals=lambda wildcards: table_records(config, wildcards.domain, wildcards.model),
+        samples=lambda wildcards: table_samples(wildcards.domain, wildcards.model),
     output:
         # one folder, published as a unit (cft.tables)
         md=table_file("{domain}", "{model}", "md"),
@@ -40,8 +42,6 @@ rule paper_table:
         "../../envs/report.yaml"
     params:
         settings=settings_of("table"),
-        # the records are found by their template under this root; each is one of input.evals
-        eval_root=paths.EVAL_ROOT,
     script:
         "../scripts/tables.py"
 
@@ -68,7 +68,7 @@ rule loss_figure:
     params:
         settings=settings_of("loss_figure"),
     script:
-        "../scripts/tables.py"
+        "../scripts/figures.py"
 
 
 rule tables:
@@ -76,7 +76,7 @@ rule tables:
         table_outputs(),
 
 
-for exp_domain, exp_model, exp_method in eval_rows():
+for exp_domain, exp_model, exp_method in grid.eval_rows(config):
 
     rule:
         name:

@@ -31,3 +31,8 @@ runs), ``reference`` (the authors' curves), ``summary`` (table and figures), ``_
 
     python -m cft.synthetic pretrain --scale demo --seed 0 --out-dir results/synthetic/demo/...
 """
+
+# The function classes and the fine-tuning conditions, by name: the config check, the CLI, the
+# rules' wildcards and the summary read them here.
+TASKS = ("polynomial", "sumdot", "relu")
+CONDITIONS = ("cpt", "cft", "negcft")

@@ -9,7 +9,7 @@ import cft.synthetic
 from cft import paths
 from cft.cli import program_name
 from cft.logging_utils import setup_logging
-from cft.synthetic.data import CONDITIONS, TASKS
+from cft.synthetic import CONDITIONS, TASKS
 from cft.synthetic.stages import run_finetune, run_pretrain
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-TASKS = ("polynomial", "sumdot", "relu")
-CONDITIONS = ("cpt", "cft", "negcft")
+from cft.synthetic import CONDITIONS, TASKS
 
 
 @dataclass(frozen=True)

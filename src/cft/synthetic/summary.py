@@ -9,7 +9,7 @@ from pathlib import Path
 from cft.io import atomic_path, write_json
 from cft.plotting import pyplot, save_figure
 from cft.provenance import provenance
-from cft.synthetic.data import CONDITIONS
+from cft.synthetic import CONDITIONS
 from cft.synthetic.reference import reference_curves
 
 
