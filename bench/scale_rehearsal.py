@@ -503,7 +503,7 @@ def length_sweep(seed: int) -> dict:
     from cft.autogen import shares_run
     from cft.corpus import clean_text
     from cft.fingerprints import dataset_fingerprint
-    from cft.packing import Conditioning, PackStats, chunk_documents
+    from cft.packer import Conditioning, PackStats, chunk_documents
 
     tokenizer = packaged_tokenizer()
     backend = tokenizer.backend_tokenizer

@@ -57,7 +57,7 @@ def generation_inputs(tokenizer, config: dict, n_docs: int) -> tuple[list, list]
     from cft.autogen import build_inputs
     from cft.config import load_prompt_file, resolve_path
     from cft.demo_data import generate
-    from cft.packing import stable_int
+    from cft.packer import stable_int
 
     docs, _ = generate("biomed", n_docs, 1, seed=config["seed"])
     spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")

@@ -33,9 +33,9 @@ from cft.devices import job_device, native_dtype
 from cft.fingerprints import recorded_fingerprint
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
-from cft.packing import stable_int
-from cft.provenance import config_hash, provenance
-from cft.settings import stage_settings
+from cft.packer import stable_int
+from cft.provenance import config_hash
+from cft.settings import stage_provenance, stage_settings
 from cft.vllm_env import cpu_kv_cache_bytes
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,35 @@ def shards_folder(config: dict, domain: str, out: Path, docs, model_dir: Path) -
     return root / key
 
 
+def shard_rows(part, replies: list[str], inputs: list, settings: dict, strategies, seed: int):
+    """A shard's table rows: each document's cleaned prompt, or a fixed strategy (seeded per
+    document) where the reply is unusable, with the reason."""
+    rows = []
+    for doc_id, text, reply, ids in zip(part.doc_id, part.text, replies, inputs, strict=True):
+        prompt, reason, truncated = clean_generated(
+            reply,
+            text[: settings["max_input_chars"]],  # what build_inputs showed the generator
+            min_chars=settings["min_prompt_chars"],
+            max_chars=settings["max_prompt_chars"],
+        )
+        if prompt is None:
+            prompt = strategies[stable_int(seed, doc_id) % len(strategies)]
+        rows.append(
+            {
+                "doc_id": doc_id,
+                "prompt": prompt,
+                "raw": reply,
+                "fallback": reason,
+                "truncated": truncated,
+                "input_tokens": len(ids),
+            }
+        )
+    return rows
+
+
 def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Path) -> dict:
+    """Generate one contextual prompt per document of the corpus table, shard by shard (a killed
+    run resumes from its finished shards), and publish the table and its stats record."""
     settings = config["autogen"]
     spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")
     strategies = [
@@ -296,26 +324,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         )
         seeds = [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id]
         raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
-        rows = []
-        for doc_id, text, reply, ids in zip(part.doc_id, part.text, raw, inputs, strict=True):
-            prompt, reason, truncated = clean_generated(
-                reply,
-                text[: settings["max_input_chars"]],  # what build_inputs showed the generator
-                min_chars=settings["min_prompt_chars"],
-                max_chars=settings["max_prompt_chars"],
-            )
-            if prompt is None:
-                prompt = strategies[stable_int(seed, doc_id) % len(strategies)]
-            rows.append(
-                {
-                    "doc_id": doc_id,
-                    "prompt": prompt,
-                    "raw": reply,
-                    "fallback": reason,
-                    "truncated": truncated,
-                    "input_tokens": len(ids),
-                }
-            )
+        rows = shard_rows(part, raw, inputs, settings, strategies, seed)
         with atomic_path(shard_path(shards_dir, index)) as tmp:
             pd.DataFrame(rows).to_parquet(tmp, index=False)
     elapsed = time.perf_counter() - started
@@ -342,8 +351,12 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         "backend": settings["backend"],
         "generator_model": str(model_dir),
         "wall_seconds": elapsed,
-        "provenance": provenance(
-            {"autogen": settings, "spec": spec}, seed=seed, backend=settings["backend"]
+        "provenance": stage_provenance(
+            "autogen",
+            stage_settings(config, "autogen", domain=domain),
+            seed=seed,
+            backend=settings["backend"],
+            spec=spec,
         ),
     }
     write_json(out.with_name("autogen_stats.json"), record)

@@ -30,7 +30,7 @@ from cft.cli import program_name, stage_config
 from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
-from cft.provenance import provenance
+from cft.settings import stage_provenance
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run(config: dict, name: str, out_dir: Path) -> None:
                 "origin": str(origin),
                 "has_chat_template": has_template,
                 "fingerprint": folder_fingerprint(tmp),
-                "provenance": provenance(model),
+                "provenance": stage_provenance("base_model", model),
             },
         )
     log.info("wrote %s", out_dir)

@@ -36,7 +36,7 @@ from cft.cli import stage_config, stage_parser
 from cft.config import domain_source
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +326,14 @@ def run(config: dict, domain: str, raw_dir: Path, out_dir: Path) -> dict:
     check_output(out_dir, directory=True)
     with atomic_path(out_dir) as staged:
         staged.mkdir()
-        record = _build(domain, source, settings, raw_dir, staged)
+        made_with = stage_provenance("corpus", stage_settings(config, "corpus", domain=domain))
+        record = _build(domain, source, settings, raw_dir, staged, made_with)
     return record
 
 
-def _build(domain: str, source: dict, settings: dict, raw_dir: Path, out_dir: Path) -> dict:
+def _build(
+    domain: str, source: dict, settings: dict, raw_dir: Path, out_dir: Path, made_with: dict
+) -> dict:
     stats = build_corpus(
         read_source(source, raw_dir, settings["on_invalid_utf8"]),
         out_dir / "documents.parquet",
@@ -349,7 +352,7 @@ def _build(domain: str, source: dict, settings: dict, raw_dir: Path, out_dir: Pa
         "domain": domain,
         "raw_dir": str(raw_dir),
         **stats.as_dict(),
-        "provenance": provenance({"source": source, "corpus": settings}, seed=None),
+        "provenance": made_with,
     }
     write_json(out_dir / "stats.json", record)
     log.info(

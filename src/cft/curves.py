@@ -26,7 +26,7 @@ from cft.evaluation import evaluate
 from cft.io import write_json
 from cft.logging_utils import setup_logging
 from cft.paths import curve_json
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 from cft.uncertainty import Bootstrap, bootstrap_of, estimate, read_outcomes
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,11 @@ def run(
         "points": scorer.points,
         "save_steps": train_cfg["save_steps"],
         "interval": f"{boot.level:.0%} bootstrap over {boot.resample} ({boot.iters} resamples)",
-        "provenance": provenance(
-            {"training": train_cfg, "evaluation": config["evaluation"]}, seed=seed, backend="cpu"
+        "provenance": stage_provenance(
+            "curves",
+            stage_settings(config, "curves", domain=domain, model=model),
+            seed=seed,
+            backend="cpu",
         ),
     }
     write_json(out_json, record)

@@ -19,7 +19,7 @@ from cft.corpus import DOWNLOAD_PATTERNS
 from cft.hub import fetch_dataset, fetch_model
 from cft.io import check_output, publish, write_json
 from cft.logging_utils import setup_logging
-from cft.provenance import provenance
+from cft.settings import stage_provenance
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,12 @@ def download_corpus(domain: str, source: dict, out_dir: Path) -> None:
     )
     write_json(
         partial / "cft_download.json",
-        {"domain": domain, "source": source, "files": len(files), "provenance": provenance(source)},
+        {
+            "domain": domain,
+            "source": source,
+            "files": len(files),
+            "provenance": stage_provenance("download_corpus", source),
+        },
     )
     publish(partial, out_dir)
     log.info("%s: %d files in %s", source["repo_id"], len(files), out_dir)
@@ -71,7 +76,7 @@ def download_model(name: str, model: dict, manifest: Path) -> None:
             "revision": model["revision"],
             "snapshot": str(folder),
             "files": sorted(p.name for p in folder.iterdir()),
-            "provenance": provenance(model),
+            "provenance": stage_provenance("download_model", model),
         },
     )
     log.info("%s: %s", name, folder)

@@ -31,7 +31,7 @@ from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
 from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
-from cft.settings import evaluation_settings_hash
+from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.task_folders import TASKS_DIR
 from cft.vllm_env import cpu_kv_cache_bytes
 
@@ -339,8 +339,9 @@ def run(
         "model_fingerprint": fingerprint,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wall_seconds": time.perf_counter() - start,
-        "provenance": provenance(
-            {"evaluation": config["evaluation"], "task": task},
+        "provenance": stage_provenance(
+            "evaluate",
+            stage_settings(config, "evaluate", model=model, task=task),
             seed=SEEDS["random_seed"],
             backend=f"lm-eval/{settings['backend']} on {settings['device']}",
             lm_eval=package_versions(("lm_eval",))["lm_eval"],

@@ -27,9 +27,9 @@ from cft.cli import corpus_path, stage_config, stage_parser
 from cft.config import load_prompt_file, resolve_path
 from cft.io import atomic_path, write_json
 from cft.logging_utils import setup_logging
-from cft.packing import stable_int
+from cft.packer import stable_int
 from cft.paths import export_stats
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 
 _BOUNDARY = re.compile(r"\n\n|(?<=[.!?])\s")
 
@@ -74,7 +74,7 @@ def run(config: dict, domain: str, corpus_table: Path, out: Path) -> dict:
         "domain": domain,
         "examples": examples,
         "chunk_chars": max_chars,
-        "provenance": provenance({"export": config["export"], "prompts": prompts}, seed=seed),
+        "provenance": stage_provenance("export", stage_settings(config, "export"), seed=seed),
     }
     write_json(export_stats(out), record)
     return record

@@ -1,17 +1,21 @@
-"""What each stage's result depends on: the slice of the config and the code behind it.
+"""What each stage's result depends on: the slice of the config and the code behind it, declared
+once per stage in :data:`STAGES`.
 
-The rules pass :func:`settings_digest` as a ``params`` value, so Snakemake reruns a job exactly
-when its effective settings or its stage's code change (and its dependants, through their
-inputs), and nothing else: keys that only say where or how fast a job runs (memory, runtime,
-cores, checkpoint frequency) are left out, and the digest is the SHA-256 of canonical JSON
-(sorted keys), so writing the same config in another key order changes nothing.
-The stages record the same digest in their provenance (``settings_digest``).
+Both uses read that one declaration: the rules pass :func:`settings_digest` as a ``params``
+value, so Snakemake reruns a job exactly when its effective settings or its stage's code change
+(and its dependants, through their inputs), and nothing else; and every result's provenance
+block (:func:`stage_provenance`) hashes the same slice and records the same digest
+(``settings_digest``). Keys that only say where or how fast a job runs (memory, runtime, cores,
+checkpoint frequency) are left out, and the digest is the SHA-256 of canonical JSON (sorted
+keys), so writing the same config in another key order changes nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cft.config import (
@@ -21,59 +25,16 @@ from cft.config import (
     resolve_path,
     train_resources,
 )
-from cft.provenance import config_hash
+from cft.provenance import config_hash, provenance
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Keys that choose a job's place and size on the cluster, not what it computes.
 SCHEDULING_KEYS = ("cpus_per_task", "mem_mb", "runtime", "num_proc", "gpu_model")
 
-# The module (or task folder) whose code makes each stage's result.
-STAGE_CODE = {
-    "download_corpus": ("download.py",),
-    "download_model": ("download.py",),
-    "demo_data": ("demo_data.py",),
-    "finben_demo": ("finben_demo.py",),
-    "base_model": ("base_model.py",),
-    "corpus": ("corpus.py",),
-    "autogen": ("autogen.py",),
-    "tokenize": ("packing.py",),
-    "export": ("export.py",),
-    "train": ("training",),
-    "evaluate": ("evaluation.py", "lm_eval_tasks"),
-    "table": (
-        "tables.py",
-        "table_formats.py",
-        "grid.py",
-        "figures.py",
-        "uncertainty.py",
-        "plotting.py",
-        "task_folders.py",
-        "lm_eval_tasks",
-    ),
-    "loss_figure": ("figures.py", "plotting.py"),
-    "curves": ("curves.py", "training", "evaluation.py", "lm_eval_tasks"),
-    "synthetic": ("synthetic",),
-}
-
 
 def _without(mapping: dict, *keys: str) -> dict:
     return {key: value for key, value in mapping.items() if key not in keys}
-
-
-@functools.cache
-def code_digest(stage: str) -> str:
-    """SHA-256 over the source files of a stage (a folder counts every file under it)."""
-    digest = hashlib.sha256()
-    for name in STAGE_CODE[stage]:
-        root = PACKAGE_DIR / name
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in files:
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def _prompt_files(config: dict, *kinds: str) -> dict:
@@ -81,7 +42,7 @@ def _prompt_files(config: dict, *kinds: str) -> dict:
     return {kind: resolve_path(config["prompts"][kind]).read_text() for kind in kinds}
 
 
-def _training(config: dict, model: str) -> dict:
+def _training(config: dict, *, model: str, **_) -> dict:
     resources = train_resources(config, model)
     return {
         # seeds: the run's seed is its own wildcard; the rest only schedule or checkpoint
@@ -94,87 +55,146 @@ def _training(config: dict, model: str) -> dict:
     }
 
 
-def _evaluation(config: dict, model: str, task: str) -> dict:
+def _evaluation(config: dict, *, model: str, task: str, **_) -> dict:
     evaluation = _without(config["evaluation"], "suites", "curves", "confidence", *SCHEDULING_KEYS)
     return {"evaluation": evaluation, "task": task, "model": config["models"].get(model)}
 
 
-def stage_settings(
-    config: dict,
-    stage: str,
-    *,
-    domain: str | None = None,
-    model: str | None = None,
-    method: str | None = None,
-    task: str | None = None,
-    scale: str | None = None,
-) -> dict:
-    """The config slice that determines one job's result."""
-    if stage in ("demo_data", "download_corpus"):
-        return domain_source(config, domain)
-    if stage == "finben_demo":
-        return {"seed": config["seed"]}
-    if stage in ("base_model", "download_model"):
-        return config["models"][model]
-    if stage == "loss_figure":
-        return {}
-    if stage == "corpus":
-        return {"source": domain_source(config, domain), "corpus": config["corpus"]}
-    if stage == "autogen":
-        generator = autogen_model(config)
-        return {
-            "autogen": _without(config["autogen"], "gpus", *SCHEDULING_KEYS),
-            "generator": config["models"][generator],
-            "prompts": _prompt_files(config, "autogen", "cft"),
-            "seed": config["seed"],
-        }
-    if stage == "tokenize":
-        kind = METHOD_PROMPTS[method]
-        return {
-            "packing": _without(config["packing"], *SCHEDULING_KEYS),
-            "max_seq_len": config["training"]["max_seq_len"],
-            "method": method,
-            "prompts": _prompt_files(config, kind) if kind in config["prompts"] else {},
-            "seed": config["seed"],
-        }
-    if stage == "export":
-        return {
-            "export": config["export"],
-            "prompts": _prompt_files(config, "cft"),
-            "seed": config["seed"],
-        }
-    if stage == "train":
-        return _training(config, model)
-    if stage == "evaluate":
-        return _evaluation(config, model, task)
-    if stage == "table":
-        return {
-            "confidence": config["evaluation"]["confidence"],
-            "suite": config["evaluation"]["suites"].get(domain, []),
-            "methods": config["grid"]["methods"],
-            "baselines": config["baselines"],
-        }
-    if stage == "curves":
-        return {
-            **_training(config, model),
-            **_evaluation(config, model, config["evaluation"]["curves"]["tasks"].get(domain)),
-            "curves": _without(config["evaluation"]["curves"], "tasks"),
-            "confidence": config["evaluation"]["confidence"],
-        }
-    if stage == "synthetic":
-        synthetic = config["synthetic"]
-        return {
-            **{k: synthetic[k] for k in ("context_points", "neg_noise", "alignment_gradient")},
-            "scale": synthetic["scales"][scale],
-        }
-    raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGE_CODE)}")
+def _autogen(config: dict, **_) -> dict:
+    return {
+        "autogen": _without(config["autogen"], "gpus", *SCHEDULING_KEYS),
+        "generator": config["models"][autogen_model(config)],
+        "prompts": _prompt_files(config, "autogen", "cft"),
+        "seed": config["seed"],
+    }
+
+
+def _tokenize(config: dict, *, method: str, **_) -> dict:
+    kind = METHOD_PROMPTS[method]
+    return {
+        "packing": _without(config["packing"], *SCHEDULING_KEYS),
+        "max_seq_len": config["training"]["max_seq_len"],
+        "method": method,
+        "prompts": _prompt_files(config, kind) if kind in config["prompts"] else {},
+        "seed": config["seed"],
+    }
+
+
+def _table(config: dict, *, domain: str, **_) -> dict:
+    return {
+        "confidence": config["evaluation"]["confidence"],
+        "suite": config["evaluation"]["suites"].get(domain, []),
+        "methods": config["grid"]["methods"],
+        "baselines": config["baselines"],
+    }
+
+
+def _curves(config: dict, *, domain: str, model: str, **_) -> dict:
+    task = config["evaluation"]["curves"]["tasks"].get(domain)
+    return {
+        **_training(config, model=model),
+        **_evaluation(config, model=model, task=task),
+        "curves": _without(config["evaluation"]["curves"], "tasks"),
+        "confidence": config["evaluation"]["confidence"],
+    }
+
+
+def _synthetic(config: dict, *, scale: str, **_) -> dict:
+    synthetic = config["synthetic"]
+    return {
+        **{k: synthetic[k] for k in ("context_points", "neg_noise", "alignment_gradient")},
+        "scale": synthetic["scales"][scale],
+    }
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a stage's result depends on: its code (modules or folders of the package) and the
+    slice of the config, given the job's keys (domain, model, method, task, scale)."""
+
+    code: tuple[str, ...]
+    settings: Callable[..., dict]
+
+
+STAGES = {
+    "download_corpus": Stage(("download.py",), lambda c, *, domain, **_: domain_source(c, domain)),
+    "download_model": Stage(("download.py",), lambda c, *, model, **_: c["models"][model]),
+    "demo_data": Stage(
+        ("demo_data.py", "demo_vocabulary.py"), lambda c, *, domain, **_: domain_source(c, domain)
+    ),
+    "finben_demo": Stage(("finben_demo.py",), lambda c, **_: {"seed": c["seed"]}),
+    "base_model": Stage(("base_model.py",), lambda c, *, model, **_: c["models"][model]),
+    "corpus": Stage(
+        ("corpus.py",),
+        lambda c, *, domain, **_: {"source": domain_source(c, domain), "corpus": c["corpus"]},
+    ),
+    "autogen": Stage(("autogen.py",), _autogen),
+    "tokenize": Stage(("packing.py", "packer.py"), _tokenize),
+    "export": Stage(
+        ("export.py",),
+        lambda c, **_: {
+            "export": c["export"],
+            "prompts": _prompt_files(c, "cft"),
+            "seed": c["seed"],
+        },
+    ),
+    "train": Stage(("training",), _training),
+    "evaluate": Stage(("evaluation.py", "lm_eval_tasks"), _evaluation),
+    "table": Stage(
+        (
+            "tables.py",
+            "table_formats.py",
+            "grid.py",
+            "figures.py",
+            "uncertainty.py",
+            "plotting.py",
+            "task_folders.py",
+            "lm_eval_tasks",
+        ),
+        _table,
+    ),
+    "loss_figure": Stage(("figures.py", "plotting.py"), lambda c, **_: {}),
+    "curves": Stage(("curves.py", "training", "evaluation.py", "lm_eval_tasks"), _curves),
+    "synthetic": Stage(("synthetic",), _synthetic),
+}
+
+
+@functools.cache
+def code_digest(stage: str) -> str:
+    """SHA-256 over the source files of a stage (a folder counts every file under it)."""
+    digest = hashlib.sha256()
+    for name in STAGES[stage].code:
+        root = PACKAGE_DIR / name
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def stage_settings(config: dict, stage: str, **keys: str | None) -> dict:
+    """The config slice that determines one job's result (``keys``: the job's wildcards)."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
+    return STAGES[stage].settings(config, **keys)
+
+
+def _digest(stage: str, settings: dict) -> str:
+    return config_hash({"settings": settings, "code": code_digest(stage)})
 
 
 def settings_digest(config: dict, stage: str, **keys: str | None) -> str:
     """SHA-256 of a job's settings and its stage's code (a rule's ``params`` value)."""
-    return config_hash(
-        {"settings": stage_settings(config, stage, **keys), "code": code_digest(stage)}
-    )
+    return _digest(stage, stage_settings(config, stage, **keys))
+
+
+def stage_provenance(stage: str, settings: dict, **kwargs) -> dict:
+    """The provenance block of a result of ``stage`` made with ``settings`` (its
+    :func:`stage_settings` slice): the slice's hash, and the digest the stage's rule reruns on.
+    ``kwargs``: seed, backend and extra fields, as :func:`cft.provenance.provenance` takes."""
+    return provenance(settings, **kwargs) | {"settings_digest": _digest(stage, settings)}
 
 
 def evaluation_settings_hash(config: dict, model: str, task: str) -> str:

@@ -42,8 +42,7 @@ from cft.grid import (
 from cft.io import atomic_path, check_output, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
 from cft.paths import TABLE_FILES, samples_path, table_dir
-from cft.provenance import provenance
-from cft.settings import evaluation_settings_hash
+from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.table_formats import interval_note, to_csv, to_latex, to_markdown
 from cft.uncertainty import (
     Bootstrap,
@@ -338,7 +337,9 @@ def write_table(
                 "bootstrap": table.bootstrap,
                 "interval_note": interval_note(table),
                 "missing": table.missing,
-                "provenance": provenance({"evaluation": config["evaluation"]}),
+                "provenance": stage_provenance(
+                    "table", stage_settings(config, "table", domain=domain)
+                ),
             },
         )
         bar_chart(table, out["png"], out["svg"])

@@ -14,6 +14,8 @@ import pytest
 
 from cft.config import resolve_path, validate_config
 from cft.corpus import CorpusError, clean_text, run, split_of
+from cft.provenance import config_hash
+from cft.settings import settings_digest, stage_settings
 
 LONG_TEXT = ("A very long textbook chapter sentence about renal physiology. " * 20_000).strip()
 
@@ -101,7 +103,11 @@ def test_openmedtext_drops_are_counted(omt_config, tmp_path):
     # a very long document passes intact: the packer, not the cleaner, slices documents
     long_row = table.set_index("doc_id").loc["textbooks/open_book/ch1.txt"]
     assert long_row.text == LONG_TEXT
-    assert stats["provenance"]["config_hash"]
+    # the record carries the digest the corpus rule reruns on, of the same settings slice
+    made_with = stats["provenance"]
+    corpus_settings = stage_settings(omt_config, "corpus", domain="biomed")
+    assert made_with["config_hash"] == config_hash(corpus_settings)
+    assert made_with["settings_digest"] == settings_digest(omt_config, "corpus", domain="biomed")
 
 
 def test_max_chars_drops_too_long(omt_config, tmp_path):

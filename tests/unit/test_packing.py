@@ -12,14 +12,8 @@ import yaml
 from scipy import stats as scistats
 
 from cft.config import ConfigError, load_prompt_file, resolve_path, validate_config
-from cft.packing import (
-    PackingError,
-    PackStats,
-    make_condition,
-    pack,
-    prompt_conditioning,
-    run,
-)
+from cft.packer import PackingError, PackStats, make_condition, pack, prompt_conditioning
+from cft.packing import run
 
 SEQ = 64
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from cft.io import atomic_path, write_json
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 from cft.synthetic.data import Scale, build_condition, generator_for, linear, sample_problem
 from cft.synthetic.loop import device_of, train_resumable
 from cft.synthetic.model import InContextRegressor, evaluate, make_model, target_predictions
@@ -111,7 +111,9 @@ def run_pretrain(config: dict, scale_name: str, seed: int, out_dir: Path, work_d
                 "seed": seed,
                 "history": history,
                 "seconds": time.perf_counter() - start,
-                "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
+                "provenance": stage_provenance(
+                    "synthetic", stage_settings(config, "synthetic", scale=scale_name), seed=seed
+                ),
             },
         )
     shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published
@@ -163,7 +165,9 @@ def run_finetune(
                 "alignment": final["alignment"],
                 "mse_by_points": final["mse_by_points"],
                 "seconds": time.perf_counter() - start,
-                "provenance": provenance(config["synthetic"]["scales"][scale_name], seed=seed),
+                "provenance": stage_provenance(
+                    "synthetic", stage_settings(config, "synthetic", scale=scale_name), seed=seed
+                ),
             },
         )
     shutil.rmtree(work_dir, ignore_errors=True)  # the resume state; the result is published

@@ -8,9 +8,36 @@ from pathlib import Path
 
 from cft.io import atomic_path, write_json
 from cft.plotting import pyplot, save_figure
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 from cft.synthetic import CONDITIONS
 from cft.synthetic.reference import reference_curves
+
+
+def condition_stats(runs: list[dict], theirs: dict | None, steps: int) -> dict:
+    """Mean, std, min and max over seeds of the final excess loss and alignment, and the
+    authors' last value at or before ``steps`` of each (None without their curves)."""
+    import numpy as np
+
+    stats = {}
+    for metric in ("excess_loss", "alignment"):
+        values = np.array([r[metric] for r in runs])
+        stats[metric] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "seeds": [r["seed"] for r in runs],
+        }
+    at_step = None
+    if theirs:
+        at_step = {}
+        for metric in ("excess_loss", "alignment"):
+            pairs = zip(theirs[f"{metric}_step"], theirs[metric], strict=True)
+            known = [(s, v) for s, v in pairs if s <= steps]
+            at_step[metric] = known[-1][1] if known else None
+            at_step[f"{metric}_step"] = known[-1][0] if known else None
+    stats["authors_at_step"] = at_step
+    return stats
 
 
 def summarize(
@@ -25,7 +52,6 @@ def summarize(
     """Final excess loss and alignment per (task, condition): mean, std, min and max over
     seeds, beside the authors' values at the same step when given; one figure per task, at
     ``figures[task]`` = (png, svg)."""
-    import numpy as np
 
     runs = [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
     table: dict = {}
@@ -48,30 +74,9 @@ def summarize(
             runs_c = by_condition.get(condition, [])
             if not runs_c:
                 continue
-            stats = {}
-            for metric in ("excess_loss", "alignment"):
-                values = np.array([r[metric] for r in runs_c])
-                stats[metric] = {
-                    "mean": float(values.mean()),
-                    "std": float(values.std()),
-                    "min": float(values.min()),
-                    "max": float(values.max()),
-                    "seeds": [r["seed"] for r in runs_c],
-                }
             steps = runs_c[0]["steps"]
-            theirs = reference.get(condition)
-            at_step = None
-            if theirs:  # their last value at or before our final step, per metric
-                at_step = {}
-                for metric in ("excess_loss", "alignment"):
-                    known = [
-                        (s, v)
-                        for s, v in zip(theirs[f"{metric}_step"], theirs[metric], strict=True)
-                        if s <= steps
-                    ]
-                    at_step[metric] = known[-1][1] if known else None
-                    at_step[f"{metric}_step"] = known[-1][0] if known else None
-            stats["authors_at_step"] = at_step
+            stats = condition_stats(runs_c, reference.get(condition), steps)
+            at_step = stats["authors_at_step"]
             summary["tasks"][task][condition] = stats
             el, al = stats["excess_loss"], stats["alignment"]
             authors = "—"
@@ -99,7 +104,9 @@ def summarize(
         "gradient. Authors' values: their published curves (loss.csv, innerprod.csv) at "
         "the same step, when given.",
     ]
-    summary["provenance"] = provenance(config["synthetic"], seed=None)
+    summary["provenance"] = stage_provenance(
+        "synthetic", stage_settings(config, "synthetic", scale=scale_name)
+    )
     write_json(out_json, summary)
     with atomic_path(out_md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

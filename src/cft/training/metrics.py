@@ -7,7 +7,7 @@ import os
 import resource
 from dataclasses import asdict, dataclass
 
-from cft.provenance import provenance
+from cft.settings import stage_provenance, stage_settings
 from cft.training.launch import BatchPlan
 from cft.training.recipe import Job, Recipe
 
@@ -186,8 +186,9 @@ def metrics_record(facts: RunFacts) -> dict:
         "eval_loss": facts.eval_loss,
         "model_fingerprint": facts.model_fingerprint,
         "data": {"tokenized": job.tokenized_dir, "fingerprint": facts.data_stats["fingerprint"]},
-        "provenance": provenance(
-            {"training": recipe.as_dict(), "data": facts.data_stats["fingerprint"]},
+        "provenance": stage_provenance(
+            "train",
+            stage_settings(job.config, "train", model=job.model),
             seed=job.run_seed,
             backend="cuda" if cuda else "cpu",
         ),
