@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 
 from cft.config import ConfigError, validate_config
+from cft.settings import settings_digest
 from cft.training.checkpoints import run_key
 from cft.training.launch import BatchPlan, launch_command, plan_batch
 from cft.training.metrics import (
@@ -34,13 +35,13 @@ PAPER_13B = {
 }
 
 
-def run_facts(demo_config, **changes) -> RunFacts:
-    config = validate_config({**demo_config, "seed": 7})
+def run_facts(paper_config, **changes) -> RunFacts:
+    config = validate_config({**paper_config, "seed": 7})
     config["training"] = {**config["training"], "max_seq_len": 4096, "epochs": 1}
     job = Job(
         config=config,
         domain="medical",
-        model="llama2-7b",
+        model="llama-2-7b-chat",
         method="cft",
         tokenized_dir="results/tokenized/x",
         base_model_dir="resources/models/x",
@@ -183,11 +184,12 @@ def test_throughput_excludes_checkpoint_time_and_computes_mfu():
     )
 
 
-def test_metrics_record_of_a_run(demo_config):
-    record = metrics_record(run_facts(demo_config))
+def test_metrics_record_of_a_run(paper_config):
+    facts = run_facts(paper_config)
+    record = metrics_record(facts)
     assert (record["domain"], record["model"], record["method"], record["seed"]) == (
         "medical",
-        "llama2-7b",
+        "llama-2-7b-chat",
         "cft",
         7,
     )
@@ -200,15 +202,18 @@ def test_metrics_record_of_a_run(demo_config):
     assert record["mfu"] == pytest.approx(per_token * 1000 / peak_flops("H100"))
     assert record["provenance"]["backend"] == "cuda"
     assert record["data"]["fingerprint"] == "sha256:d"
+    # the digest the train rule reruns on, of the same settings slice
+    digest = settings_digest(facts.job.config, "train", model="llama-2-7b-chat")
+    assert record["provenance"]["settings_digest"] == digest
 
 
-def test_metrics_record_on_cpu_and_without_logged_losses(demo_config):
-    facts = run_facts(demo_config, device_name=None, world=1, fsdp=False, loss_rows=[])
+def test_metrics_record_on_cpu_and_without_logged_losses(paper_config):
+    facts = run_facts(paper_config, device_name=None, world=1, fsdp=False, loss_rows=[])
     record = metrics_record(facts)
     assert record["device"].startswith("cpu (") and record["mfu"] is None
     assert record["parallelism"] == "single" and record["final_loss"] is None
     assert record["provenance"]["backend"] == "cpu"
-    assert metrics_record(run_facts(demo_config, world=2, fsdp=False))["parallelism"] == "ddp"
+    assert metrics_record(run_facts(paper_config, world=2, fsdp=False))["parallelism"] == "ddp"
 
 
 def test_the_recipe_has_one_field_per_schema_key(demo_config, paper_config):
