@@ -291,3 +291,16 @@ def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
     trainer.args.max_steps = 1
     trainer.train()
     return captured
+
+
+@pytest.fixture
+def finben_copies(tmp_path, monkeypatch):
+    """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
+    scratch working directory (the demo tasks' dataset_path is relative to it)."""
+    from cft import finben_demo
+
+    counts = finben_demo.write_sets(
+        finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")
+    )
+    monkeypatch.chdir(tmp_path)
+    return counts

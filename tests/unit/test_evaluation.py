@@ -4,22 +4,9 @@ unknown tasks and for data missing offline."""
 
 from __future__ import annotations
 
-import pytest
 from conftest import REPO
 
-from cft import finben_demo
 from cft.config import validate_config
-
-
-@pytest.fixture
-def finben_copies(tmp_path, monkeypatch):
-    """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
-    scratch working directory (the demo tasks' dataset_path is relative to it)."""
-    counts = finben_demo.write_sets(
-        finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")
-    )
-    monkeypatch.chdir(tmp_path)
-    return counts
 
 
 def test_local_data_named_in_an_included_template_are_found(tmp_path):

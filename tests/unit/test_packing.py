@@ -276,3 +276,15 @@ def test_negative_prompts_match_cft_in_form_and_length():
         "question_based_learning",
         "comparative_learning",
     }
+
+
+def test_same_config_gives_identical_bytes(config, corpus_table, packaged_tokenizer, tmp_path):
+    a = run_stage(config, "negcft", corpus_table, packaged_tokenizer, tmp_path / "a", threads=2)
+    b = run_stage(config, "negcft", corpus_table, packaged_tokenizer, tmp_path / "b", threads=1)
+    assert a["fingerprint"] == b["fingerprint"]
+    for path in sorted((tmp_path / "a").rglob("*.arrow")):
+        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert path.read_bytes() == twin.read_bytes()
+    config["seed"] += 1
+    c = run_stage(config, "negcft", corpus_table, packaged_tokenizer, tmp_path / "c")
+    assert c["fingerprint"] != a["fingerprint"]
