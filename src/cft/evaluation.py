@@ -21,12 +21,14 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from cft.cli import model_folder, stage_config, stage_parser
 from cft.config import training_seeds
 from cft.devices import job_device, native_dtype
 from cft.fingerprints import ModelFilesError, verified_fingerprint
+from cft.grid import CellKey
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
 from cft.paths import eval_json, model_dir, samples_path
@@ -325,11 +327,8 @@ def run(
     if task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {task!r}")
     record = {
-        "domain": domain,
-        "model": model,
-        "method": method,
-        "training_seed": seed,
-        "task": task,
+        # the cell the record is of, as the tables group records (cft.grid.CellKey)
+        **asdict(CellKey(domain, model, method, seed, task)),
         "metrics": metrics_of(results["results"][task]),
         "n_samples": results.get("n-samples", {}).get(task, {}),
         "task_version": results.get("versions", {}).get(task),

@@ -104,12 +104,37 @@ def test_synthetic_names_have_one_owner():
     assert offenders == []
 
 
+# The grid's arithmetic spelt out: a row's seeds (none for the untrained model), or the rows
+# taken from the baselines.
+GRID_ARITHMETIC = re.compile(
+    r"\[None\] if \w+ == (UNTRAINED|\"chat\")|for \w+ in config\[\"baselines\"\]\.values\(\)"
+)
+
+
+def test_the_grid_has_one_definition():
+    owner = REPO / "src" / "cft" / "grid.py"
+    files = [*(REPO / "src" / "cft").rglob("*.py"), *(REPO / "workflow").rglob("*.py"),
+             *(REPO / "workflow").rglob("*.smk")]  # fmt: skip
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted(files)
+        if path != owner
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if GRID_ARITHMETIC.search(line)
+    ]
+    assert offenders == []
+    grid = owner.read_text()
+    assert GRID_ARITHMETIC.search(grid)  # the detector sees the owner's own definition
+
+
 def test_the_owner_detectors_find_a_second_definition():
     assert TASK_NAME_TEST.search('return "weighted_f1" if "finben_" in task else "acc"')
     assert TASK_NAME_TEST.search("    return task.startswith('demo_')")
     assert not TASK_NAME_TEST.search('task.removeprefix("demo_")')
     assert SYNTHETIC_NAME.search("polynomial|sumdot|relu") and SYNTHETIC_NAME.search("sumdot")
     assert SYNTHETIC_NAME.search("cpt|cft|negcft")
+    assert GRID_ARITHMETIC.search("    return [None] if method == UNTRAINED else SEEDS")
+    assert GRID_ARITHMETIC.search('        for b in config["baselines"].values()')
 
 
 def test_the_detector_finds_a_template():
