@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from cft.config import schema_node
+
 REPO = Path(__file__).resolve().parents[1]
 # A generated block: <!-- generated: KIND ARG --> ... <!-- end generated -->
 BLOCK = re.compile(r"(<!-- generated: (\S+) (\S+) -->\n)(.*?)(<!-- end generated -->)", re.S)
@@ -40,15 +42,6 @@ def cli_help(module: str) -> str:
         check=True,
     )
     return f"```text\n$ python -m {module} --help\n{result.stdout.rstrip()}\n```\n"
-
-
-def _resolve(node: dict, schema: dict) -> dict:
-    while "$ref" in node:
-        target = schema
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
 
 
 def _type_of(node: dict) -> str:
@@ -71,7 +64,7 @@ def _one_line(text: str) -> str:
 
 
 def _rows(prefix: str, node: dict, schema: dict, rows: list[str]) -> None:
-    node = _resolve(node, schema)
+    node = schema_node(node, schema)
     default = node.get("default")
     shown_default = (
         f"`{json.dumps(default)}`" if default is not None and not isinstance(default, dict) else ""

@@ -8,6 +8,7 @@ what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -25,15 +26,44 @@ class ConfigError(ValueError):
     """The config is invalid; the message says where and how to fix it."""
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read a YAML config file and validate it (defaults filled in)."""
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML would keep the
+    last value without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges keys that the mapping's own may override
+            key = self.construct_object(key_node, deep=deep)
+            if key in first:
+                raise _DuplicateKey(
+                    problem=f"key {key!r} is written twice in one mapping (first on line "
+                    f"{first[key]}); YAML would keep only the last value",
+                    problem_mark=key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike):
+    """A config file's YAML (a key written twice is an error naming its lines)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        config = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    config = read_config_file(path)
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping at the top level")
     validate_config(config, source=str(path))
@@ -43,8 +73,50 @@ def load_config(path: str | os.PathLike) -> dict:
 def validate_config(config: dict, *, source: str = "config", base_dir: Path | None = None) -> dict:
     """Validate ``config`` in place (defaults are filled in) and return it."""
     _check_schema(config, source)
+    _check_numbers(config, source)
     _check_references(config, source, base_dir or REPO_ROOT)
     return config
+
+
+def schema_node(node: dict, schema: dict) -> dict:
+    """A schema node with its ``$ref`` followed (the node's own keys win)."""
+    while "$ref" in node:
+        target = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _check_numbers(config: dict, source: str) -> None:
+    """What JSON Schema lets through: NaN and infinities pass every bound (each comparison is
+    false), and 4.0 passes as an integer (to fail later, e.g. in a path ``seed4.0``)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+
+    def walk(value, node: dict, path: tuple) -> None:
+        node = schema_node(node, schema)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: '{_key(path)}' = {value}: expected a finite number")
+        kinds = node.get("type", [])
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if isinstance(value, float) and "integer" in kinds and "number" not in kinds:
+            raise ConfigError(
+                f"{source}: '{_key(path)}' = {value!r}: expected an integer, without a decimal "
+                f"point"
+            )
+        if isinstance(value, dict):
+            extra = node.get("additionalProperties")
+            for key, child in value.items():
+                child_node = node.get("properties", {}).get(key)
+                if child_node is None:
+                    child_node = extra if isinstance(extra, dict) else {}
+                walk(child, child_node, (*path, key))
+        elif isinstance(value, list):
+            items = node.get("items")
+            for index, child in enumerate(value):
+                walk(child, items if isinstance(items, dict) else {}, (*path, index))
+
+    walk(config, schema, ())
 
 
 def _key(path) -> str:

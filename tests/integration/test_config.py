@@ -16,3 +16,18 @@ def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path, demo_config):
     output = result.stdout + result.stderr
     assert "grid.methods.1" in output and "'sft'" in output
     assert "Job stats" not in output
+
+
+def test_workflow_refuses_a_key_written_twice_and_a_float_integer(tmp_path, demo_config):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump(demo_config) + "seed: 7\n")  # `seed` is already there
+    result = snakemake("-n", "--configfile", str(twice), cwd=REPO)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "key 'seed' is written twice" in output
+    demo_config["seed"] = 1234.0
+    fractional = tmp_path / "float.yaml"
+    fractional.write_text(yaml.safe_dump(demo_config))
+    result = snakemake("-n", "--configfile", str(fractional), cwd=REPO)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "'seed' = 1234.0: expected an integer" in output
+    assert "Job stats" not in output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from cft.config import ConfigError, load_config, validate_config
+from cft.config import ConfigError, load_config, read_config_file, validate_config
 
 
 def _set(config, dotted, value):
@@ -136,3 +136,33 @@ def test_unknown_baseline_model(paper_config):
     paper_config["baselines"]["adaptllm-medicine-chat"]["model"] = "medalpaca"
     with pytest.raises(ConfigError, match=r"baselines\.adaptllm-medicine-chat\.model.*'medalpaca'"):
         validate_config(paper_config)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (("training", "epochs"), float("nan"), r"'training.epochs' = nan: expected a finite"),
+        (("corpus", "validation_fraction"), float("nan"), r"'corpus.validation_fraction' = nan"),
+        (("training", "learning_rate"), float("inf"), r"'training.learning_rate' = inf"),
+        (("seed",), 1234.0, r"'seed' = 1234.0: expected an integer"),
+        (("training", "save_steps"), 4.0, r"'training.save_steps' = 4.0: expected an integer"),
+    ],
+)
+def test_numbers_json_schema_lets_through_are_refused(demo_config, key, value, message):
+    """NaN passes every bound of JSON Schema, and 4.0 passes as an integer."""
+    section = demo_config
+    for name in key[:-1]:
+        section = section[name]
+    section[key[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(demo_config)
+
+
+def test_a_key_written_twice_is_refused_with_its_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("seed: 1\ntraining:\n  epochs: 1\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"key 'epochs' is written twice .*first on line 3"):
+        load_config(path)
+    merged = tmp_path / "merged.yaml"  # a merge key's values may be overridden: not twice
+    merged.write_text("a: &base {x: 1, y: 2}\nb: {<<: *base, x: 3}\n")
+    assert read_config_file(merged)["b"] == {"x": 3, "y": 2}

@@ -22,6 +22,7 @@ from cft.config import (  # noqa: E402
     downloaded_domains,
     evaluated_models,
     hub_models,
+    read_config_file,
     resolve_path,
     train_resources,
     training_seeds,
@@ -40,6 +41,9 @@ from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
 from cft.training.launch import gres_of  # noqa: E402
 
+# PyYAML keeps the last of a key written twice; the config files are read again to refuse it.
+for config_file in workflow.configfiles:
+    read_config_file(config_file)
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
 validate_config(
