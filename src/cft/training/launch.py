@@ -111,9 +111,13 @@ class Parallelism:
         return self.fsdp and not self.cuda
 
 
-def parallelism_of(recipe, world: int, *, cuda: bool) -> Parallelism:
-    """FSDP2 on several devices unless the recipe says ``fsdp: no_shard`` (then DDP)."""
-    return Parallelism(world, fsdp=world > 1 and recipe.fsdp != "no_shard", cuda=cuda)
+def parallelism_of(recipe, world: int, *, cuda: bool, launched: bool = False) -> Parallelism:
+    """FSDP2 on several devices unless the recipe says ``fsdp: no_shard`` (then DDP). One GPU
+    started by torchrun (``launched``: a process group exists) shards over a 1-rank mesh, the
+    same code path as the cluster's jobs (bench/gpu_check.py runs it so); a plain process
+    trains without FSDP."""
+    sharded = world > 1 or (cuda and launched)
+    return Parallelism(world, fsdp=sharded and recipe.fsdp != "no_shard", cuda=cuda)
 
 
 def check_world(label: str, model: str, resources: dict, world: int, *, lora: bool) -> None:

@@ -60,7 +60,9 @@ def place(job: Job) -> Placement:
     recipe = job.recipe
     check_world(job.label, job.model, job.resources, world, lora=recipe.lora.enabled)
     plan = plan_batch(recipe.global_batch_size, world, job.resources["per_device_batch_size"])
-    return Placement(rank, world, plan, parallelism_of(recipe, world, cuda=job.cuda))
+    launched = "LOCAL_RANK" in os.environ  # torchrun started this process
+    parallel = parallelism_of(recipe, world, cuda=job.cuda, launched=launched)
+    return Placement(rank, world, plan, parallel)
 
 
 def train(job: Job, callbacks=()) -> dict | None:

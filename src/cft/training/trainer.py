@@ -266,7 +266,15 @@ def fsdp_config(recipe: Recipe) -> dict:
     }
 
 
-def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism) -> TrainingArguments:
+def training_arguments(
+    job: Job,
+    plan: BatchPlan,
+    parallel: Parallelism,
+    *,
+    report_to: tuple[str, ...] = ("tensorboard",),
+) -> TrainingArguments:
+    """The recipe as TrainingArguments. ``report_to``: the Trainer's loggers (a benchmark on a
+    bare image passes none: tensorboard may be missing there)."""
     recipe = job.recipe
     return TrainingArguments(
         output_dir=job.checkpoint_dir,
@@ -310,7 +318,7 @@ def training_arguments(job: Job, plan: BatchPlan, parallel: Parallelism) -> Trai
         save_steps=recipe.save_steps,
         save_total_limit=2,
         save_only_model=False,
-        report_to=["tensorboard"],
+        report_to=list(report_to),
         seed=job.run_seed,
         data_seed=job.run_seed,
         dataloader_drop_last=False,
