@@ -189,6 +189,9 @@ def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tin
     on_disk = json.loads((out / METRICS_FILE).read_text())
     assert on_disk["optimizer_steps"] == 12 == metrics["optimizer_steps"]
     assert on_disk["tokens_this_run"] == 48 * SEQ - 5  # every non-pad token of the 48 blocks
+    # the attention term's span: 47 full blocks and one of SEQ - 5 real tokens
+    span = (47 * SEQ**2 + (SEQ - 5) ** 2) / (48 * SEQ - 5)
+    assert on_disk["attention_span"] == pytest.approx(span) and on_disk["seq_len"] == SEQ
     assert on_disk["tokens_per_s"] > 0 and on_disk["mfu"] is None  # CPU: no peak, no MFU
     assert on_disk["eval_loss"] > 0 and on_disk["provenance"]["seed"] == demo_config["seed"]
     curve = (out / "loss_curve.csv").read_text().splitlines()

@@ -18,6 +18,7 @@ from cft.training.launch import BatchPlan, launch_command, plan_batch
 from cft.training.metrics import (
     ModelShape,
     RunFacts,
+    attention_span,
     flops_per_token,
     metrics_record,
     peak_flops,
@@ -70,6 +71,7 @@ def run_facts(paper_config, **changes) -> RunFacts:
         steps_this_run=100,
         tokens=4_000_000,
         loss_tokens=3_000_000,
+        attention_pairs=4_000_000 * 4096,  # full blocks of 4,096 tokens
         loop_seconds=1000.0,
         checkpoint_seconds=50.0,
         final_save_seconds=20.0,
@@ -205,6 +207,19 @@ def test_metrics_record_of_a_run(paper_config):
     # the digest the train rule reruns on, of the same settings slice
     digest = settings_digest(facts.job.config, "train", model="llama-2-7b-chat")
     assert record["provenance"]["settings_digest"] == digest
+
+
+def test_mfu_counts_attention_over_the_real_sequence_lengths(paper_config):
+    """Document chunks of 800 tokens under max_seq_len 4096: the attention term uses the
+    token-weighted mean span sum(T^2)/sum(T), which the Trainer counts from the masks."""
+    chunks = [800] * 5000
+    facts = run_facts(paper_config, tokens=sum(chunks), attention_pairs=sum(t * t for t in chunks))
+    record = metrics_record(facts)
+    assert record["attention_span"] == 800 and record["seq_len"] == 4096
+    per_token = 6 * (6_738_415_616 - 32000 * 4096) + 12 * 32 * 4096 * 800
+    assert record["flops_per_token"] == per_token
+    mixed = [4096, 1024]  # one full block and one short chunk
+    assert attention_span(sum(mixed), sum(t * t for t in mixed)) == (4096**2 + 1024**2) / 5120
 
 
 def test_metrics_record_on_cpu_and_without_logged_losses(paper_config):

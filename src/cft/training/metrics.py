@@ -23,11 +23,19 @@ PEAK_FLOPS = (
 
 
 def flops_per_token(
-    n_params: int, n_embedding_params: int, n_layers: int, d_model: int, seq_len: int
+    n_params: int, n_embedding_params: int, n_layers: int, d_model: int, seq_len: float
 ) -> float:
     """Training FLOPs per token, torchtitan's convention: 6 per non-embedding parameter (the
-    input embedding is a lookup, not a matmul) plus 12*L*d*T for attention scores and values."""
+    input embedding is a lookup, not a matmul) plus 12*L*d*T for attention scores and values,
+    T the attention span of the token's sequence (:func:`attention_span` for a mix)."""
     return 6 * (n_params - n_embedding_params) + 12 * n_layers * d_model * seq_len
+
+
+def attention_span(tokens: int, attention_pairs: int) -> float | None:
+    """The token-weighted mean sequence length, sum(T_i^2) / sum(T_i): the T that makes
+    12*L*d*T per token equal the attention FLOPs of sequences of lengths T_i (12*L*d*T_i^2
+    each). Full blocks give max_seq_len; short document chunks give less."""
+    return attention_pairs / tokens if tokens else None
 
 
 def lookup_only_parameters(model) -> int:
@@ -122,6 +130,7 @@ class RunFacts:
     steps_this_run: int
     tokens: int
     loss_tokens: int
+    attention_pairs: int  # sum over trained sequences of their real length squared
     loop_seconds: float  # the training loop, checkpoint saving excluded
     checkpoint_seconds: float
     final_save_seconds: float
@@ -138,7 +147,7 @@ def metrics_record(facts: RunFacts) -> dict:
     """The run's metrics.json: identity, parallelism and precision, batch layout, speed and
     MFU, losses and provenance. Pure: everything comes from ``facts``."""
     job, recipe, world, shape = facts.job, facts.recipe, facts.world, facts.shape
-    seq_len = recipe.max_seq_len  # the attention span of a full block or chunk
+    span = attention_span(facts.tokens, facts.attention_pairs) or recipe.max_seq_len
     speed = throughput_metrics(
         tokens=facts.tokens,
         loss_tokens=facts.loss_tokens,
@@ -149,7 +158,7 @@ def metrics_record(facts: RunFacts) -> dict:
             shape.embedding_parameters,
             shape.num_hidden_layers,
             shape.hidden_size,
-            seq_len,
+            span,
         ),
         peak_flops_per_device=peak_flops(facts.device_name),
     )
@@ -169,7 +178,8 @@ def metrics_record(facts: RunFacts) -> dict:
         "steps_this_run": facts.steps_this_run,
         "resumed_from": facts.resumed_from,
         "epochs": recipe.epochs,
-        "seq_len": seq_len,
+        "seq_len": recipe.max_seq_len,
+        "attention_span": span,  # the mean attention span the FLOP count used
         "parameters": shape.parameters,
         "embedding_parameters": shape.embedding_parameters,
         "attn_implementation": facts.attn_implementation,

@@ -156,9 +156,8 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
 
     recipe, out_dir = job.recipe, Path(job.out_dir)
     device = trainer.args.device
-    tokens = trainer.accelerator.reduce(
-        torch.tensor([trainer.tokens_seen, trainer.loss_tokens_seen], device=device), "sum"
-    ).tolist()
+    counts = [trainer.tokens_seen, trainer.loss_tokens_seen, trainer.attention_pairs]
+    tokens = trainer.accelerator.reduce(torch.tensor(counts, device=device), "sum").tolist()
     readers = trainer.accelerator.gather(
         torch.tensor([int(measured["read_weights"])], device=device)
     ).tolist()
@@ -197,7 +196,7 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
             attn_implementation=measured["attn"], shape=measured["shape"],
             weight_readers=readers, resumed_from=str(resume) if resume else None,
             optimizer_steps=trainer.state.global_step, steps_this_run=throughput.steps,
-            tokens=tokens[0], loss_tokens=tokens[1],
+            tokens=tokens[0], loss_tokens=tokens[1], attention_pairs=tokens[2],
             loop_seconds=throughput.seconds - trainer.checkpoint_seconds,
             checkpoint_seconds=trainer.checkpoint_seconds,
             final_save_seconds=final_save_seconds,

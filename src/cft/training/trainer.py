@@ -66,6 +66,9 @@ class CftTrainer(Trainer):
         # Read while the Accelerator is built, inside Trainer.__init__.
         self.recipe, self.cpu_fsdp = recipe, parallel.cpu_fsdp
         self.tokens_seen = self.loss_tokens_seen = 0
+        # sum over sequences of (its real length)^2: attention FLOPs grow with each sequence's
+        # own span, not with max_seq_len (document chunks are often much shorter)
+        self.attention_pairs = 0
         self.checkpoint_seconds = 0.0
         super().__init__(*args, **kwargs)
 
@@ -109,6 +112,7 @@ class CftTrainer(Trainer):
     def compute_loss(self, model, inputs, *args, **kwargs):
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
+            self.attention_pairs += int((inputs["attention_mask"].sum(dim=1) ** 2).sum())
             self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
         return super().compute_loss(model, inputs, *args, **kwargs)
 
