@@ -46,9 +46,12 @@ def save_steps_for(n_blocks: int, train_cfg: dict, points: int) -> int:
     return max(1, steps // points)
 
 
-def score_point(config: dict, task: str, folder: Path, boot: Bootstrap, scratch: Path) -> dict:
-    """The knowledge task's accuracy of one model folder, with its interval, in percent."""
-    results, _ = evaluate(config, task, folder)
+def score_point(
+    config: dict, task: str, folder: Path, boot: Bootstrap, scratch: Path, device: str
+) -> dict:
+    """The knowledge task's accuracy of one model folder on ``device`` (the training
+    process's own), with its interval, in percent."""
+    results, _ = evaluate(config, task, folder, device=device)
     samples = scratch / f"{folder.name}.samples.jsonl"
     samples.write_text("".join(json.dumps(s, default=str) + "\n" for s in results["samples"][task]))
     outcomes = read_outcomes(samples, METRIC)
@@ -65,7 +68,9 @@ def score_point(config: dict, task: str, folder: Path, boot: Bootstrap, scratch:
     }
 
 
-def checkpoint_scorer(config: dict, task: str, base_model_dir: Path, boot, scratch: Path):
+def checkpoint_scorer(
+    config: dict, task: str, base_model_dir: Path, boot, scratch: Path, device: str
+):
     """A TrainerCallback that scores each checkpoint as soon as it is saved (before the
     Trainer's rotation removes older ones)."""
     from transformers import AutoTokenizer, TrainerCallback
@@ -84,7 +89,7 @@ def checkpoint_scorer(config: dict, task: str, base_model_dir: Path, boot, scrat
             # lm-eval reseeds the global RNGs; the Trainer's data order does not depend on
             # them (accelerate's sampler is seeded from data_seed and the epoch), so the run
             # keeps the train stage's trajectory (tested).
-            point = score_point(config, task, folder, boot, scratch)
+            point = score_point(config, task, folder, boot, scratch, device)
             point |= {"step": state.global_step, "tokens": int(state.num_input_tokens_seen)}
             log.info(
                 "step %d: %.1f%% [%.1f, %.1f]",
@@ -108,7 +113,7 @@ def run(
 ) -> dict:
     from datasets import load_from_disk
 
-    from cft.config import train_resources
+    from cft.config import curve_resources
     from cft.training.recipe import Job
     from cft.training.run import train
 
@@ -124,9 +129,6 @@ def run(
     train_cfg["save_steps"] = save_steps_for(n_blocks, train_cfg, curves["points"])
     with tempfile.TemporaryDirectory(prefix="cft-curve-") as tmp:
         scratch = Path(tmp)
-        base = score_point(run_config, task, Path(base_model_dir), boot, scratch)
-        scorer = checkpoint_scorer(run_config, task, Path(base_model_dir), boot, scratch)
-        scorer.points = [base | {"step": 0, "tokens": 0}]
         job = Job(
             run_config,
             domain,
@@ -136,12 +138,16 @@ def run(
             str(base_model_dir),
             str(scratch / "model"),
             str(scratch / "checkpoints"),
-            train_resources(run_config, model),
+            curve_resources(run_config, model),
             seed=seed,
         )
+        device = "cuda" if job.cuda else "cpu"  # scoring runs where the model trains
+        base = score_point(run_config, task, Path(base_model_dir), boot, scratch, device)
+        scorer = checkpoint_scorer(run_config, task, Path(base_model_dir), boot, scratch, device)
+        scorer.points = [base | {"step": 0, "tokens": 0}]
         metrics = train(job, callbacks=[scorer])
         if scorer.points[-1]["step"] != metrics["optimizer_steps"]:  # the last step, if unsaved
-            final = score_point(run_config, task, scratch / "model", boot, scratch)
+            final = score_point(run_config, task, scratch / "model", boot, scratch, device)
             total = metrics["tokens_this_run"]
             scorer.points.append(final | {"step": metrics["optimizer_steps"], "tokens": total})
     record = {
@@ -158,7 +164,7 @@ def run(
             "curves",
             stage_settings(config, "curves", domain=domain, model=model),
             seed=seed,
-            backend="cpu",
+            backend=device,
         ),
     }
     write_json(out_json, record)

@@ -63,3 +63,15 @@ def test_training_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tmp_path, 
     job = replace(job, resources={**job.resources, "gpus_per_node": 8})
     with pytest.raises(DeviceError, match=r"train job biomed/.*gpus_per_node = 8"):
         train(job)
+
+
+def test_a_knowledge_curve_asks_for_the_one_gpu_it_trains_and_scores_on(tmp_path):
+    """The curve's scorer is a callback in its one training process: the job asks for one GPU
+    of the train job's node (it asked for all eight and used one, or failed the world check)."""
+    curves = tmp_path / "curves.yaml"  # config/paper.yaml with curves for one task
+    curves.write_text("evaluation:\n  curves:\n    tasks: {biomed: mmlu_anatomy}\n")
+    jobs = planned_resources(
+        "knowledge_curve", "knowledge_curves",
+        "--configfile", "config/paper.yaml", str(curves),
+    )  # fmt: skip
+    assert jobs and {resources["gres"] for resources in jobs.values()} == {"gpu:a100:1"}

@@ -3,6 +3,7 @@ its interval, from the untrained model at 0 tokens to the last step."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +32,13 @@ def test_curve_scores_each_checkpoint_from_zero_tokens(
     config = validate_config(job.config)
     config["evaluation"]["curves"]["points"] = 3
     config["evaluation"]["confidence"]["bootstrap_iters"] = 200
+    # The train job runs on two processes; the curve's scorer lives in the training process,
+    # so the curve trains on one device of the job's node (same global batch).
+    curve_config = copy.deepcopy(config)
+    curve_config["training"]["resources"]["default"] = {"cpu_processes_per_node": 2}
     out = tmp_path / "curve.json"
     record = run(
-        config,
+        curve_config,
         "biomed",
         "smollm2-135m-instruct",
         "cft",
@@ -53,6 +58,7 @@ def test_curve_scores_each_checkpoint_from_zero_tokens(
         assert point["questions"] == len(questions)
         assert point["low"] <= point["accuracy"] <= point["high"]
     assert record["seed"] == 7 and record["task"] == "demo_knowledge_biomed_cloze"
+    assert record["provenance"]["backend"] == "cpu"  # scored where it trained
     # scoring between steps does not move the run: its end is the train stage's model
     job = replace(make_job(config, tmp_path / "plain", tiny_model, tiny_data), seed=7)
     train(job)

@@ -18,6 +18,7 @@ from cft import finben_demo, grid, paths, task_folders  # noqa: E402
 from cft.grid import table_records  # noqa: E402
 from cft.config import (  # noqa: E402
     autogen_model,
+    curve_resources,
     domain_source,
     downloaded_domains,
     evaluated_models,
@@ -158,6 +159,15 @@ def trained_methods():
 def train_job_resources(wildcards):
     """training.resources for the job's model (built-in defaults < default < per model)."""
     return train_resources(config, wildcards.model)
+
+
+def curve_job_resources(wildcards):
+    """A knowledge-curve job's resources: one device of the train job's node."""
+    return curve_resources(config, wildcards.model)
+
+
+def curve_gres(wildcards):
+    return gres_of(curve_job_resources(wildcards))
 
 
 def evaluate_gres():

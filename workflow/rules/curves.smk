@@ -17,14 +17,14 @@ rule knowledge_curve:
         "logs/curves/{domain}/{model}/{method}/seed{seed}.log",
     conda:
         "../../envs/curves.yaml"
-    threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
+    threads: lambda wildcards: curve_job_resources(wildcards)["cpus_per_task"]
     resources:
-        mem_mb=lambda wildcards: train_job_resources(wildcards)["mem_mb"]
+        mem_mb=lambda wildcards: curve_job_resources(wildcards)["mem_mb"]
         + config["evaluation"]["mem_mb"],
-        runtime=lambda wildcards: train_job_resources(wildcards)["runtime"]
+        runtime=lambda wildcards: curve_job_resources(wildcards)["runtime"]
         + config["evaluation"]["runtime"],
-        cpus_per_task=lambda wildcards: train_job_resources(wildcards)["cpus_per_task"],
-        gres=train_gres,
+        cpus_per_task=lambda wildcards: curve_job_resources(wildcards)["cpus_per_task"],
+        gres=curve_gres,
         tasks_per_gpu=0,
     params:
         settings=settings_of("curves"),
