@@ -47,7 +47,13 @@ def _training(config: dict, *, model: str, **_) -> dict:
     return {
         # seeds: the run's seed is its own wildcard; the rest only schedule or checkpoint
         "training": _without(
-            config["training"], "resources", "seeds", "save_steps", "keep_checkpoints"
+            config["training"],
+            "resources",
+            "seeds",
+            "save_steps",
+            "save_every_minutes",
+            "checkpoint_max_overhead",
+            "keep_checkpoints",
         ),
         # the device layout decides the batch plan and the numerics
         "layout": {k: resources[k] for k in ("nodes", "gpus_per_node", "per_device_batch_size")},

@@ -280,3 +280,19 @@ def test_training_refuses_output_and_checkpoint_folders_it_did_not_write(
             train(job)
         assert (folder / "notes.txt").read_text() == "someone's notes\n"
         (folder / "notes.txt").unlink()
+
+
+def test_time_based_checkpoints_save_without_a_step_count(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """`save_every_minutes`: checkpoints by time, not by `save_steps` (which is never reached
+    here); each saved checkpoint is complete and marked."""
+    job = make_job(
+        demo_config, tmp_path, tiny_model, tiny_data,
+        save_steps=1000, save_every_minutes=1e-6, checkpoint_max_overhead=1.0,
+        keep_checkpoints=True,
+    )  # fmt: skip
+    train(job)
+    saved = sorted(Path(job.checkpoint_dir).glob("checkpoint-*"))
+    assert saved, "no checkpoint was saved by time"
+    assert all((folder / COMPLETE_MARKER).is_file() for folder in saved)

@@ -13,7 +13,7 @@ from conftest import REPO
 
 from cft.config import ConfigError, validate_config
 from cft.settings import settings_digest
-from cft.training.checkpoints import run_key
+from cft.training.checkpoints import checkpoint_due, run_key
 from cft.training.launch import BatchPlan, launch_command, plan_batch
 from cft.training.metrics import (
     ModelShape,
@@ -270,3 +270,18 @@ def test_divergence_reason(loss, grad_norm, first, ratio, diverged):
     from cft.training.trainer import divergence_reason
 
     assert (divergence_reason(loss, grad_norm, first, ratio) is not None) == diverged
+
+
+def test_the_checkpoint_cadence_follows_the_measured_checkpoint_cost():
+    # every 30 minutes while a checkpoint is cheap
+    assert not checkpoint_due(29 * 60, None, 30, 0.05)
+    assert checkpoint_due(30 * 60, 10.0, 30, 0.05)
+    # a 170 s checkpoint at 5% overhead: at least 3,400 s between checkpoints
+    assert not checkpoint_due(3000, 170.0, 30, 0.05)
+    assert checkpoint_due(3400, 170.0, 30, 0.05)
+
+
+def test_the_paper_run_checkpoints_by_time(paper_config):
+    """A fixed 50 steps on ~2,000-step runs wrote 40 checkpoints of up to 84 GB each."""
+    recipe = Recipe.of(validate_config(paper_config))
+    assert recipe.save_every_minutes and recipe.checkpoint_max_overhead <= 0.1

@@ -65,6 +65,8 @@ class Recipe:
     activation_checkpointing: bool
     attn_implementation: str
     save_steps: int
+    save_every_minutes: float | None  # None: every save_steps steps
+    checkpoint_max_overhead: float
     keep_checkpoints: bool
     logging_steps: int
     divergence: DivergenceSettings

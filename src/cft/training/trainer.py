@@ -15,7 +15,7 @@ import numpy as np
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from cft.training import TrainingError
-from cft.training.checkpoints import COMPLETE_MARKER, remove_checkpoints_after
+from cft.training.checkpoints import COMPLETE_MARKER, checkpoint_due, remove_checkpoints_after
 from cft.training.launch import BatchPlan, Parallelism
 from cft.training.recipe import Job, Recipe
 
@@ -130,6 +130,40 @@ class CheckpointMarker(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
                 (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+
+
+class TimedCheckpoints(TrainerCallback):
+    """Saves by training time (:func:`~cft.training.checkpoints.checkpoint_due`) instead of
+    every ``save_steps``. Every rank must save together (a sharded checkpoint is collective),
+    so the ranks agree on each step's decision (one all-reduce of a flag per optimizer step)."""
+
+    def __init__(self, every_minutes: float, max_overhead: float):
+        self.every_minutes, self.max_overhead = every_minutes, max_overhead
+        self.last_save_seconds = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.since = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+
+        now = time.perf_counter()
+        due = checkpoint_due(
+            now - self.since, self.last_save_seconds, self.every_minutes, self.max_overhead
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([int(due)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            due = bool(flag.item())
+        if due:
+            control.should_save = True
+            self.requested = now
+
+    def on_save(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if getattr(self, "requested", None) is not None:
+            self.last_save_seconds, self.requested = now - self.requested, None
+        self.since = now
 
 
 def divergence_reason(
@@ -318,7 +352,8 @@ def training_arguments(
         include_num_input_tokens_seen="non_padding",
         logging_strategy="steps",
         logging_steps=recipe.logging_steps,
-        save_strategy="steps",
+        # by time (TimedCheckpoints), or every save_steps
+        save_strategy="no" if recipe.save_every_minutes else "steps",
         save_steps=recipe.save_steps,
         save_total_limit=2,
         save_only_model=False,
@@ -342,8 +377,14 @@ def make_trainer(
     callbacks=(),
     pad_id: int = 0,
 ) -> CftTrainer:
-    """The job's Trainer: its recipe's switches, checkpoint markers, the divergence guard, and
-    sequences padded per micro-batch."""
+    """The job's Trainer: its recipe's switches, checkpoint markers (by step or by time), the
+    divergence guard, and sequences padded per micro-batch."""
+    recipe = job.recipe
+    timed = (
+        [TimedCheckpoints(recipe.save_every_minutes, recipe.checkpoint_max_overhead)]
+        if recipe.save_every_minutes
+        else []
+    )
     return CftTrainer(
         model=model,
         args=args or training_arguments(job, plan, parallel),
@@ -352,10 +393,11 @@ def make_trainer(
         callbacks=[
             CheckpointMarker(),
             LogToFile(),
-            DivergenceGuard(job.recipe.divergence.max_loss_ratio, Path(job.checkpoint_dir)),
+            DivergenceGuard(recipe.divergence.max_loss_ratio, Path(job.checkpoint_dir)),
+            *timed,
             *callbacks,
         ],
-        recipe=job.recipe,
+        recipe=recipe,
         parallel=parallel,
     )
 
