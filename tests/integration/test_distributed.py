@@ -30,7 +30,7 @@ from conftest import REPO, make_job
 
 from cft.fingerprints import METRICS_FILE
 from cft.training.checkpoints import COMPLETE_MARKER
-from cft.training.launch import launch_command
+from cft.training.launch import free_port, launch_command, torchrun_command
 from cft.training.run import launch, train
 
 TWO_CPU_PROCESSES = {"cpu_processes_per_node": 2, "per_device_batch_size": 1}
@@ -79,6 +79,41 @@ def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model,
     two = weights(Path(double.out_dir))
     for name, tensor in weights(Path(single.out_dir)).items():
         torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-5)
+
+
+def test_two_nodes_shard_within_each_node_and_replicate_across(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """HSDP (`multi_node_sharding: hybrid`): two nodes of two processes, started as srun starts
+    them (one torchrun agent per node meeting at a c10d rendezvous, here both on this host),
+    train on a (2 replicas x 2 shards) mesh read off accelerate's live mesh, one process per
+    node reads the weights, and the losses are those of one process."""
+    single = make_job(demo_config, tmp_path / "one", tiny_model, tiny_data, max_grad_norm=1e9)
+    single = replace(single, resources={**single.resources, "per_device_batch_size": 1})
+    train(single)
+    job = make_job(demo_config, tmp_path / "hsdp", tiny_model, tiny_data, max_grad_norm=1e9)
+    job = replace(
+        job,
+        resources={**job.resources, "nodes": 2, **TWO_CPU_PROCESSES},
+        log_file=str(tmp_path / "train.log"),
+    )
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    agent = torchrun_command(2, 2, host="127.0.0.1", port=free_port(), run_id="hsdp")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    with open(job.log_file, "w") as log:
+        nodes = [
+            subprocess.Popen([*agent, "-m", "cft.training", "--job", str(spec)], env=env,
+                             stdout=log, stderr=subprocess.STDOUT)
+            for _ in range(2)
+        ]  # fmt: skip
+        codes = [node.wait(timeout=600) for node in nodes]
+    assert codes == [0, 0], Path(job.log_file).read_text()[-3000:]
+    record = metrics(job)
+    assert record["parallelism"] == "hsdp" and record["world_size"] == 4
+    assert record["device_mesh"] == {"dp_replicate": 2, "dp_shard": 2}
+    assert record["ranks_that_read_weights"] == [0, 2]  # local rank 0 of each node
+    assert losses(job) == pytest.approx(losses(single), rel=2e-4)
 
 
 def test_fsdp2_keeps_fp32_masters_under_bf16_compute(demo_config, tmp_path, tiny_model, tiny_data):

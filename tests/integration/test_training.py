@@ -209,18 +209,18 @@ def test_paper_train_jobs_become_correct_sbatch_commands():
         command = sbatch_command(resources)
         assert "--gres=gpu:a100:8" in command and resources["tasks_per_gpu"] == "0"
         assert "--ntasks-per-gpu" not in command  # one task per node starts torchrun
-        assert " -t 720" in command and "--mem 480000" in command
+        hours = 24 if "llama-2-13b-chat" in output else 12
+        assert f" -t {hours * 60}" in command and "--mem 480000" in command
         assert "--cpus-per-task=32" in command
-        if "llama-2-13b-chat" in output:
-            assert "--nodes=2" in command and "--ntasks=2" in command
-            assert resources["mpi"] == "srun"
-        else:
-            assert "--nodes=1" in command and resources["mpi"] == ""
+        # 13B fits one node of 8 x 80 GB (the paper's 8x A100): no job spans two
+        assert "--nodes=1" in command and resources["mpi"] == ""
 
 
-def test_two_node_training_job_gets_the_multi_node_sbatch_options():
-    """The paper's 13B train job (2 nodes x 8 GPUs) as the plugin would submit it."""
-    jobs = planned_resources("train", "--configfile", "config/paper.yaml")
+def test_two_node_training_job_gets_the_multi_node_sbatch_options(tmp_path):
+    """A 13B train job given 2 nodes x 8 GPUs, as the plugin would submit it."""
+    two_nodes = tmp_path / "two_nodes.yaml"
+    two_nodes.write_text("training:\n  resources:\n    llama-2-13b-chat: {nodes: 2}\n")
+    jobs = planned_resources("train", "--configfile", "config/paper.yaml", str(two_nodes))
     resources = jobs["results/models/biomed/llama-2-13b-chat/cft/seed1234"]
     command = sbatch_command(resources)
     for option in (
@@ -229,7 +229,7 @@ def test_two_node_training_job_gets_the_multi_node_sbatch_options():
         "--gres=gpu:a100:8",
         "--cpus-per-task=32",
         "--mem 480000",
-        "-t 720",
+        "-t 1440",
     ):
         assert option in command
     assert resources["mpi"] == "srun"

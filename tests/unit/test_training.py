@@ -5,6 +5,7 @@ paper's train jobs get from the real SLURM executor plugin."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import replace
 
@@ -14,7 +15,7 @@ from conftest import REPO
 from cft.config import ConfigError, validate_config
 from cft.settings import settings_digest
 from cft.training.checkpoints import checkpoint_due, run_key
-from cft.training.launch import BatchPlan, launch_command, plan_batch
+from cft.training.launch import BatchPlan, launch_command, parallelism_of, plan_batch
 from cft.training.metrics import (
     ModelShape,
     RunFacts,
@@ -26,7 +27,7 @@ from cft.training.metrics import (
 )
 from cft.training.recipe import Job, Recipe
 
-PAPER_13B = {
+TWO_NODE_JOB = {
     "nodes": 2,
     "gpus_per_node": 8,
     "gpu_model": "a100",
@@ -117,7 +118,7 @@ def test_launch_commands():
 def test_multi_node_step_states_its_cpus_gpus_and_memory():
     """srun (SLURM >= 22.05) does not inherit --cpus-per-task from the allocation: without it
     every node's torchrun and its 8 workers would share one core."""
-    multi = launch_command(PAPER_13B, host="gpu001", port=41234)
+    multi = launch_command(TWO_NODE_JOB, host="gpu001", port=41234)
     step, torchrun = multi[: multi.index(sys.executable)], multi[multi.index(sys.executable) :]
     assert step[:4] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
     assert "--cpus-per-task=32" in step and "--gres=gpu:a100:8" in step
@@ -126,8 +127,40 @@ def test_multi_node_step_states_its_cpus_gpus_and_memory():
     assert "--nnodes=2" in torchrun and "--nproc-per-node=8" in torchrun
 
 
+def test_the_mesh_plan_for_one_and_two_nodes(paper_config):
+    """One node: a flat FSDP2 mesh over its 8 GPUs. Two nodes: HSDP by default (shard within
+    a node, replicate across), or one flat mesh over 16 with `multi_node_sharding: full`."""
+    recipe = Recipe.of(validate_config(paper_config))
+    assert parallelism_of(recipe, 8, cuda=True).mesh == (1, 8)
+    assert parallelism_of(recipe, 16, cuda=True, nodes=2).mesh == (2, 8)
+    full = dataclasses.replace(recipe, multi_node_sharding="full")
+    assert parallelism_of(full, 16, cuda=True, nodes=2).mesh == (1, 16)
+    # one GPU: FSDP2 over a 1-rank mesh when torchrun started it, none in a plain process
+    assert parallelism_of(recipe, 1, cuda=True, launched=True).mesh == (1, 1)
+    assert parallelism_of(recipe, 1, cuda=True).mesh is None
+    assert parallelism_of(dataclasses.replace(recipe, fsdp="no_shard"), 8, cuda=True).mesh is None
+
+
+def test_the_rendezvous_is_on_the_allocations_first_node(monkeypatch, tmp_path):
+    """torchrun's c10d store listens on the first node of SLURM_JOB_NODELIST, as SLURM's own
+    `scontrol show hostnames` expands it (a stand-in scontrol on PATH here; the SLURM tests run
+    the real one)."""
+    from cft.training.launch import rendezvous_host
+
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(
+        '#!/bin/sh\n[ "$1 $2 $3" = "show hostnames gpu[07-08]" ] && printf "gpu07\\ngpu08\\n"\n'
+    )
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-08]")
+    assert rendezvous_host() == "gpu07"
+    step = launch_command(TWO_NODE_JOB)
+    assert any(arg.startswith("--rdzv-endpoint=gpu07:") for arg in step)
+
+
 def test_rendezvous_port_is_not_fixed():
-    ports = {launch_command(PAPER_13B, host="127.0.0.1")[-2].rsplit(":", 1)[1] for _ in range(5)}
+    ports = {launch_command(TWO_NODE_JOB, host="127.0.0.1")[-2].rsplit(":", 1)[1] for _ in range(5)}
     assert "29500" not in ports and len(ports) > 1
 
 

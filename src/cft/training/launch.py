@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -65,21 +66,53 @@ def free_port(host: str = "") -> int:
         return sock.getsockname()[1]
 
 
+def rendezvous_host() -> str:
+    """The first node of the SLURM allocation (where the job script runs and torchrun's c10d
+    store listens), as every node names it; this host outside SLURM."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if nodelist:
+        try:
+            names = subprocess.run(
+                ["scontrol", "show", "hostnames", nodelist],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            if names:
+                return names[0]
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return socket.gethostname()
+
+
+def torchrun_command(nodes: int, procs: int, *, host: str, port: int, run_id: str) -> list:
+    """torchrun for ``procs`` processes on each of ``nodes`` nodes (c10d rendezvous at
+    ``host:port`` when there are several)."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]
+    if nodes == 1:
+        return [*torchrun, "--standalone"]
+    return [
+        *torchrun,
+        f"--nnodes={nodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={host}:{port}",
+        f"--rdzv-id={run_id}",
+    ]
+
+
 def launch_command(resources: dict, *, host: str | None = None, port: int | None = None) -> list:
     """The command that starts the training processes (append ``-m cft.training --job ...``).
 
     One process: the current Python. One node with several: ``torchrun --standalone`` (which
     picks its own free port). Several nodes (a SLURM allocation with one task per node):
-    ``srun torchrun`` with c10d rendezvous on the first node, where the job script runs. The
-    step states its CPUs, GPUs and memory: since SLURM 22.05 srun does not inherit
-    --cpus-per-task from the allocation, and without it every node's workers share one core.
+    ``srun torchrun`` with c10d rendezvous on the allocation's first node, where the job script
+    runs. The step states its CPUs, GPUs and memory per node: since SLURM 22.05 srun does not
+    inherit --cpus-per-task from the allocation, and without it every node's workers share one
+    core.
     """
     nodes, procs = resources["nodes"], processes_per_node(resources)
     if nodes == 1 and procs <= 1:
         return [sys.executable]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]
     if nodes == 1:
-        return [*torchrun, "--standalone"]
+        return torchrun_command(1, procs, host="", port=0, run_id="")
     gres = gres_of(resources)
     return [
         "srun",
@@ -90,11 +123,13 @@ def launch_command(resources: dict, *, host: str | None = None, port: int | None
         *([f"--gres={gres}"] if gres else []),
         f"--mem={resources['mem_mb']}M",
         "--kill-on-bad-exit=1",
-        *torchrun,
-        f"--nnodes={nodes}",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={host or socket.gethostname()}:{port or free_port()}",
-        f"--rdzv-id={os.environ.get('SLURM_JOB_ID', 'cft')}",
+        *torchrun_command(
+            nodes,
+            procs,
+            host=host or rendezvous_host(),
+            port=port or free_port(),
+            run_id=os.environ.get("SLURM_JOB_ID", "cft"),
+        ),
     ]
 
 
@@ -105,19 +140,29 @@ class Parallelism:
     world_size: int
     fsdp: bool
     cuda: bool
+    replicas: int = 1  # HSDP: the model is sharded within each of this many replica groups
 
     @property
     def cpu_fsdp(self) -> bool:
         return self.fsdp and not self.cuda
 
+    @property
+    def mesh(self) -> tuple[int, int] | None:
+        """FSDP2's device mesh as (replicate, shard); None without FSDP."""
+        return (self.replicas, self.world_size // self.replicas) if self.fsdp else None
 
-def parallelism_of(recipe, world: int, *, cuda: bool, launched: bool = False) -> Parallelism:
+
+def parallelism_of(
+    recipe, world: int, *, cuda: bool, launched: bool = False, nodes: int = 1
+) -> Parallelism:
     """FSDP2 on several devices unless the recipe says ``fsdp: no_shard`` (then DDP). One GPU
     started by torchrun (``launched``: a process group exists) shards over a 1-rank mesh, the
     same code path as the cluster's jobs (bench/gpu_check.py runs it so); a plain process
-    trains without FSDP."""
-    sharded = world > 1 or (cuda and launched)
-    return Parallelism(world, fsdp=sharded and recipe.fsdp != "no_shard", cuda=cuda)
+    trains without FSDP. Across ``nodes`` > 1, ``multi_node_sharding: hybrid`` shards within
+    each node and replicates across them (HSDP); ``full`` shards over every device."""
+    fsdp = (world > 1 or (cuda and launched)) and recipe.fsdp != "no_shard"
+    hybrid = fsdp and nodes > 1 and recipe.multi_node_sharding == "hybrid"
+    return Parallelism(world, fsdp=fsdp, cuda=cuda, replicas=nodes if hybrid else 1)
 
 
 def check_world(label: str, model: str, resources: dict, world: int, *, lora: bool) -> None:

@@ -141,6 +141,13 @@ class RunFacts:
     eval_loss: float | None
     model_fingerprint: str
     data_stats: dict
+    device_mesh: dict | None = None  # FSDP2's live mesh, {dimension name: size}
+
+
+def parallelism_label(facts: RunFacts) -> str:
+    if facts.fsdp:
+        return "hsdp" if (facts.device_mesh or {}).get("dp_replicate", 1) > 1 else "fsdp2"
+    return "ddp" if facts.world > 1 else "single"
 
 
 def metrics_record(facts: RunFacts) -> dict:
@@ -170,7 +177,8 @@ def metrics_record(facts: RunFacts) -> dict:
         "seed": job.run_seed,
         "device": facts.device_name or f"cpu ({os.cpu_count()} cores)",
         "world_size": world,
-        "parallelism": "fsdp2" if facts.fsdp else ("ddp" if world > 1 else "single"),
+        "parallelism": parallelism_label(facts),
+        "device_mesh": facts.device_mesh,
         "precision": facts.precision,
         "ranks_that_read_weights": [r for r, did in enumerate(facts.weight_readers) if did],
         "batch": asdict(facts.plan) | {"global_batch_size": facts.plan.global_batch_size},

@@ -62,6 +62,7 @@ class Recipe:
     weight_decay_params: str
     max_seq_len: int
     fsdp: str
+    multi_node_sharding: str  # hybrid (HSDP) or full, when a job spans several nodes
     activation_checkpointing: bool
     attn_implementation: str
     save_steps: int

@@ -61,7 +61,9 @@ def place(job: Job) -> Placement:
     check_world(job.label, job.model, job.resources, world, lora=recipe.lora.enabled)
     plan = plan_batch(recipe.global_batch_size, world, job.resources["per_device_batch_size"])
     launched = "LOCAL_RANK" in os.environ  # torchrun started this process
-    parallel = parallelism_of(recipe, world, cuda=job.cuda, launched=launched)
+    parallel = parallelism_of(
+        recipe, world, cuda=job.cuda, launched=launched, nodes=job.resources["nodes"]
+    )
     return Placement(rank, world, plan, parallel)
 
 
@@ -204,7 +206,7 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
             peak_memory_mb=peak_memory_mb(job.cuda),
             train_loss_mean=measured["train_loss_mean"], loss_rows=rows,
             eval_loss=measured["eval_loss"], model_fingerprint=model_fingerprint,
-            data_stats=measured["data_stats"],
+            data_stats=measured["data_stats"], device_mesh=live_mesh(trainer),
         )
     )  # fmt: skip
     write_json(staging / METRICS_FILE, metrics)
@@ -215,6 +217,14 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
         metrics["tokens_per_s"] or 0, f"{metrics['mfu']:.1%}" if metrics["mfu"] else "n/a",
     )  # fmt: skip
     return metrics
+
+
+def live_mesh(trainer) -> dict | None:
+    """The device mesh accelerate built for FSDP2, read off the live object."""
+    mesh = getattr(trainer.accelerator, "torch_device_mesh", None)
+    if mesh is None:
+        return None
+    return dict(zip(mesh.mesh_dim_names or (), mesh.mesh.shape, strict=True))
 
 
 def launch(job: Job) -> dict | None:

@@ -304,6 +304,17 @@ def fsdp_config(recipe: Recipe) -> dict:
     }
 
 
+def hybrid_mesh(parallel: Parallelism):
+    """accelerate's ParallelismConfig for HSDP (replicate across nodes, shard within); None for
+    a flat FSDP2 mesh or no FSDP."""
+    if not parallel.fsdp or parallel.replicas == 1:
+        return None
+    from accelerate.parallelism_config import ParallelismConfig
+
+    replicate, shard = parallel.mesh
+    return ParallelismConfig(dp_replicate_size=replicate, dp_shard_size=shard)
+
+
 def training_arguments(
     job: Job,
     plan: BatchPlan,
@@ -342,6 +353,7 @@ def training_arguments(
         ddp_backend="gloo" if parallel.world_size > 1 and not parallel.cuda else None,
         fsdp=parallel.fsdp,
         fsdp_config=fsdp_config(recipe) if parallel.fsdp else None,
+        parallelism_config=hybrid_mesh(parallel),
         # FSDP: reduce-scatter every micro-batch instead of no_sync, which would keep full
         # unsharded gradients on every rank until the last micro-batch.
         accelerator_config={"gradient_accumulation_kwargs": {"sync_each_batch": parallel.fsdp}},
