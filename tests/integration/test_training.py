@@ -296,3 +296,73 @@ def test_time_based_checkpoints_save_without_a_step_count(
     saved = sorted(Path(job.checkpoint_dir).glob("checkpoint-*"))
     assert saved, "no checkpoint was saved by time"
     assert all((folder / COMPLETE_MARKER).is_file() for folder in saved)
+
+
+def document_chunks(n: int, seed: int) -> dict[str, list]:
+    """Document-mode rows: chunks of their own lengths (no padding stored), a masked prompt at
+    the start of some."""
+    rng = np.random.default_rng(seed)
+    rows = {"input_ids": [], "labels": [], "attention_mask": [], "prompt_index": []}
+    for _ in range(n):
+        length = int(rng.integers(6, SEQ + 1))
+        ids = rng.integers(0, 49152, size=length)
+        labels = ids.copy()
+        labels[: int(rng.integers(0, length // 2))] = -100
+        rows["input_ids"].append(ids.tolist())
+        rows["labels"].append(labels.tolist())
+        rows["attention_mask"].append([1] * length)
+        rows["prompt_index"].append(0)
+    return rows
+
+
+def test_padding_free_batches_give_the_per_token_losses_of_padded_ones(tiny_model):
+    """Concatenated sequences with restarting position ids attend within each sequence only:
+    every loss token's loss equals the padded batch's, and the loss tokens are the same."""
+    from transformers import AutoModelForCausalLM
+
+    from cft.training.trainer import collate_blocks, collate_flat
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    data = document_chunks(4, seed=3)
+    rows = [{k: data[k][i] for k in data} for i in range(4)]
+
+    def per_token(batch) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        labels = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="none"
+        )
+        return losses[labels.flatten() != -100]
+
+    padded, flat = per_token(collate_blocks(rows)), per_token(collate_flat(rows))
+    assert len(padded) == len(flat) > 20
+    torch.testing.assert_close(flat, padded, rtol=1e-5, atol=1e-5)
+    # a prediction across a sequence boundary would differ: attention really stops there
+    joined = collate_flat(rows)
+    joined["position_ids"] = torch.arange(joined["input_ids"].shape[1])[None]
+    assert collate_flat(rows)["use_cache"] is False  # else transformers ignores the packing
+    assert not torch.allclose(per_token(joined), padded, atol=1e-3)
+
+
+def test_a_padding_free_run_trains_as_the_padded_one(demo_config, tmp_path, tiny_model):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from cft.fingerprints import dataset_fingerprint
+    from cft.io import write_json
+
+    data = tmp_path / "chunks"
+    DatasetDict({"train": Dataset.from_dict(document_chunks(24, seed=4))}).save_to_disk(data)
+    write_json(data / "stats.json", {"fingerprint": dataset_fingerprint(load_from_disk(data))})
+    records = {}
+    for padding_free in (False, True):
+        job = make_job(
+            demo_config, tmp_path / str(padding_free), tiny_model, data,
+            padding_free=padding_free, eval_at_end=False,
+        )  # fmt: skip
+        records[padding_free] = train(job)
+    padded, flat = records[False], records[True]
+    assert flat["tokens_this_run"] == padded["tokens_this_run"]
+    assert flat["loss_tokens_this_run"] == padded["loss_tokens_this_run"]
+    assert flat["attention_span"] == pytest.approx(padded["attention_span"])
+    assert flat["train_loss_mean"] == pytest.approx(padded["train_loss_mean"], rel=1e-4)

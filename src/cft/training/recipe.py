@@ -61,6 +61,7 @@ class Recipe:
     grad_clipping: str
     weight_decay_params: str
     max_seq_len: int
+    padding_free: bool  # micro-batches as one row of concatenated sequences (collate_flat)
     fsdp: str
     multi_node_sharding: str  # hybrid (HSDP) or full, when a job spans several nodes
     activation_checkpointing: bool

@@ -111,8 +111,9 @@ class CftTrainer(Trainer):
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         if model.training:
-            self.tokens_seen += int(inputs["attention_mask"].sum())
-            self.attention_pairs += int((inputs["attention_mask"].sum(dim=1) ** 2).sum())
+            lengths = sequence_lengths(inputs)
+            self.tokens_seen += int(lengths.sum())
+            self.attention_pairs += int((lengths**2).sum())
             self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
         return super().compute_loss(model, inputs, *args, **kwargs)
 
@@ -290,6 +291,44 @@ def collate_blocks(rows: list[dict], pad_id: int = 0) -> dict:
     return batch
 
 
+def collate_flat(rows: list[dict]) -> dict:
+    """The padding-free micro-batch (``training.padding_free``): the sequences concatenated into
+    one row, position ids restarting at 0 for each, no attention mask (transformers then finds
+    the sequences from the position ids and attends within each only). The first label of each
+    sequence is -100: the shifted loss would otherwise predict it from the previous sequence's
+    last token, a prediction the padded batch never makes (its first label falls off the
+    shift). So the loss tokens, and the loss, are those of :func:`collate_blocks`. No cache:
+    transformers looks for packed sequences only when none is kept."""
+    import torch
+
+    ids, labels, positions = [], [], []
+    for row in rows:
+        n = int(np.sum(row["attention_mask"]))  # stored chunks carry no padding; be safe
+        ids.append(np.asarray(row["input_ids"][:n], dtype=np.int64))
+        label = np.asarray(row["labels"][:n], dtype=np.int64).copy()
+        label[0] = -100
+        labels.append(label)
+        positions.append(np.arange(n, dtype=np.int64))
+    return {
+        "input_ids": torch.from_numpy(np.concatenate(ids))[None],
+        "labels": torch.from_numpy(np.concatenate(labels))[None],
+        "position_ids": torch.from_numpy(np.concatenate(positions))[None],
+        "use_cache": False,
+    }
+
+
+def sequence_lengths(batch: dict):
+    """The real length of every sequence of a micro-batch: each row's unmasked tokens, or, in
+    a padding-free row, the runs of its position ids."""
+    import torch
+
+    if "attention_mask" in batch:
+        return batch["attention_mask"].sum(dim=1)
+    positions = batch["position_ids"].flatten()
+    starts = (positions == 0).nonzero().flatten()
+    return torch.diff(starts, append=starts.new_tensor([positions.numel()]))
+
+
 def fsdp_config(recipe: Recipe) -> dict:
     """accelerate's FSDP2 settings for the recipe."""
     return {
@@ -361,7 +400,8 @@ def training_arguments(
         activation_checkpointing=recipe.activation_checkpointing and not parallel.fsdp,
         average_tokens_across_devices=True,
         # trainer_state.json of each checkpoint records the tokens trained on so far.
-        include_num_input_tokens_seen="non_padding",
+        # (a padding-free batch has no padding and no mask: every token counts)
+        include_num_input_tokens_seen="all" if recipe.padding_free else "non_padding",
         logging_strategy="steps",
         logging_steps=recipe.logging_steps,
         # by time (TimedCheckpoints), or every save_steps
@@ -401,7 +441,9 @@ def make_trainer(
         model=model,
         args=args or training_arguments(job, plan, parallel),
         train_dataset=train_set,
-        data_collator=functools.partial(collate_blocks, pad_id=pad_id),
+        data_collator=collate_flat
+        if recipe.padding_free
+        else functools.partial(collate_blocks, pad_id=pad_id),
         callbacks=[
             CheckpointMarker(),
             LogToFile(),
