@@ -268,6 +268,10 @@ class PrecisionProbe(TrainerCallback):
             moment = getattr(moment, "_local_tensor", moment)
             self.record["optimizer_state"] = str(moment.dtype).removeprefix("torch.")
         self.record["sharded_parameters"] = hasattr(param, "_local_tensor")
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
+        self.record["optimizer"] = type(inner).__name__ + (
+            " (fused)" if inner.defaults.get("fused") else ""
+        )
         if self._hook is not None:
             self._hook.remove()
 
@@ -379,8 +383,9 @@ def training_arguments(
         adam_epsilon=recipe.adam_epsilon,
         # The fused kernel computes the same AdamW update in one pass: one launch per step on
         # CUDA, and on CPU about 5x faster than the per-parameter loop (bench/cpu_training.py).
-        # Sharded CPU parameters (FSDP2 over gloo) keep the loop.
-        optim="adamw_torch_fused" if parallel.cuda or not parallel.fsdp else "adamw_torch",
+        # It takes FSDP2's sharded (DTensor) parameters on both, so the CPU tests run the
+        # optimizer the GPU jobs run.
+        optim="adamw_torch_fused",
         lr_scheduler_type=recipe.lr_scheduler,
         warmup_steps=recipe.warmup_ratio,  # a float below 1 is a ratio of the total steps
         max_grad_norm=recipe.max_grad_norm,
