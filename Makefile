@@ -17,7 +17,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The stages hand vLLM work to this interpreter (cft.vllm_env).
 export CFT_VLLM_PYTHON := $(abspath $(VLLM_VENV))/bin/python
 
-.PHONY: demo test test-fast lint format rulegraph clean-venv lock-vllm
+.PHONY: demo test test-fast lint format rulegraph clean-venv lock-vllm gpu-check-inputs
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,16 @@ test: $(STAMP) $(VLLM_STAMP)
 # snakemake, torchrun, SLURM or vLLM, or reaches the package index (tests/conftest.py).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not network" tests/unit
+
+# What the GPU check (bench/gpu_check.py) carries to a GPU node: the demo's tokenizer, tokenized
+# blocks and questions (the three workflow outputs it needs, a few MB) and the wheels a bare
+# GPU image lacks (~30 MB). docs/benchmarks.md has the one device command that uses them.
+gpu-check-inputs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES) \
+		results/base_models/smollm2-135m-instruct \
+		results/tokenized/biomed/smollm2-135m-instruct/cft results/demo_data/biomed/questions.jsonl
+	$(BIN)/python bench/gpu_check.py prepare .gpu_check
+	PATH=$(abspath $(BIN)):$$PATH bash bench/gpu_wheels.sh .whl
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

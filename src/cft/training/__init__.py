@@ -27,11 +27,15 @@ bf16 weights, FULL_SHARD, activation checkpointing). What the package adds aroun
   fp32); ``master_weights: bf16`` is the authors' pure bf16 (weights, optimizer state and compute);
 - FSDP2 with gradient accumulation reduce-scatters every micro-batch (``sync_each_batch``);
 - launch: one process, ``torchrun`` on one node, ``srun torchrun --rdzv-backend c10d`` on
-  several; ``cpu_processes_per_node`` runs the same distributed path on CPU processes (gloo);
-- checkpoints every ``save_steps`` (sharded under FSDP) with a completion marker; resume from
-  the last complete one; the final model appears only when training has finished;
-- metrics: tokens/s, MFU (torchtitan's FLOPs convention), peak memory, wall time with
-  checkpoint saving timed apart, losses.
+  several (hybrid sharding: within a node, replicated across); ``cpu_processes_per_node`` runs
+  the same distributed path on CPU processes (gloo);
+- padding: micro-batches padded to their longest sequence, or padding-free (one row of
+  concatenated sequences with restarting position ids, ``padding_free``);
+- checkpoints every ``save_steps`` or by training time (``save_every_minutes``, within a
+  measured-cost budget), sharded under FSDP, with a completion marker; resume from the last
+  complete one; the final model appears only when training has finished;
+- metrics: tokens/s, MFU (torchtitan's FLOPs convention, attention over the real sequence
+  lengths), peak memory, wall time with checkpoint saving timed apart, losses.
 """
 
 
