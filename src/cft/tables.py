@@ -137,24 +137,40 @@ def read_record(path: Path) -> tuple[CellKey, dict]:
     """An eval record and the cell it names (its own identity fields, written by
     cft.evaluation)."""
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise TableError(
+            f"{path}: not an eval record (a JSON {type(record).__name__}, not an object)"
+        )
     try:
         return CellKey.of(record), record
     except KeyError as err:
         raise TableError(f"{path}: not an eval record naming its cell (no {err} field)") from None
 
 
+# What every eval record carries besides its cell (cft.evaluation writes them all); a record
+# without one is refused, naming it, rather than trusted unchecked.
+RECORD_FIELDS = ("metrics", "settings_hash", "samples_sha256")
+
+
 def checked_outcomes(path: Path, record: dict, metric: str, settings_hash: str):
     """A record's score and per-sample outcomes; refuses a record made with other evaluation
     settings than the config's, and samples that do not give the record's score."""
-    recorded = record.get("settings_hash")
-    if recorded is not None and recorded != settings_hash:
+    absent = [name for name in RECORD_FIELDS if name not in record]
+    if absent:
+        raise TableError(
+            f"{path}: the eval record lacks {absent}, which cft.evaluation writes into every "
+            f"record (the checks of its settings and per-sample log need them); rerun the "
+            f"evaluation"
+        )
+    if not isinstance(record["metrics"], dict) or metric not in record["metrics"]:
+        raise TableError(f"{path}: the record's metrics have no {metric!r}; rerun the evaluation")
+    if record["settings_hash"] != settings_hash:
         raise TableError(
             f"{path}: made with other evaluation settings than the config's (e.g. "
             f"evaluation.limit = {record.get('settings', {}).get('limit')!r} there); rerun the "
             f"evaluation, or build the table with the config it was made with"
         )
-    logged_sha = record.get("samples_sha256")
-    if logged_sha is not None and file_sha256(samples_path(path)) != logged_sha:
+    if file_sha256(samples_path(path)) != record["samples_sha256"]:
         raise TableError(
             f"{samples_path(path)}: not the per-sample log {path} was written with (its "
             f"SHA-256 differs from the record's samples_sha256); rerun the evaluation"

@@ -251,6 +251,14 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_only_good_checkpoints(
     assert last_good < bad_step
     kept = sorted(int(p.name.split("-")[1]) for p in Path(job.checkpoint_dir).glob("checkpoint-*"))
     assert kept == list(range(1, last_good + 1))
+    # The loss logged at step N measures the weights before update N: the last good log
+    # vouches for the weights of step N - 1, not for checkpoint-N (after an lr of 1e6, max |w|
+    # there is ~1e6). Every kept checkpoint holds weights that were measured good.
+    from safetensors.torch import load_file
+
+    for step in kept:
+        state = load_file(Path(job.checkpoint_dir) / f"checkpoint-{step}" / "model.safetensors")
+        assert max(t.abs().max().item() for t in state.values()) < 10, step
 
 
 def test_tokenized_data_altered_on_disk_are_refused(demo_config, tmp_path, tiny_model, tiny_data):

@@ -19,6 +19,7 @@ from cft.config import validate_config
 from cft.grid import METHOD_LABELS, table_records
 from cft.io import file_sha256
 from cft.paths import TABLE_FILES, eval_json, samples_path
+from cft.settings import evaluation_settings_hash
 from cft.table_formats import to_latex, to_markdown
 from cft.tables import (
     PAPER_TASKS,
@@ -43,7 +44,8 @@ def table_of(config, domain, model, root, reference=None):
     return build_table(config, domain, model, given, reference or load_reference())
 
 
-DEMO_SEED = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["seed"]
+DEMO_CONFIG = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+DEMO_SEED = DEMO_CONFIG["seed"]
 
 
 def write_eval(root: Path, domain, model, method, task, correct, seed=DEMO_SEED) -> dict:
@@ -82,10 +84,13 @@ def write_eval(root: Path, domain, model, method, task, correct, seed=DEMO_SEED)
         "metrics": metrics,
         "n_samples": {"original": len(correct), "effective": len(correct)},
         "settings": {"backend": "hf"},
+        # made with the demo config's evaluation settings, beside this very log
+        "settings_hash": evaluation_settings_hash(DEMO_CONFIG, model, task),
         "provenance": {"config_hash": "x"},
     }
-    path.write_text(json.dumps(record))
     samples_path(path).write_text("".join(json.dumps(x) + "\n" for x in samples))
+    record["samples_sha256"] = file_sha256(samples_path(path))
+    path.write_text(json.dumps(record))
     return metrics
 
 
@@ -350,6 +355,32 @@ def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_pat
                 table_of(config, "biomed", DEMO_MODEL, tmp_path)
         else:
             assert table_of(config, "biomed", DEMO_MODEL, tmp_path).ours
+
+
+@pytest.mark.parametrize("field", ["settings_hash", "samples_sha256", "metrics"])
+def test_a_record_without_a_checked_field_is_refused_naming_it(config, tmp_path, field):
+    """A missing field is a refusal, not a skipped check: a per-sample log shuffled across
+    questions (same mean) was accepted when the record had no samples_sha256."""
+    _, path, record = one_chat_record(config, tmp_path)
+    del record[field]
+    path.write_text(json.dumps(record))
+    with pytest.raises(TableError, match=rf"lacks \['{field}'\]"):
+        table_of(config, "biomed", DEMO_MODEL, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[1, 2]", "a JSON list, not an object"), ('{"metrics": {}}', "naming its cell")],
+)
+def test_malformed_eval_records_are_refused_with_a_message(config, tmp_path, content, message):
+    _, path, record = one_chat_record(config, tmp_path)
+    path.write_text(content)
+    with pytest.raises(TableError, match=message):
+        table_of(config, "biomed", DEMO_MODEL, tmp_path)
+    record["metrics"] = {"acc_norm": 0.5}  # the reported metric is absent
+    path.write_text(json.dumps(record))
+    with pytest.raises(TableError, match="metrics have no 'acc'"):
+        table_of(config, "biomed", DEMO_MODEL, tmp_path)
 
 
 def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):

@@ -189,8 +189,12 @@ def divergence_reason(
 
 class DivergenceGuard(TrainerCallback):
     """Stops training with a TrainingError when a logged loss or gradient norm shows the run
-    has diverged (:func:`divergence_reason`), after removing any checkpoint saved since the
-    last good log, so a rerun with a fixed config resumes from a good state."""
+    has diverged (:func:`divergence_reason`), after removing every checkpoint whose weights
+    were not measured good, so a rerun with a fixed config resumes from a good state.
+
+    The loss and gradient norm logged at step N are computed on the weights before update N:
+    a good log at step N vouches for the weights of step N - 1, and checkpoint-N (after update
+    N) is unmeasured. So the good checkpoints are those up to the last good log's step - 1."""
 
     def __init__(self, max_loss_ratio: float | None, checkpoint_dir: Path):
         self.max_loss_ratio, self.checkpoint_dir = max_loss_ratio, Path(checkpoint_dir)
@@ -208,11 +212,13 @@ class DivergenceGuard(TrainerCallback):
                 self.first_loss = logs["loss"]
             self.last_good_step = state.global_step
             return
+        measured_good = max(self.last_good_step - 1, 0)
         if state.is_world_process_zero:
-            remove_checkpoints_after(self.checkpoint_dir, self.last_good_step)
+            remove_checkpoints_after(self.checkpoint_dir, measured_good)
         raise TrainingError(
             f"training diverged at step {state.global_step}: {reason}; stopped (no model "
-            f"saved). Checkpoints up to step {self.last_good_step} are kept in "
+            f"saved). Checkpoints up to step {measured_good} (the last weights a logged loss "
+            f"measured good) are kept in "
             f"{self.checkpoint_dir} for inspection. Lower training.learning_rate, or "
             f"raise training.divergence.max_loss_ratio if the loss spike is expected"
         )
