@@ -180,6 +180,7 @@ def mfu(
         "global_batch_size": micro * accumulation,
         "activation_checkpointing": False,  # 1.1B fits without it; the train step uses it
         "save_steps": 10**9,
+        "save_every_minutes": None,  # no checkpoint inside the timed steps
         "logging_steps": 10**9,
         "warmup_ratio": 0.0,
     }
@@ -305,7 +306,7 @@ def base_model(bundle: Path, out: Path, cuda: bool) -> Path:
     return folder
 
 
-def train(bundle: Path, out: Path, cuda: bool) -> dict:
+def train(bundle: Path, out: Path, cuda: bool, log_file: Path) -> dict:
     """The paper recipe through `python -m cft.training`: FSDP2 (one GPU under torchrun, or two
     CPU processes in a dry run), sharded checkpoints, a resume from the middle checkpoint to the
     same weights, the final bf16 save."""
@@ -320,6 +321,7 @@ def train(bundle: Path, out: Path, cuda: bool) -> dict:
     overrides = {  # the paper's recipe, a few steps of it
         "max_steps": 6,
         "save_steps": 3,
+        "save_every_minutes": None,  # by steps here (paper.yaml saves every 30 minutes)
         "keep_checkpoints": True,
         "logging_steps": 1,
         "global_batch_size": 8,
@@ -335,7 +337,7 @@ def train(bundle: Path, out: Path, cuda: bool) -> dict:
     for name in ("first", "resumed"):
         job = Job(config, "check", "check", "cft", str(bundle / "tokenized"), str(base),
                   str(out / f"model_{name}"), str(out / "checkpoints"),
-                  train_resources(config, "check"), log_file=str(out / "train.log"))  # fmt: skip
+                  train_resources(config, "check"), log_file=str(log_file))  # fmt: skip
         if name == "resumed":  # drop the last checkpoint: the rerun resumes from the middle one
             last = max(Path(job.checkpoint_dir).glob("checkpoint-*"), key=_step)
             shutil.rmtree(last)
@@ -465,9 +467,14 @@ def run(bundle: Path, out: Path, *, cpu_dry_run: bool, steps: int) -> dict:
         "environment": lambda: environment(cuda),
         "mfu_mixed": lambda: mfu(cuda, "fp32", steps, work / "mfu_mixed", peak()),
         "mfu_pure": lambda: mfu(cuda, "bf16", steps, work / "mfu_pure", peak()),
-        "train": lambda: train(bundle, work / "train", cuda),
+        # the workers' output beside the record: it comes back from a device call
+        "train": lambda: train(bundle, work / "train", cuda, out / "train.log"),
+        # the trained model, or the random base model if training failed
         "evaluate": lambda: evaluate(
-            bundle, work, Path(record["steps"]["train"]["model_dir"]), cuda
+            bundle,
+            work,
+            Path(record["steps"]["train"].get("model_dir") or work / "train" / "base_model"),
+            cuda,
         ),
     }
     for name, step in plan.items():

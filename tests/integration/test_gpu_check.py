@@ -48,4 +48,6 @@ def test_the_gpu_check_dry_run_measures_the_configured_precision(
     assert train["resumed_from"].endswith("checkpoint-3") and train["steps_after_resume"] == 3
     assert train["resume_max_abs_weight_difference"] == 0.0  # CPU: resume is exact
     assert steps["evaluate"]["different_answers"] == 0
+    # what a device call brings back: the record, the log and the workers' own output
+    assert {"gpu_check.json", "gpu_check.log", "train.log"} <= {p.name for p in out.iterdir()}
     shutil.rmtree(out / "work")
