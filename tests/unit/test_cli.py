@@ -51,3 +51,25 @@ def test_stage_config_is_the_validated_config_with_checked_arguments():
     assert stage_config(args)["corpus"]["on_invalid_utf8"] == "error"  # defaults filled in
     with pytest.raises(ConfigError, match="--model 'x' is not defined"):
         stage_config(argparse.Namespace(config="config/config.yaml", domain="biomed", model="x"))
+
+
+def test_the_training_cli_names_an_unknown_method_and_a_missing_base_model(tmp_path):
+    """Before, both surfaced later as a missing tokenized folder or a hub lookup."""
+    train = ("cft.training", "--domain", "biomed", "--model", "smollm2-135m-instruct")
+    result = cli(*train, "--method", "cftt")
+    assert result.returncode == 2
+    assert "--method 'cftt' is not a trained method of grid.methods" in result.stderr
+    assert "trained: ['cpt', 'cft'" in result.stderr
+    missing = tmp_path / "no" / "model"
+    result = cli(*train, "--method", "cft", "--base-model", str(missing))
+    assert result.returncode != 0
+    assert f"--base-model {missing}: not a model folder" in result.stderr
+
+
+def test_a_tokenized_folder_without_its_stats_record_is_named(tmp_path):
+    from cft.training import TrainingError
+    from cft.training.data import load_tokenized
+
+    (tmp_path / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    with pytest.raises(TrainingError, match=rf"{tmp_path}: no stats.json, so not a folder"):
+        load_tokenized(str(tmp_path))

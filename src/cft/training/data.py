@@ -26,6 +26,12 @@ def load_tokenized(tokenized_dir: str, *, verify: bool = True):
     record (one read of the data: a few seconds per GB, docs/guarantees.md)."""
     from datasets import load_from_disk
 
+    stats = Path(tokenized_dir) / "stats.json"
+    if not stats.is_file():
+        raise TrainingError(
+            f"{tokenized_dir}: no stats.json, so not a folder the tokenize stage finished "
+            f"(it writes the record last); rerun the tokenize stage"
+        )
     try:
         tokenized = load_from_disk(tokenized_dir)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
@@ -33,7 +39,7 @@ def load_tokenized(tokenized_dir: str, *, verify: bool = True):
             f"{tokenized_dir}: not a readable tokenized dataset ({err}); was it truncated? "
             f"rerun the tokenize stage"
         ) from None
-    data_stats = read_json(Path(tokenized_dir) / "stats.json")
+    data_stats = read_json(stats)
     if verify:
         verify_data(tokenized, data_stats, tokenized_dir)
     return tokenized, data_stats

@@ -259,7 +259,8 @@ def launch(job: Job) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cft.cli import stage_config, stage_parser
+    from cft.cli import model_folder, stage_config, stage_parser
+    from cft.grid import trained_methods
 
     parser = stage_parser(__doc__, domain_required=False)
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a torchrun worker's job spec
@@ -279,7 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.domain and args.model and args.method):
         parser.error("--domain, --model and --method are required")
     config = stage_config(args)
+    methods = trained_methods(config)
+    if args.method not in methods:
+        parser.error(
+            f"--method {args.method!r} is not a trained method of grid.methods in {args.config}; "
+            f"trained: {methods}"
+        )
     seed = training_seeds(config)[0] if args.seed is None else args.seed
+    base_model_dir = model_folder(
+        args.base_model or paths.base_model_dir(args.model), "--base-model"
+    )
     launch(
         Job(
             config=config,
@@ -288,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             method=args.method,
             tokenized_dir=args.tokenized
             or paths.tokenized_dir(args.domain, args.model, args.method),
-            base_model_dir=args.base_model or paths.base_model_dir(args.model),
+            base_model_dir=str(base_model_dir),
             out_dir=args.out_dir or paths.model_dir(args.domain, args.model, args.method, seed),
             checkpoint_dir=paths.checkpoint_dir(args.domain, args.model, args.method, seed),
             resources=train_resources(config, args.model),
