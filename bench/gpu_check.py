@@ -40,7 +40,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 import traceback
@@ -313,8 +312,9 @@ def train(bundle: Path, out: Path, cuda: bool, log_file: Path) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    from cft.training.checkpoints import COMPLETE_MARKER, JOB_SPEC
-    from cft.training.launch import launch_command
+    from cft.training.checkpoints import COMPLETE_MARKER
+    from cft.training.launch import torchrun_command
+    from cft.training.run import launch
 
     base = base_model(bundle, out, cuda)
     blocks = read_json(bundle / "tokenized" / "stats.json")
@@ -341,19 +341,8 @@ def train(bundle: Path, out: Path, cuda: bool, log_file: Path) -> dict:
         if name == "resumed":  # drop the last checkpoint: the rerun resumes from the middle one
             last = max(Path(job.checkpoint_dir).glob("checkpoint-*"), key=_step)
             shutil.rmtree(last)
-        spec = Path(job.checkpoint_dir) / JOB_SPEC
-        spec.parent.mkdir(parents=True, exist_ok=True)
-        job.save(spec)
-        command = launch_command(job.resources)
-        if cuda:  # torchrun with one process: FSDP2 over a 1-rank mesh, as a cluster job
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       "--nproc-per-node=1"]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-            str(REPO / "src"), os.environ.get("PYTHONPATH")]))}  # fmt: skip
-        with open(job.log_file, "a") as sink:
-            subprocess.run([*command, "-m", "cft.training", "--job", str(spec)], check=True,
-                           env=env, stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
-        runs[name] = read_json(Path(job.out_dir) / "train_metrics.json")
+        # CUDA: torchrun with one process, FSDP2 over a 1-rank mesh, as a cluster job
+        runs[name] = launch(job, torchrun_command(1, 1) if cuda else None)
     first, resumed = runs["first"], runs["resumed"]
     checkpoints = sorted(Path(out / "checkpoints").glob("checkpoint-*"), key=_step)
     shards = sorted(p.name for p in checkpoints[0].rglob("*.distcp"))

@@ -83,7 +83,9 @@ def rendezvous_host() -> str:
     return socket.gethostname()
 
 
-def torchrun_command(nodes: int, procs: int, *, host: str, port: int, run_id: str) -> list:
+def torchrun_command(
+    nodes: int, procs: int, *, host: str = "", port: int = 0, run_id: str = ""
+) -> list:
     """torchrun for ``procs`` processes on each of ``nodes`` nodes (c10d rendezvous at
     ``host:port`` when there are several)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]
@@ -112,7 +114,7 @@ def launch_command(resources: dict, *, host: str | None = None, port: int | None
     if nodes == 1 and procs <= 1:
         return [sys.executable]
     if nodes == 1:
-        return torchrun_command(1, procs, host="", port=0, run_id="")
+        return torchrun_command(1, procs)
     gres = gres_of(resources)
     return [
         "srun",

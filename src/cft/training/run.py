@@ -227,16 +227,18 @@ def live_mesh(trainer) -> dict | None:
     return dict(zip(mesh.mesh_dim_names or (), mesh.mesh.shape, strict=True))
 
 
-def launch(job: Job) -> dict | None:
+def launch(job: Job, command: list | None = None) -> dict | None:
     """Run a training job: in this process for one device, else through torchrun (and srun
-    across nodes), with the job spec handed over as JSON next to the checkpoints."""
+    across nodes), with the job spec handed over as JSON next to the checkpoints.
+    ``command``: another launcher than the resources' (the GPU check starts one GPU under
+    torchrun, to train through FSDP2 as the cluster's jobs do)."""
     resources = job.resources
     plan_batch(
         Recipe.of(job.config).global_batch_size,
         world_size_of(resources),
         resources["per_device_batch_size"],
     )  # fail before starting any process
-    command = launch_command(resources)
+    command = command or launch_command(resources)
     if command == [sys.executable]:
         return train(job)
     spec = Path(job.checkpoint_dir) / JOB_SPEC

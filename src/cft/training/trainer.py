@@ -140,7 +140,7 @@ class TimedCheckpoints(TrainerCallback):
 
     def __init__(self, every_minutes: float, max_overhead: float):
         self.every_minutes, self.max_overhead = every_minutes, max_overhead
-        self.last_save_seconds = None
+        self.last_save_seconds = self.requested = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.since = time.perf_counter()
@@ -162,7 +162,7 @@ class TimedCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         now = time.perf_counter()
-        if getattr(self, "requested", None) is not None:
+        if self.requested is not None:
             self.last_save_seconds, self.requested = now - self.requested, None
         self.since = now
 
