@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cft.config import load_config, train_resources  # noqa: E402
-from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint  # noqa: E402
+from cft.fingerprints import record_fingerprint  # noqa: E402
 from cft.io import read_json, write_json  # noqa: E402
 from cft.training.recipe import Job  # noqa: E402
 
@@ -301,7 +301,7 @@ def base_model(bundle: Path, out: Path, cuda: bool) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_json(folder / PROVENANCE_FILE, {"fingerprint": folder_fingerprint(folder)})
+    record_fingerprint(folder)
     return folder
 
 

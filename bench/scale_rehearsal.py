@@ -185,8 +185,7 @@ def tiny_model(folder: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
-    from cft.io import write_json
+    from cft.fingerprints import record_fingerprint
 
     tokenizer = packaged_tokenizer()
     torch.manual_seed(0)
@@ -204,7 +203,7 @@ def tiny_model(folder: Path) -> None:
     )
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_json(folder / PROVENANCE_FILE, {"fingerprint": folder_fingerprint(folder)})
+    record_fingerprint(folder)
 
 
 # ---- the config: config/paper.yaml with local stand-ins --------------------------------------

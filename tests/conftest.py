@@ -179,6 +179,8 @@ def tiny_model(tmp_path_factory, packaged_tokenizer):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from cft.fingerprints import record_fingerprint
+
     tokenizer = AutoTokenizer.from_pretrained(packaged_tokenizer)
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -194,6 +196,7 @@ def tiny_model(tmp_path_factory, packaged_tokenizer):
     path = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
+    record_fingerprint(path)  # as the base_model stage records every model it prepares
     return path
 
 

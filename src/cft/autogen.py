@@ -31,7 +31,7 @@ from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device, native_dtype
 from cft.fingerprints import recorded_fingerprint
-from cft.io import atomic_path, check_output, write_json
+from cft.io import PARQUET_CHECKSUMS, atomic_path, check_output, read_parquet, write_json
 from cft.logging_utils import setup_logging
 from cft.packer import stable_int
 from cft.provenance import config_hash
@@ -250,7 +250,7 @@ def shards_folder(config: dict, domain: str, out: Path, docs, model_dir: Path) -
             "settings": stage_settings(config, "autogen", domain=domain),
             "documents": list(docs.doc_id),
             "texts": hashlib.sha256("\0".join(docs.text).encode()).hexdigest(),
-            "generator": recorded_fingerprint(model_dir) or str(Path(model_dir).resolve()),
+            "generator": recorded_fingerprint(model_dir),
         }
     )[:16]
     root = out.with_name(out.name + ".shards")
@@ -298,7 +298,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         p["text"]
         for p in load_prompt_file(resolve_path(config["prompts"]["cft"]), "cft")["prompts"]
     ]
-    docs = pd.read_parquet(corpus_table, columns=["doc_id", "split", "text"])
+    docs = read_parquet(corpus_table, columns=["doc_id", "split", "text"])
     if docs.empty:
         raise ValueError(f"{corpus_table}: the corpus has no documents")
     seed = stable_int(config["seed"], domain, "autogen")
@@ -326,11 +326,11 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
         rows = shard_rows(part, raw, inputs, settings, strategies, seed)
         with atomic_path(shard_path(shards_dir, index)) as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)
+            pd.DataFrame(rows).to_parquet(tmp, index=False, **PARQUET_CHECKSUMS)
     elapsed = time.perf_counter() - started
 
     table = pd.concat(
-        [pd.read_parquet(shard_path(shards_dir, i)) for i in range(n_shards)], ignore_index=True
+        [read_parquet(shard_path(shards_dir, i)) for i in range(n_shards)], ignore_index=True
     )
     if list(table.doc_id) != list(docs.doc_id):
         raise RuntimeError(
@@ -338,7 +338,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
             f"delete the folder and rerun"
         )
     with atomic_path(out) as tmp:
-        table.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False, **PARQUET_CHECKSUMS)
     counts = table.fallback.value_counts().to_dict()
     record = {
         "domain": domain,

@@ -27,8 +27,8 @@ import shutil
 from pathlib import Path
 
 from cft.cli import program_name, stage_config
-from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint
-from cft.io import atomic_path, write_json
+from cft.fingerprints import record_fingerprint
+from cft.io import atomic_path
 from cft.logging_utils import setup_logging
 from cft.settings import stage_provenance
 
@@ -151,16 +151,13 @@ def run(config: dict, name: str, out_dir: Path) -> None:
         )
         if not has_template:
             log.warning("%s has no chat template; chat-format stages will refuse it", name)
-        write_json(
-            tmp / PROVENANCE_FILE,
-            {
-                "model": name,
-                "source": model,
-                "origin": str(origin),
-                "has_chat_template": has_template,
-                "fingerprint": folder_fingerprint(tmp),
-                "provenance": stage_provenance("base_model", model),
-            },
+        record_fingerprint(
+            tmp,
+            model=name,
+            source=model,
+            origin=str(origin),
+            has_chat_template=has_template,
+            provenance=stage_provenance("base_model", model),
         )
     log.info("wrote %s", out_dir)
 

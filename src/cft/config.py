@@ -61,6 +61,28 @@ def read_config_file(path: str | os.PathLike):
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
 
 
+def typed_overrides(overrides) -> dict:
+    """``snakemake --config`` values with their nested leaves typed as a config file types them.
+
+    Snakemake parses a top-level value as int, float or bool, but reads a nested one
+    (``training={learning_rate: 1.0e-4}``) with YAML's BaseLoader, which keeps every leaf a
+    string, so no nested number could be overridden. Each such leaf is read again as YAML."""
+
+    def typed(value, nested: bool):
+        if isinstance(value, dict):
+            return {key: typed(item, True) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item, True) for item in value]
+        if nested and isinstance(value, str):
+            try:
+                return yaml.load(value, Loader=StrictLoader)
+            except yaml.YAMLError:
+                return value
+        return value
+
+    return {key: typed(value, False) for key, value in dict(overrides).items()}
+
+
 def load_config(path: str | os.PathLike) -> dict:
     """Read a YAML config file and validate it (defaults filled in)."""
     config = read_config_file(path)

@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from cft.cli import stage_config, stage_parser
 from cft.config import domain_source
-from cft.io import atomic_path, check_output, write_json
+from cft.io import PARQUET_CHECKSUMS, atomic_path, check_output, parquet_error, write_json
 from cft.logging_utils import setup_logging
 from cft.settings import stage_provenance, stage_settings
 
@@ -57,7 +58,7 @@ WRITE_BATCH = 2048
 
 # Hub files each source needs (used by the download rule).
 DOWNLOAD_PATTERNS = {
-    "openmedtext": ["*.txt", "*.md"],
+    "openmedtext": ["*.[tT][xX][tT]", "*.md"],
     "financial_news": ["*.parquet", "*.md"],
 }
 
@@ -106,12 +107,33 @@ def split_of(doc_id: str, validation_fraction: float) -> str:
 
 
 def _data_files(root: Path, suffix: str) -> list[Path]:
-    """Files under root with the suffix, in a stable order, skipping hidden folders (.cache)."""
-    files = [
-        p
-        for p in root.rglob(f"*{suffix}")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    """Files under root whose suffix is ``suffix`` in any case (.txt, .TXT), in a stable order.
+
+    Symlinked folders are followed (once each: a link back up is not a loop); hidden folders
+    (.cache, .git) are skipped. A dangling link (a blob missing from a hub snapshot) is an
+    error naming it, and the files of other kinds are counted in the log, so nothing under
+    root is left out unseen."""
+    files, others, seen = [], [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            path = Path(folder) / name
+            if name.startswith("."):
+                continue
+            if not path.exists():
+                raise CorpusError(
+                    f"{path}: a link to a missing file (a blob missing from the hub snapshot?); "
+                    "download the corpus again or remove the link"
+                )
+            (files if path.suffix.lower() == suffix else others).append(path)
+    if others:
+        shown = ", ".join(sorted(p.relative_to(root).as_posix() for p in others)[:5])
+        log.info("%s: %d file(s) that are not %s left out: %s", root, len(others), suffix, shown)
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -145,6 +167,14 @@ def read_openmedtext(root: Path, exclude: list[str], on_invalid_utf8: str) -> It
         yield doc
 
 
+def _checked_batches(parquet, shard: Path, columns: list[str]) -> Iterator:
+    """The shard's record batches; a damaged page stops the stage naming the shard."""
+    try:
+        yield from parquet.iter_batches(columns=columns, batch_size=WRITE_BATCH)
+    except (OSError, pa.ArrowException) as err:
+        raise parquet_error(shard, err) from None
+
+
 def read_financial_news(root: Path) -> Iterator[RawDocument]:
     shards = _data_files(root, ".parquet")
     if not shards:
@@ -154,7 +184,7 @@ def read_financial_news(root: Path) -> Iterator[RawDocument]:
     for shard in shards:
         rel = shard.relative_to(root).as_posix()
         try:
-            parquet = pq.ParquetFile(shard)
+            parquet = pq.ParquetFile(shard, page_checksum_verification=True)
         except (pa.ArrowInvalid, OSError) as err:
             raise CorpusError(f"{shard}: not a readable parquet file ({err})") from None
         schema = parquet.schema_arrow
@@ -171,7 +201,7 @@ def read_financial_news(root: Path) -> Iterator[RawDocument]:
                     f"ashraq/financial-news-articles schema); convert it to text first"
                 )
         row = 0
-        for batch in parquet.iter_batches(columns=columns, batch_size=WRITE_BATCH):
+        for batch in _checked_batches(parquet, shard, columns):
             data = batch.to_pydict()
             for i in range(batch.num_rows):
                 title, body = data["title"][i] or "", data["text"][i] or ""
@@ -267,7 +297,8 @@ def build_corpus(
     seen_text: set[bytes] = set()
     seen_ids: set[str] = set()
     rows: list[dict] = []
-    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
+    writer_options = {"schema": SCHEMA, "compression": "zstd", **PARQUET_CHECKSUMS}
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, **writer_options) as writer:
         for doc in tqdm(documents, desc=f"corpus {source_name}", unit="doc", mininterval=2):
             stats.documents_in += 1
             stats.chars_in += doc.n_chars_raw

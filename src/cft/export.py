@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cft.cli import corpus_path, stage_config, stage_parser
 from cft.config import load_prompt_file, resolve_path
-from cft.io import atomic_path, write_json
+from cft.io import atomic_path, check_output, read_parquet, write_json
 from cft.logging_utils import setup_logging
 from cft.packer import stable_int
 from cft.paths import export_stats
@@ -55,12 +54,14 @@ def gemini_example(prompt: str, chunk: str) -> dict:
 
 
 def run(config: dict, domain: str, corpus_table: Path, out: Path) -> dict:
+    for target in (out, export_stats(out)):  # both files, before any work
+        check_output(target)
     prompts = [
         p["text"]
         for p in load_prompt_file(resolve_path(config["prompts"]["cft"]), "cft")["prompts"]
     ]
     max_chars = config["export"]["gemini_chunk_chars"]
-    docs = pd.read_parquet(corpus_table, columns=["doc_id", "split", "text"])
+    docs = read_parquet(corpus_table, columns=["doc_id", "split", "text"])
     seed = stable_int(config["seed"], domain, "gemini")
     rng = np.random.default_rng(seed)
     examples = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cft.io import file_sha256, read_json
+from cft.io import file_sha256, read_json, write_json
 
 PROVENANCE_FILE = "cft_provenance.json"
 # Records the base_model and training stages keep beside a model's files.
@@ -86,21 +86,39 @@ class ModelFilesError(RuntimeError):
     """A model folder's weights are unreadable or hold non-finite values."""
 
 
-def recorded_fingerprint(folder: Path) -> str | None:
+def record_fingerprint(folder: Path, **provenance) -> str:
+    """Write the folder's provenance record with its fingerprint (what the base_model stage
+    does for every model it prepares); returns the fingerprint."""
+    fingerprint = folder_fingerprint(Path(folder))
+    write_json(Path(folder) / PROVENANCE_FILE, {**provenance, "fingerprint": fingerprint})
+    return fingerprint
+
+
+def recorded_fingerprint(folder: Path) -> str:
     """The fingerprint the stage that wrote a model folder recorded (base model: its
-    provenance file; fine-tuned model: its training metrics), or None."""
+    provenance file; fine-tuned model: its training metrics). A folder without either record,
+    or a record without the fingerprint, is refused: nothing would say what its files should
+    be."""
     for record, key in ((PROVENANCE_FILE, "fingerprint"), (METRICS_FILE, "model_fingerprint")):
-        if (Path(folder) / record).is_file():
-            return read_json(Path(folder) / record).get(key)
-    return None
+        path = Path(folder) / record
+        if path.is_file():
+            recorded = read_json(path)
+            if not isinstance(recorded, dict) or not isinstance(recorded.get(key), str):
+                raise ModelFilesError(f"{path}: no {key!r}; expected the model's fingerprint")
+            return recorded[key]
+    raise ModelFilesError(
+        f"{folder}: neither {PROVENANCE_FILE} nor {METRICS_FILE} is there, so nothing says what "
+        "the model files should be; give a folder the base_model or train stage wrote (a model "
+        "of your own: a `models` entry with local_path, which the base_model stage records)"
+    )
 
 
 def verified_fingerprint(folder: Path, file_digests: dict[str, str] | None = None) -> str:
     """The folder's fingerprint, checked against the recorded one (ModelFilesError if the
-    files changed since they were written)."""
-    found = folder_fingerprint(Path(folder), file_digests)
+    files changed since they were written, or if no record says what they were)."""
     recorded = recorded_fingerprint(folder)
-    if recorded is not None and found != recorded:
+    found = folder_fingerprint(Path(folder), file_digests)
+    if found != recorded:
         raise ModelFilesError(
             f"{folder}: the model files changed after they were written (fingerprint "
             f"{found[:12]}, recorded {recorded[:12]}); rerun the stage that wrote them"

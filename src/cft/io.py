@@ -12,6 +12,7 @@ same target.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -26,6 +27,15 @@ from typing import Any
 # Written into every folder a stage publishes: the licence to replace it on a rerun.
 OUTPUT_MARKER = ".cft-output"
 SCRATCH_SUFFIX = ".tmp"
+
+
+# Parquet files the stages write carry a CRC per page and the readers verify them: a damaged
+# page of a plain (uncompressed) column would otherwise be read as other text without an error.
+PARQUET_CHECKSUMS = {"write_page_checksum": True}
+
+
+class DataFileError(RuntimeError):
+    """A data file a stage reads is damaged or of the wrong kind; the message names it."""
 
 
 class OutputError(RuntimeError):
@@ -53,9 +63,15 @@ def check_output(path: str | os.PathLike, *, directory: bool = False) -> Path:
     return target
 
 
+# What Snakemake itself puts in a directory() output (after its job, or by --touch): no data.
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+
+
 def replaceable(folder: Path) -> bool:
-    """An empty folder, or one a stage published."""
-    return (folder / OUTPUT_MARKER).is_file() or not any(folder.iterdir())
+    """An empty folder (but for Snakemake's timestamp), or one a stage published."""
+    return (folder / OUTPUT_MARKER).is_file() or all(
+        path.name == SNAKEMAKE_TIMESTAMP for path in folder.iterdir()
+    )
 
 
 def _scratch_prefix(label: str) -> str:
@@ -131,12 +147,76 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Works for files and folders alike: the caller writes whatever it wants at the yielded path.
     """
     target = Path(path)
-    with scratch_dir(target.parent, target.name) as tmp:
-        staged = tmp / target.name
-        yield staged
-        if not staged.exists():
-            raise FileNotFoundError(f"nothing was written to {staged} for {target}")
-        publish(staged, target)
+    # before any work: a parent that is a file, a folder of other data at the target
+    check_output(target, directory=target.is_dir())
+    try:
+        with scratch_dir(target.parent, target.name) as tmp:
+            staged = tmp / target.name
+            yield staged
+            if not staged.exists():
+                raise FileNotFoundError(f"nothing was written to {staged} for {target}")
+            publish(staged, target)
+    except OSError as error:
+        if _writing_failed(error, target):
+            raise _unwritable(target, error) from None
+        raise
+
+
+def _writing_failed(error: OSError, target: Path) -> bool:
+    """A full or read-only file system, or no permission to write beside the target (not an
+    input the caller could not read)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    beside = str(error.filename or "").startswith(str(target.parent))
+    return error.errno == errno.EACCES and beside
+
+
+def _unwritable(target: Path, error: OSError) -> OutputError:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return OutputError(
+        f"{target}: cannot be written ({reason}, in {target.parent}); nothing was published. "
+        "Free space, or give an output path on a writable file system"
+    )
+
+
+def parquet_error(path: str | os.PathLike, error: Exception) -> DataFileError:
+    return DataFileError(
+        f"{path}: not a readable parquet file ({error}); rerun the stage that wrote it, or "
+        "replace the file"
+    )
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None):
+    """A parquet file as a DataFrame, its page checksums verified; a damaged or non-parquet
+    file raises :class:`DataFileError` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
+    try:
+        table = pq.read_table(path, columns=columns, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as error:
+        raise parquet_error(path, error) from None
+    return table.to_pandas()
+
+
+def verify_parquet(path: str | os.PathLike) -> int:
+    """Read a parquet file through once, row group by row group, verifying its page checksums
+    (for readers that do not verify them, such as datasets); returns its row count. A damaged
+    or non-parquet file raises :class:`DataFileError` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
+    try:
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        for group in range(parquet.num_row_groups):
+            parquet.read_row_group(group)
+    except (OSError, pa.ArrowException) as error:
+        raise parquet_error(path, error) from None
+    return parquet.metadata.num_rows
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

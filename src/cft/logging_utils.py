@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
+
+# OS errors whose message is the whole story (with the path, where the OS gives one)
+EXPLAINED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT})
 
 
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
@@ -22,7 +27,13 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
 
     def log_uncaught(exc_type, exc, tb):
         # Rule logs then hold the reason a job failed, not only the job's last progress line.
-        logging.getLogger("cft").critical("failed: %s", exc, exc_info=(exc_type, exc, tb))
+        # The pipeline's own errors say what is wrong and where: their message alone (a
+        # traceback with CFT_TRACEBACK=1); anything else is a bug, shown with its traceback.
+        explained = exc_type.__module__.split(".")[0] == "cft" or (
+            issubclass(exc_type, OSError) and exc.errno in EXPLAINED_ERRNOS
+        )
+        trace = None if explained and not os.environ.get("CFT_TRACEBACK") else (exc_type, exc, tb)
+        logging.getLogger("cft").critical("failed: %s", exc, exc_info=trace)
 
     sys.excepthook = log_uncaught
 

@@ -21,7 +21,14 @@ from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import METHOD_PROMPTS, ConfigError, load_prompt_file, resolve_path
 from cft.fingerprints import dataset_fingerprint
-from cft.io import atomic_path, check_output, scratch_dir, write_json
+from cft.io import (
+    atomic_path,
+    check_output,
+    read_parquet,
+    scratch_dir,
+    verify_parquet,
+    write_json,
+)
 from cft.logging_utils import setup_logging
 from cft.packer import (
     PackingError,
@@ -48,10 +55,9 @@ def tokenize_documents(table: Path, tokenizer, num_proc: int, cache_dir: Path):
     the tokenizer to the cache file without a round trip through Python rows.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from datasets import Dataset
 
-    if pq.ParquetFile(table).metadata.num_rows == 0:
+    if verify_parquet(table) == 0:  # datasets reads without checking the page checksums
         raise PackingError(f"{table}: the corpus has no documents")
     docs = Dataset.from_parquet(
         str(table), columns=["doc_id", "split", "text"], cache_dir=str(cache_dir)
@@ -134,9 +140,7 @@ def write_blocks(blocks: Iterator[dict], path: Path, *, batch_blocks: int = 64):
 
 
 def load_autogen_table(path: Path) -> dict[str, str]:
-    import pandas as pd
-
-    table = pd.read_parquet(path, columns=["doc_id", "prompt"])
+    table = read_parquet(path, columns=["doc_id", "prompt"])
     return dict(zip(table.doc_id, table.prompt, strict=True))
 
 

@@ -22,6 +22,7 @@ from cft.config import (
     METHOD_PROMPTS,
     autogen_model,
     domain_source,
+    load_prompt_file,
     resolve_path,
     train_resources,
 )
@@ -38,8 +39,9 @@ def _without(mapping: dict, *keys: str) -> dict:
 
 
 def _prompt_files(config: dict, *kinds: str) -> dict:
-    """The prompt files' contents (they are config too, kept in their own files)."""
-    return {kind: resolve_path(config["prompts"][kind]).read_text() for kind in kinds}
+    """The prompt files' contents as parsed (they are config too, kept in their own files): an
+    edited comment or re-indented line changes nothing, an edited prompt does."""
+    return {kind: load_prompt_file(resolve_path(config["prompts"][kind])) for kind in kinds}
 
 
 def _training(config: dict, *, model: str, **_) -> dict:
@@ -75,10 +77,24 @@ def _autogen(config: dict, **_) -> dict:
     }
 
 
+# Packing keys that only shape prompts: none of them changes a method without prompts, and a
+# generated prompt (one per document) is not sampled.
+PROMPT_KEYS = ("prompt_format", "prompt_separator", "prompt_sampling")
+
+
+def _corpus(config: dict, *, domain: str, **_) -> dict:
+    source = domain_source(config, domain)
+    corpus = config["corpus"]
+    if source["type"] != "openmedtext":  # the only reader of files that may not be UTF-8
+        corpus = _without(corpus, "on_invalid_utf8")
+    return {"source": source, "corpus": corpus}
+
+
 def _tokenize(config: dict, *, method: str, **_) -> dict:
     kind = METHOD_PROMPTS[method]
+    unused = PROMPT_KEYS if kind is None else ("prompt_sampling",) if kind == "autogen" else ()
     return {
-        "packing": _without(config["packing"], *SCHEDULING_KEYS),
+        "packing": _without(config["packing"], *SCHEDULING_KEYS, *unused),
         "max_seq_len": config["training"]["max_seq_len"],
         "method": method,
         "prompts": _prompt_files(config, kind) if kind in config["prompts"] else {},
@@ -130,10 +146,7 @@ STAGES = {
     ),
     "finben_demo": Stage(("finben_demo.py",), lambda c, **_: {"seed": c["seed"]}),
     "base_model": Stage(("base_model.py",), lambda c, *, model, **_: c["models"][model]),
-    "corpus": Stage(
-        ("corpus.py",),
-        lambda c, *, domain, **_: {"source": domain_source(c, domain), "corpus": c["corpus"]},
-    ),
+    "corpus": Stage(("corpus.py",), _corpus),
     "autogen": Stage(("autogen.py",), _autogen),
     "tokenize": Stage(("packing.py", "packer.py"), _tokenize),
     "export": Stage(

@@ -31,3 +31,15 @@ def test_workflow_refuses_a_key_written_twice_and_a_float_integer(tmp_path, demo
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "'seed' = 1234.0: expected an integer" in output
     assert "Job stats" not in output
+
+
+def test_a_nested_number_can_be_overridden_from_the_command_line(demo_config):
+    """`--config` reads nested values as strings (YAML BaseLoader); they are typed again, and a
+    bad one is blamed on --config."""
+    config = ["--configfile", str(REPO / "config" / "config.yaml")]
+    ok = snakemake("-n", *config, "--config", "training={learning_rate: 2.0e-4, epochs: 2}")
+    assert ok.returncode == 0, ok.stderr
+    bad = snakemake("-n", *config, "--config", "training={learning_rate: fast}")
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert "--config: 'training.learning_rate' = 'fast'" in output and "number" in output

@@ -391,6 +391,24 @@ def test_a_model_changed_after_it_was_written_is_refused(eval_config, tmp_path, 
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_a_model_folder_without_its_record_is_refused(eval_config, tmp_path, tiny_model):
+    """Without the record of the stage that wrote it, nothing says what the files should be:
+    a refusal naming the record files, not a model trusted unchecked."""
+    from cft.fingerprints import METRICS_FILE, PROVENANCE_FILE
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    (folder / PROVENANCE_FILE).unlink()
+    with pytest.raises(ModelFilesError, match=f"neither {PROVENANCE_FILE} nor {METRICS_FILE}"):
+        evaluation.run(eval_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+                       model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
+    write_json(folder / PROVENANCE_FILE, {"model": "m"})
+    with pytest.raises(ModelFilesError, match="no 'fingerprint'"):
+        evaluation.run(eval_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
+                       model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
+    assert not (tmp_path / "eval.json").exists()
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

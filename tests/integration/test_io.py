@@ -3,11 +3,14 @@ one set, and scratch folders of killed runs are cleaned by the next run."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, snakemake
 from unit.test_io import other_data
+
+from cft.io import OUTPUT_MARKER
 
 
 def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path, packaged_tokenizer):
@@ -23,3 +26,29 @@ def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path, packaged_tokeni
     assert result.returncode != 0
     assert f"{target}: refusing to replace a folder" in result.stderr
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
+def test_snakemake_keeps_a_foreign_folder_at_a_directory_output(tmp_path):
+    """Snakemake deletes a directory() output before it reruns the job (--forcerun), before the
+    stage could refuse it: the workflow stops at the DAG instead, naming the folder. The
+    pipeline's own folder is still replaced."""
+    from cft import finben_demo, paths
+
+    config = ["--configfile", str(REPO / "config" / "config.yaml")]
+    args = ["demo_finben", "--cores", "1", "--directory", str(tmp_path), *config]
+    foreign = tmp_path / paths.finben_demo_set(sorted(finben_demo.SETS)[0])
+    before = other_data(foreign)
+    result = snakemake(*args, "--forcerun", "demo_finben")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{paths.finben_demo_set(sorted(finben_demo.SETS)[0])}: refusing to replace" in output
+    assert "Snakemake deletes a rule's output folder" in output
+    assert sorted(p.relative_to(foreign) for p in foreign.rglob("*")) == before
+
+    shutil.rmtree(foreign)
+    assert snakemake(*args).returncode == 0
+    published = tmp_path / paths.finben_demo_set(sorted(finben_demo.SETS)[1])
+    first = (published / OUTPUT_MARKER).stat().st_mtime_ns
+    again = snakemake(*args, "--forcerun", "demo_finben")
+    assert again.returncode == 0, again.stderr
+    assert (published / OUTPUT_MARKER).stat().st_mtime_ns != first

@@ -8,16 +8,20 @@ metadata recorded (`--touch`), as after a finished run; then each edited config 
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
-from conftest import REPO, job_counts, snakemake
+from conftest import BIN, REPO, job_counts, snakemake
 
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
 EVALS_TRAINED = 4 * (1 + 2)  # biomed has 1 task, finance 2
 EVALS = EVALS_TRAINED + 3  # and the untrained chat rows
-DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, "loss_figure": 2, "paper_table": 2, "all": 1}
+CLOSING = {"loss_figure": 2, "paper_table": 2, "all": 1}
+DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, **CLOSING}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +90,16 @@ def edited(config: dict, key: str, value) -> dict:
                 "all": 1,
             },
         ),
+        # prompt shaping: only the methods with prompts (cft, negcft, autocft; sampling: the
+        # fixed prompts of cft and negcft), never the CPT chain
+        ("packing.prompt_separator", "\n", {"tokenize": 6, "train": 6, "evaluate": 9, **CLOSING}),
+        (
+            "packing.prompt_sampling",
+            "per_document",
+            {"tokenize": 4, "train": 4, "evaluate": 6, **CLOSING},
+        ),
+        # the demo sources are generated UTF-8: the setting cannot change them
+        ("corpus.on_invalid_utf8", "skip", {}),
         # scheduling only: where and how long a job runs does not change what it computes
         ("training.resources.default.runtime", 99, {}),
         ("evaluation.mem_mb", 9000, {}),
@@ -111,6 +125,14 @@ def test_a_changed_prompt_file_reruns_the_jobs_that_use_it(finished_demo, demo_c
     assert "corpus" not in counts and "generate_demo_data" not in counts
 
 
+def test_a_comment_in_a_prompt_file_reruns_nothing(finished_demo, demo_config, tmp_path):
+    text = (REPO / "config" / "prompts" / "cft.yaml").read_text()
+    commented = tmp_path / "cft.yaml"
+    commented.write_text("# reviewed 2026-11-30: wording kept\n" + text)
+    config = edited(demo_config, "prompts.cft", str(commented))
+    assert planned(finished_demo, config, "commented") == {}
+
+
 def test_the_same_config_in_another_key_order_reruns_nothing(finished_demo, demo_config):
     def reordered(node):
         if isinstance(node, dict):
@@ -118,3 +140,24 @@ def test_the_same_config_in_another_key_order_reruns_nothing(finished_demo, demo
         return node
 
     assert planned(finished_demo, reordered(demo_config), "reordered") == {}
+
+
+def test_a_fresh_checkout_in_front_of_finished_results_reruns_nothing(finished_demo, tmp_path):
+    """A clone renews every file's modification time; Snakemake's own code check compares the
+    entry scripts' times, so the profiles leave it off and the rules' params carry the scripts'
+    and stages' content digests instead."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+    checkout = tmp_path / "checkout"
+    for name in filter(None, files.stdout.decode().split("\0")):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / name, checkout / name)  # new modification times
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(checkout / "Snakefile"), "-n",
+         "--profile", str(checkout / "profiles" / "local"),
+         "--configfile", str(checkout / "config" / "config.yaml")],
+        cwd=finished_demo, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr

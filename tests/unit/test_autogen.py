@@ -98,11 +98,16 @@ def test_shards_are_keyed_by_the_settings_that_made_them(tmp_path, demo_config):
     the old ones); the same settings find the same folder again."""
     from cft.autogen import shards_folder
     from cft.config import validate_config
+    from cft.fingerprints import PROVENANCE_FILE
+    from cft.io import write_json
 
     validate_config(demo_config)
     docs = pd.DataFrame({"doc_id": ["a", "b"], "split": "train", "text": ["one", "two"]})
     out = tmp_path / "autogen.parquet"
-    model = tmp_path / "generator"
+    model, other_model = tmp_path / "generator", tmp_path / "other"
+    for folder in (model, other_model):  # what the base_model stage records (the files' digest)
+        folder.mkdir()
+        write_json(folder / PROVENANCE_FILE, {"fingerprint": f"files of {folder.name}"})
     first = shards_folder(demo_config, "finance", out, docs, model)
     (first / "shard-00000.parquet").write_bytes(b"made with the first settings")
     assert shards_folder(demo_config, "finance", out, docs, model) == first
@@ -114,4 +119,4 @@ def test_shards_are_keyed_by_the_settings_that_made_them(tmp_path, demo_config):
         first = shards_folder(demo_config, "finance", out, docs, model)
     # other documents, or another generator, are other shards too
     assert shards_folder(demo_config, "finance", out, docs.iloc[:1], model) != first
-    assert shards_folder(demo_config, "finance", out, docs, tmp_path / "other") != first
+    assert shards_folder(demo_config, "finance", out, docs, other_model) != first

@@ -73,3 +73,36 @@ def test_a_tokenized_folder_without_its_stats_record_is_named(tmp_path):
     (tmp_path / "dataset_dict.json").write_text('{"splits": ["train"]}')
     with pytest.raises(TrainingError, match=rf"{tmp_path}: no stats.json, so not a folder"):
         load_tokenized(str(tmp_path))
+
+
+def test_the_pipelines_own_errors_are_a_message_not_a_traceback():
+    result = cli("cft.export", "--domain", "law", "--out", "y.jsonl")
+    assert result.returncode == 1
+    assert "failed: --domain 'law' is not defined" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_checks_both_its_outputs_before_any_work(tmp_path):
+    from unit.test_io import other_data
+
+    out = tmp_path / "gemini_cft.jsonl"
+    stats = tmp_path / "gemini_cft.stats.json"
+    other_data(stats)
+    missing_corpus = tmp_path / "absent.parquet"  # read only after the outputs are checked
+    result = cli("cft.export", "--domain", "biomed", "--corpus", str(missing_corpus),
+                 "--out", str(out))  # fmt: skip
+    assert result.returncode != 0
+    assert f"{stats}: expected an output file path, but it is a folder" in result.stderr
+    assert not out.exists() and (stats / "notes.txt").exists()
+
+
+def test_base_model_refuses_a_foreign_folder_before_converting(tmp_path):
+    from unit.test_io import other_data
+
+    target = tmp_path / "smollm2"
+    before = other_data(target)
+    result = cli("cft.base_model", "--model", "smollm2-135m-instruct", "--out-dir", str(target))
+    assert result.returncode != 0
+    assert f"{target}: refusing to replace a folder that holds files" in result.stderr
+    assert "converting packaged GGUF" not in result.stderr  # refused before the conversion
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before

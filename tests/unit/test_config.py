@@ -166,3 +166,22 @@ def test_a_key_written_twice_is_refused_with_its_lines(tmp_path):
     merged = tmp_path / "merged.yaml"  # a merge key's values may be overridden: not twice
     merged.write_text("a: &base {x: 1, y: 2}\nb: {<<: *base, x: 3}\n")
     assert read_config_file(merged)["b"] == {"x": 3, "y": 2}
+
+
+def test_nested_command_line_values_are_typed_as_in_a_config_file():
+    from cft.config import typed_overrides
+
+    # what snakemake's parse_config hands over for
+    # seed=7 training="{learning_rate: 1.0e-4, bf16: true, seeds: [1, 2]}" note=x
+    parsed = {
+        "seed": 7,
+        "training": {"learning_rate": "1.0e-4", "bf16": "true", "seeds": ["1", "2"]},
+        "note": "x",
+        "domains": {"biomed": {"source": {"name": "open_med_text"}}},
+    }
+    assert typed_overrides(parsed) == {
+        "seed": 7,
+        "training": {"learning_rate": 1.0e-4, "bf16": True, "seeds": [1, 2]},
+        "note": "x",
+        "domains": {"biomed": {"source": {"name": "open_med_text"}}},
+    }

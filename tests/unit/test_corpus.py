@@ -110,6 +110,28 @@ def test_openmedtext_drops_are_counted(omt_config, tmp_path):
     assert made_with["settings_digest"] == settings_digest(omt_config, "corpus", domain="biomed")
 
 
+def test_every_file_of_a_snapshot_is_read_or_named(omt_config, openmedtext_dir, tmp_path, caplog):
+    """A hub snapshot is made of links: a linked folder is read (a loop once), an upper-case
+    .TXT is a document, other files are counted in the log, and a dangling link (a missing
+    blob) stops the stage naming it."""
+    body = "Hepatic enzymes clear drugs from the circulation over hours. " * 4
+    write(openmedtext_dir / "mdpi" / "medicine" / "c001.TXT", body + "upper")
+    outside = tmp_path / "elsewhere"
+    write(outside / "d001.txt", body + "linked")
+    (openmedtext_dir / "linked").symlink_to(outside, target_is_directory=True)
+    (outside / "loop").symlink_to(openmedtext_dir, target_is_directory=True)
+    with caplog.at_level("INFO", logger="cft.corpus"):
+        stats = build(omt_config, "biomed", tmp_path / "out")
+    table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
+    assert {"mdpi/medicine/c001.TXT", "linked/d001.txt"} <= set(table.doc_id)
+    assert stats["documents_in"] == 10  # the 8 of the fixture, each read once
+    assert "1 file(s) that are not .txt left out: README.md" in caplog.text
+
+    (openmedtext_dir / "mdpi" / "biology" / "a003.txt").symlink_to(tmp_path / "blobs" / "gone")
+    with pytest.raises(CorpusError, match=r"a003\.txt: a link to a missing file"):
+        build(omt_config, "biomed", tmp_path / "again")
+
+
 def test_max_chars_drops_too_long(omt_config, tmp_path):
     omt_config["corpus"]["max_chars"] = 100_000
     stats = build(omt_config, "biomed", tmp_path / "out")

@@ -3,6 +3,7 @@ one set, and scratch folders of killed runs are cleaned by the next run."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -97,3 +98,58 @@ def test_scratch_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
         assert scratch.name.startswith(f".cpt.pack.{host}-{os.getpid()}.")
         assert not stale.exists()
     assert not scratch.exists()
+
+
+def damaged_parquet(path, compression: str) -> list[str]:
+    """A parquet file as the stages write it (page checksums), one byte of a data page
+    flipped; returns the rows it held."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cft.io import PARQUET_CHECKSUMS
+
+    rows = [f"document {i} about the liver " * 8 for i in range(3000)]
+    table = pa.table({"doc_id": [str(i) for i in range(3000)], "text": rows})
+    pq.write_table(table, path, compression=compression, use_dictionary=False,
+                   **PARQUET_CHECKSUMS)  # fmt: skip
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    return rows
+
+
+@pytest.mark.parametrize("compression", ["snappy", "none"])
+def test_a_damaged_parquet_page_is_named_not_read_as_other_text(tmp_path, compression):
+    """Uncompressed, a flipped byte reads back as other text without an error unless the page
+    checksums are verified; compressed, it breaks decompression. Either way: the file named."""
+    import pyarrow.parquet as pq
+
+    from cft.io import DataFileError, read_parquet, verify_parquet
+
+    path = tmp_path / "documents.parquet"
+    rows = damaged_parquet(path, compression)
+    if compression == "none":
+        unchecked = pq.read_table(path).column("text").to_pylist()
+        assert unchecked != rows  # what a reader without the checksums gets
+    for read in (read_parquet, verify_parquet):
+        with pytest.raises(DataFileError, match=rf"{path}: not a readable parquet file"):
+            read(path)
+
+
+@pytest.mark.parametrize(
+    ("code", "filename"),
+    [(errno.ENOSPC, None), (errno.EROFS, None), (errno.EACCES, "beside")],
+)
+def test_a_full_or_read_only_file_system_is_named_and_nothing_is_published(
+    tmp_path, code, filename
+):
+    target = tmp_path / "out" / "stats.json"
+    name = str(target.parent / ".scratch") if filename else None
+    message = rf"{target}: cannot be written \({os.strerror(code)}"
+    with pytest.raises(OutputError, match=message), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise OSError(code, os.strerror(code), name)
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    # permission denied on an input the block reads is not blamed on the output
+    with pytest.raises(PermissionError), atomic_path(target):
+        raise PermissionError(errno.EACCES, "Permission denied", "/etc/shadow-input")

@@ -24,5 +24,6 @@ rule autogen_prompts:
         tasks_per_gpu=0,
     params:
         settings=settings_of("autogen"),
+        script=script_digest("autogen.py"),
     script:
         "../scripts/autogen.py"

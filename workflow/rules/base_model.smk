@@ -4,6 +4,7 @@
 rule base_model:
     input:
         base_model_input,
+        guard=foreign_folder_guard(paths.base_model_dir("{model}")),
     output:
         directory(paths.base_model_dir("{model}")),
     log:
@@ -18,5 +19,6 @@ rule base_model:
         runtime=60,
     params:
         settings=settings_of("base_model"),
+        script=script_digest("base_model.py"),
     script:
         "../scripts/base_model.py"

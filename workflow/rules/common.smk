@@ -4,6 +4,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.utils import update_config
+
 # The rules and every job's entry script (workflow/scripts, through the environment it
 # inherits) import the package from the checkout, installed or not (cluster conda envs).
 SOURCE_DIR = str(Path(workflow.basedir) / "src")
@@ -27,6 +29,7 @@ from cft.config import (  # noqa: E402
     resolve_path,
     train_resources,
     training_seeds,
+    typed_overrides,
     validate_config,
 )
 from cft.paths import (  # noqa: E402
@@ -37,6 +40,7 @@ from cft.paths import (  # noqa: E402
     run_name,
     table_file,
 )
+from cft.io import OutputError, check_output, file_sha256  # noqa: E402
 from cft.settings import settings_digest  # noqa: E402
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
@@ -45,11 +49,17 @@ from cft.training.launch import gres_of  # noqa: E402
 # PyYAML keeps the last of a key written twice; the config files are read again to refuse it.
 for config_file in workflow.configfiles:
     read_config_file(config_file)
+# --config leaves nested values as strings: typed again, as in a config file
+OVERRIDES = typed_overrides(workflow.config_settings.config)
+update_config(config, OVERRIDES)
 # JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
 validate_config(
     config,
-    source=", ".join(map(str, workflow.configfiles)) or "config",
+    source=", ".join(
+        [*map(str, workflow.configfiles), *(["--config"] if OVERRIDES else [])]
+    )
+    or "config",
     base_dir=Path(workflow.basedir),
 )
 
@@ -79,6 +89,36 @@ def settings_of(stage):
     return lambda wildcards: settings_digest(
         config, stage, **{key: getattr(wildcards, key, None) for key in keys}
     )
+
+
+def script_digest(name):
+    """A rule's `script` param: its entry script's SHA-256. Snakemake's own check of a script
+    compares modification times, which every fresh checkout renews (a clone in front of
+    finished results replanned 37 jobs), so the profiles turn that check off (rerun-triggers
+    without `code`) and the content is compared here."""
+    return file_sha256(Path(workflow.basedir) / "workflow" / "scripts" / name)
+
+
+def foreign_folder_guard(*templates):
+    """An input function that adds no input: it stops the DAG when a rule's directory() output
+    holds files this pipeline did not write (no cft.io marker). Snakemake deletes an output
+    folder before it reruns the job (--forcerun, a changed setting), so the stage's own check
+    (cft.io.check_output) would come too late to keep it."""
+
+    def guard(wildcards):
+        for template in templates:
+            folder = template.format(**dict(wildcards.items()))
+            try:
+                check_output(folder, directory=True)
+            except OutputError as error:
+                raise OutputError(
+                    f"{error}. Snakemake deletes a rule's output folder before it runs the "
+                    f"job, so the workflow stops here: move {folder} away (or give its data "
+                    "to the config, e.g. a domain's source.local_path)"
+                ) from None
+        return []
+
+    return guard
 
 
 def is_demo(domain):

@@ -19,5 +19,6 @@ rule corpus:
     params:
         settings=settings_of("corpus"),
         raw_dir=lambda wildcards: raw_corpus_dir(wildcards.domain),
+        script=script_digest("corpus.py"),
     script:
         "../scripts/corpus.py"

@@ -28,6 +28,7 @@ rule knowledge_curve:
         tasks_per_gpu=0,
     params:
         settings=settings_of("curves"),
+        script=script_digest("curves.py"),
     script:
         "../scripts/curves.py"
 
@@ -47,6 +48,8 @@ rule knowledge_curve_figure:
         "logs/curves/{domain}/{model}_figure.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        script=script_digest("figures.py"),
     script:
         "../scripts/figures.py"
 

@@ -13,11 +13,14 @@ rule generate_demo_data:
         "../../envs/data.yaml"
     params:
         settings=settings_of("demo_data"),
+        script=script_digest("demo_data.py"),
     script:
         "../scripts/demo_data.py"
 
 
 rule demo_finben:
+    input:
+        guard=foreign_folder_guard(*map(paths.finben_demo_set, finben_demo.SETS)),
     output:
         [directory(paths.finben_demo_set(name)) for name in finben_demo.SETS],
     log:
@@ -26,5 +29,6 @@ rule demo_finben:
         "../../envs/data.yaml"
     params:
         settings=settings_of("finben_demo"),
+        script=script_digest("finben_demo.py"),
     script:
         "../scripts/finben_demo.py"

@@ -15,6 +15,8 @@ localrules:
 
 
 rule download_corpus:
+    input:
+        guard=foreign_folder_guard(paths.downloaded_corpus_dir("{domain}")),
     output:
         directory(paths.downloaded_corpus_dir("{domain}")),
     log:
@@ -23,6 +25,7 @@ rule download_corpus:
         "../../envs/data.yaml"
     params:
         settings=settings_of("download_corpus"),
+        script=script_digest("download.py"),
     script:
         "../scripts/download.py"
 
@@ -36,6 +39,7 @@ rule download_model:
         "../../envs/data.yaml"
     params:
         settings=settings_of("download_model"),
+        script=script_digest("download.py"),
     script:
         "../scripts/download.py"
 
@@ -69,6 +73,8 @@ rule download_eval_task:
         "logs/download/eval_{task}.log",
     conda:
         "../../envs/eval.yaml"
+    params:
+        script=script_digest("download_eval_task.py"),
     script:
         "../scripts/download_eval_task.py"
 
@@ -79,6 +85,8 @@ rule download_eval_data:
 
 
 rule download_synthetic_reference:
+    input:
+        guard=foreign_folder_guard(paths.SYNTHETIC_REFERENCE_DIR),
     output:
         directory(paths.SYNTHETIC_REFERENCE_DIR),
     log:
@@ -87,5 +95,6 @@ rule download_synthetic_reference:
         "../../envs/synthetic.yaml"
     params:
         url=config["synthetic"]["reference_url"],
+        script=script_digest("synthetic.py"),
     script:
         "../scripts/synthetic.py"

@@ -30,5 +30,6 @@ rule evaluate:
         tasks_per_gpu=0,
     params:
         settings=settings_of("evaluate"),
+        script=script_digest("evaluation.py"),
     script:
         "../scripts/evaluation.py"

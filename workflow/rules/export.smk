@@ -13,5 +13,6 @@ rule export_gemini:
         "../../envs/tokenize.yaml"
     params:
         settings=settings_of("export"),
+        script=script_digest("export.py"),
     script:
         "../scripts/export.py"

@@ -4,6 +4,9 @@
 rule tokenize:
     input:
         unpack(tokenize_input),
+        guard=foreign_folder_guard(
+            paths.tokenized_dir("{domain}", "{model}", "{method}")
+        ),
     output:
         directory(paths.tokenized_dir("{domain}", "{model}", "{method}")),
     log:
@@ -19,5 +22,6 @@ rule tokenize:
         runtime=120,
     params:
         settings=settings_of("tokenize"),
+        script=script_digest("packing.py"),
     script:
         "../scripts/packing.py"

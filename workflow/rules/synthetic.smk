@@ -4,6 +4,8 @@
 
 
 rule synthetic_pretrain:
+    input:
+        guard=foreign_folder_guard(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
     output:
         directory(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
     log:
@@ -23,6 +25,7 @@ rule synthetic_pretrain:
     params:
         settings=settings_of("synthetic"),
         work_dir=paths.work_dir(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
+        script=script_digest("synthetic.py"),
     script:
         "../scripts/synthetic.py"
 
@@ -30,6 +33,9 @@ rule synthetic_pretrain:
 rule synthetic_finetune:
     input:
         pretrained=paths.synthetic_pretrain_dir("{scale}", "{seed}"),
+        guard=foreign_folder_guard(
+            paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
+        ),
     output:
         directory(paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")),
     log:
@@ -53,6 +59,7 @@ rule synthetic_finetune:
         work_dir=paths.work_dir(
             paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
         ),
+        script=script_digest("synthetic.py"),
     script:
         "../scripts/synthetic.py"
 
@@ -82,5 +89,6 @@ rule synthetic_summary:
         "../../envs/synthetic.yaml"
     params:
         settings=settings_of("synthetic"),
+        script=script_digest("synthetic.py"),
     script:
         "../scripts/synthetic.py"

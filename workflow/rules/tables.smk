@@ -42,6 +42,7 @@ rule paper_table:
         "../../envs/report.yaml"
     params:
         settings=settings_of("table"),
+        script=script_digest("tables.py"),
     script:
         "../scripts/tables.py"
 
@@ -67,6 +68,7 @@ rule loss_figure:
         "../../envs/report.yaml"
     params:
         settings=settings_of("loss_figure"),
+        script=script_digest("figures.py"),
     script:
         "../scripts/figures.py"
 

@@ -13,6 +13,9 @@ rule train:
     input:
         tokenized=paths.tokenized_dir("{domain}", "{model}", "{method}"),
         base_model=paths.base_model_dir("{model}"),
+        guard=foreign_folder_guard(
+            model_dir("{domain}", "{model}", "{method}", "{seed}")
+        ),
     output:
         directory(model_dir("{domain}", "{model}", "{method}", "{seed}")),
     log:
@@ -39,5 +42,6 @@ rule train:
     params:
         settings=settings_of("train"),
         checkpoint_dir=paths.checkpoint_dir("{domain}", "{model}", "{method}", "{seed}"),
+        script=script_digest("training.py"),
     script:
         "../scripts/training.py"
