@@ -226,6 +226,16 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             f"{source}: 'synthetic.scale' = {synthetic['scale']!r} is not defined under "
             f"'synthetic.scales'; defined: {sorted(synthetic['scales'])}"
         )
+    per_task = {"synthetic.x_covariance": synthetic["x_covariance"]} | {
+        f"synthetic.scales.{name}.task_finetune_steps": scale.get("task_finetune_steps", {})
+        for name, scale in synthetic["scales"].items()
+    }
+    for key, mapping in per_task.items():
+        unknown = sorted(set(mapping) - set(SYNTHETIC_TASKS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: '{key}' names {unknown}; expected tasks of {list(SYNTHETIC_TASKS)}"
+            )
     for key, known in (("tasks", SYNTHETIC_TASKS), ("conditions", SYNTHETIC_CONDITIONS)):
         unknown = [name for name in synthetic[key] if name not in known]
         if unknown:

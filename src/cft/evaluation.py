@@ -34,7 +34,7 @@ from cft.logging_utils import setup_logging
 from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
-from cft.task_folders import TASKS_DIR
+from cft.task_folders import TASKS_DIR, protocol_task
 from cft.vllm_env import cpu_kv_cache_bytes
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,7 @@ def evaluate(
     device = device or job_device(
         evaluation["gpus"], f"evaluation of {model_dir} on {task}", "evaluation.gpus"
     )
+    task = protocol_task(config, task)  # the FinBen protocol's variant, where one is chosen
     manager = task_manager(task)
     check_task(task, manager)
     model_args = model_arguments(model_dir, evaluation, backend=backend)
@@ -324,14 +325,16 @@ def run(
     else:
         fingerprint = check_weights(Path(model_dir))
     results, settings = evaluate(config, task, Path(model_dir), model=loaded)
-    if task not in results["results"]:
-        raise EvaluationError(f"lm-eval returned no result for task {task!r}")
+    lm_task = protocol_task(config, task)
+    if lm_task not in results["results"]:
+        raise EvaluationError(f"lm-eval returned no result for task {lm_task!r}")
     record = {
         # the cell the record is of, as the tables group records (cft.grid.CellKey)
         **asdict(CellKey(domain, model, method, seed, task)),
-        "metrics": metrics_of(results["results"][task]),
-        "n_samples": results.get("n-samples", {}).get(task, {}),
-        "task_version": results.get("versions", {}).get(task),
+        "lm_eval_task": lm_task,
+        "metrics": metrics_of(results["results"][lm_task]),
+        "n_samples": results.get("n-samples", {}).get(lm_task, {}),
+        "task_version": results.get("versions", {}).get(lm_task),
         "settings": settings,
         "settings_hash": evaluation_settings_hash(config, model, task),
         "model_dir": str(model_dir),
@@ -346,11 +349,11 @@ def run(
             lm_eval=package_versions(("lm_eval",))["lm_eval"],
         ),
     }
-    if "samples" not in results or task not in results["samples"]:
-        raise EvaluationError(f"lm-eval returned no per-sample log for task {task!r}")
+    if "samples" not in results or lm_task not in results["samples"]:
+        raise EvaluationError(f"lm-eval returned no per-sample log for task {lm_task!r}")
     with atomic_path(samples_jsonl) as tmp:
         with tmp.open("w") as handle:
-            for sample in results["samples"][task]:
+            for sample in results["samples"][lm_task]:
                 handle.write(json.dumps(sample, default=str) + "\n")
         # the pair is two files; the record names its log's content, which the tables check
         record["samples_sha256"] = file_sha256(tmp)

@@ -27,6 +27,7 @@ from cft.config import (
     train_resources,
 )
 from cft.provenance import config_hash, provenance
+from cft.task_folders import protocol_task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -64,8 +65,16 @@ def _training(config: dict, *, model: str, **_) -> dict:
 
 
 def _evaluation(config: dict, *, model: str, task: str, **_) -> dict:
-    evaluation = _without(config["evaluation"], "suites", "curves", "confidence", *SCHEDULING_KEYS)
-    return {"evaluation": evaluation, "task": task, "model": config["models"].get(model)}
+    evaluation = _without(
+        config["evaluation"], "suites", "curves", "confidence", "finben", *SCHEDULING_KEYS
+    )
+    return {
+        "evaluation": evaluation,
+        "task": task,
+        # the FinBen protocol, only where it changes the task that runs
+        "lm_eval_task": protocol_task(config, task) if task else None,
+        "model": config["models"].get(model),
+    }
 
 
 def _autogen(config: dict, **_) -> dict:
@@ -121,12 +130,15 @@ def _curves(config: dict, *, domain: str, model: str, **_) -> dict:
     }
 
 
-def _synthetic(config: dict, *, scale: str, **_) -> dict:
+def _synthetic(config: dict, *, scale: str, task: str | None = None, **_) -> dict:
     synthetic = config["synthetic"]
-    return {
+    settings = {
         **{k: synthetic[k] for k in ("context_points", "neg_noise", "alignment_gradient")},
         "scale": synthetic["scales"][scale],
     }
+    if task is not None:  # a fine-tuning run: its task's inputs
+        settings["x_covariance"] = synthetic["x_covariance"].get(task, "isotropic")
+    return settings
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ class Table:
     # (row label, task) -> Estimate of the mean log-likelihood margin (multiple choice)
     margins: dict = field(default_factory=dict)
     paired_margins: dict = field(default_factory=dict)
+    # (row label, task) -> {metric: Estimate in percent}: the task's secondary scores (FinBen's
+    # generative protocol: accuracy, macro and micro F1, MCC x 100, missing rate)
+    secondary: dict = field(default_factory=dict)
     seeds: dict = field(default_factory=dict)  # row label -> number of training runs
     bootstrap: dict = field(default_factory=dict)  # iterations, seed, level
 
@@ -241,7 +244,8 @@ def build_table(
         cells = {}
         for task in tasks:
             keys = [c for c in row_cells(config, domain, row.model, row.method) if c.task == task]
-            values, found = [], []
+            lm_task = task_folders.protocol_task(config, task)
+            values, found, logs = [], [], []
             for key in keys:
                 if key not in given:
                     continue
@@ -249,14 +253,21 @@ def build_table(
                 value, outcomes = checked_outcomes(
                     path,
                     record,
-                    task_folders.reported_metric(task),
+                    task_folders.reported_metric(lm_task),
                     evaluation_settings_hash(config, row.model, task),
                 )
                 values.append(value)
                 found.append(outcomes)
+                logs.append(samples_path(path))
             if found and len(found) == len(keys):  # a row's value needs all of its runs
                 table.ours[(row.label, task)] = 100 * sum(values) / len(values)
                 cells[task] = found
+                table.secondary[(row.label, task)] = {
+                    metric: estimate(
+                        boot, row.label, {task: [read_outcomes(log, metric) for log in logs]}
+                    ).scaled(100)
+                    for metric in task_folders.secondary_metrics(lm_task)
+                }
             if task in paper:
                 table.paper[(row.label, task)] = paper[task]
         runs[row.label] = cells
@@ -346,6 +357,11 @@ def write_table(
                 "intervals": _estimates_json(table.intervals),
                 "paired": {ref: _estimates_json(cells) for ref, cells in table.paired.items()},
                 "margins": _estimates_json(table.margins),
+                "secondary": {
+                    f"{k[0]}|{k[1]}": {metric: asdict(e) for metric, e in v.items()}
+                    for k, v in table.secondary.items()
+                    if v
+                },
                 "paired_margins": {
                     ref: _estimates_json(cells) for ref, cells in table.paired_margins.items()
                 },

@@ -77,6 +77,26 @@ def is_local(task: str, tasks_dir: Path = TASKS_DIR) -> bool:
     return bool(local_data(task, tasks_dir))
 
 
+def protocol_task(config: dict, task: str, tasks_dir: Path = TASKS_DIR) -> str:
+    """The lm-eval task that scores the suite's ``task``: a FinBen task's generative variant
+    (``{task}_generative``) under ``evaluation.finben.protocol: generative``, else the task."""
+    if config["evaluation"]["finben"]["protocol"] == "generative":
+        variant = f"{task}_generative"
+        if variant in task_files(tasks_dir):
+            return variant
+    return task
+
+
+def secondary_metrics(task: str, tasks_dir: Path = TASKS_DIR) -> list[str]:
+    """Scores the tables report beside the headline one, with intervals: the YAML's
+    ``metadata.secondary_metrics`` (FinBen's generative protocol: accuracy, macro and micro
+    F1, MCC, missing rate); none for other tasks."""
+    path = task_files(tasks_dir).get(task)
+    if path is None:
+        return []
+    return list((task_spec(path).get("metadata") or {}).get("secondary_metrics") or [])
+
+
 DEFAULT_METRIC = "acc"
 
 

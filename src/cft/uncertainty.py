@@ -40,9 +40,9 @@ class SamplesError(ValueError):
 class Outcomes:
     """One model's per-question outcomes on one task, sorted by lm-eval's doc_id."""
 
-    metric: str  # "acc" (0/1 per question) or "weighted_f1" ((gold, prediction) per question)
+    metric: str  # "acc" (0/1 per question), or one of PAIR_METRICS ((gold, prediction) each)
     doc_ids: np.ndarray  # (n,)
-    values: np.ndarray  # (n,) for acc, (n, 2) for weighted_f1
+    values: np.ndarray  # (n,) for 0/1 or real scores, (n, 2) for the pair metrics
     margins: np.ndarray | None = None  # (n,) log-likelihood margins, multiple choice only
     clusters: np.ndarray | None = None  # (n,) group codes 0..C-1; None: every question alone
 
@@ -86,7 +86,7 @@ def read_outcomes(path: Path, metric: str) -> Outcomes:
                 f"{path}:{number}: expected an lm-eval sample with doc_id and {metric!r} "
                 f"({type(err).__name__}: {err})"
             ) from err
-        values.append([int(v) for v in value] if metric == "weighted_f1" else float(value))
+        values.append([int(v) for v in value] if metric in PAIR_METRICS else float(value))
         doc = sample.get("doc")
         groups.append(doc.get(CLUSTER_FIELD) if isinstance(doc, dict) else None)
         lls = _loglikelihoods(sample)
@@ -109,24 +109,46 @@ def read_outcomes(path: Path, metric: str) -> Outcomes:
     )
 
 
+# Scores of (gold, prediction) pairs, prediction -1 where a generated answer named no choice;
+# computed as FinBen computes them, over the labels that occur as gold (lm_eval_tasks/finben).
+PAIR_METRICS = ("weighted_f1", "macro_f1", "micro_f1", "mcc")
+
+
 def statistic(metric: str, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The metric over questions weighted by how often a resample drew them: one value per
-    row of ``weights`` ((B, n) -> (B,)); all-ones weights give the plain statistic. Weighted
-    F1 as scikit-learn's ``f1_score(average="weighted")`` on the resampled questions: per
-    class F1 = 2·TP / (support + predicted), 0 when both are 0, weighted by support."""
+    row of ``weights`` ((B, n) -> (B,)); all-ones weights give the plain statistic.
+
+    Pair metrics as scikit-learn's on the resampled questions with ``labels`` = the gold
+    labels present: per class F1 = 2·TP / (support + predicted), 0 when both are 0; weighted
+    by support, averaged over the present classes (macro), or pooled (micro: predictions of
+    other labels count against precision only through the classes present); Matthews'
+    correlation from the confusion matrix, predictions outside the present gold labels (and
+    missing answers) pooled as one class."""
     total = weights.sum(axis=1)
-    if metric != "weighted_f1":
+    if metric not in PAIR_METRICS:
         return weights @ values / total
     gold, pred = values[:, 0].astype(int), values[:, 1].astype(int)
-    result = np.zeros(len(weights))
-    for label in np.union1d(gold, pred):
-        is_gold, is_pred = gold == label, pred == label
-        support = weights @ is_gold
-        denominator = support + weights @ is_pred
-        tp = weights @ (is_gold & is_pred)
-        f1 = np.divide(2 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0)
-        result += support * f1
-    return result / total
+    labels = np.unique(gold)
+    support = np.stack([weights @ (gold == label) for label in labels])  # (L, B)
+    predicted = np.stack([weights @ (pred == label) for label in labels])
+    hits = np.stack([weights @ ((gold == label) & (pred == label)) for label in labels])
+    present = support > 0
+    predicted = np.where(present, predicted, 0.0)  # a label absent from the gold: "other"
+    if metric == "mcc":
+        correct, other = hits.sum(0), total - predicted.sum(0)
+        covariance = correct * total - (support * predicted).sum(0)
+        spread_pred = total**2 - (predicted**2).sum(0) - other**2
+        spread_gold = total**2 - (support**2).sum(0)
+        denominator = np.sqrt(spread_pred * spread_gold)
+        return np.divide(covariance, denominator, out=np.zeros(len(total)), where=denominator > 0)
+    if metric == "micro_f1":
+        pooled = support.sum(0) + predicted.sum(0)
+        return np.divide(2 * hits.sum(0), pooled, out=np.zeros(len(total)), where=pooled > 0)
+    denominator = support + predicted
+    f1 = np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
+    if metric == "macro_f1":
+        return (f1 * present).sum(0) / present.sum(0)
+    return (support * f1).sum(0) / total
 
 
 def score(outcomes: Outcomes, which: str = "metric") -> np.ndarray:

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,9 +142,53 @@ def test_finben_task_end_to_end_weighted_f1_matches_sklearn(
     gold = [s["doc"]["gold"] for s in samples]
     pred = [int(np.argmax([r[0] for r in s["filtered_resps"]])) for s in samples]
     assert metrics["weighted_f1,none"] == pytest.approx(f1_score(gold, pred, average="weighted"))
-    assert metrics["macro_f1,none"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    labels = sorted(set(gold))  # FinBen's F1 is over the labels that occur as gold
+    assert metrics["macro_f1,none"] == pytest.approx(
+        f1_score(gold, pred, average="macro", labels=labels)
+    )
     assert metrics["acc,none"] == pytest.approx(np.mean(np.array(gold) == np.array(pred)))
     assert settings["bootstrap_iters"] == 0 and settings["backend"] == "hf"
+
+
+def test_finben_generative_protocol_end_to_end(eval_config, tiny_model, finben_copies, tmp_path):
+    """evaluation.finben.protocol: generative runs the suite task's generative variant through
+    lm-eval (greedy generation, PIXIU's parse), the record carries MCC and the missing rate, and
+    the table JSON reports them with intervals beside the weighted F1."""
+    from unit.test_finben import sklearn_as_finben, utils
+
+    from cft import task_folders
+    from cft.paths import eval_json, samples_path
+    from cft.tables import write_table
+    from cft.uncertainty import PAIR_METRICS
+
+    eval_config["evaluation"]["finben"]["protocol"] = "generative"
+    eval_config["grid"]["methods"] = ["chat"]
+    eval_config["evaluation"]["suites"]["finance"] = ["demo_finben_fiqasa"]
+    eval_config["evaluation"]["confidence"]["bootstrap_iters"] = 200
+    out = Path(eval_json("finance", "tiny", "chat", None, "demo_finben_fiqasa", str(tmp_path)))
+    eval_config["models"]["tiny"] = {"source": "local", "path": str(tiny_model)}
+    eval_config["grid"]["models"] = ["tiny"]
+    record = run(eval_config, "finance", "tiny", "chat", "demo_finben_fiqasa",
+                 model_dir=tiny_model, out_json=out)  # fmt: skip
+    assert record["lm_eval_task"] == "demo_finben_fiqasa_generative"
+    samples = [json.loads(line) for line in samples_path(out).read_text().splitlines()]
+    assert len(samples) == finben_copies["flare-fiqasa"]["test"]
+    gold = [s["doc"]["gold"] for s in samples]
+    pred = [utils.parse_choice(s["filtered_resps"][0], s["doc"]["choices"]) for s in samples]
+    metrics = record["metrics"]
+    for metric in PAIR_METRICS:
+        assert metrics[metric] == pytest.approx(sklearn_as_finben(metric, gold, pred))
+    assert metrics["missing"] == pytest.approx(np.mean(np.array(pred) == utils.MISSING))
+    assert metrics["acc"] == pytest.approx(np.mean(np.array(pred) == np.array(gold)))
+
+    table_dir = tmp_path / "table"
+    write_table(eval_config, "finance", "tiny", records=[out], out_dir=table_dir)
+    table = json.loads((table_dir / "table.json").read_text())
+    cell = table["secondary"]["Chat|demo_finben_fiqasa"]
+    assert set(cell) == set(task_folders.secondary_metrics("demo_finben_fiqasa_generative"))
+    for metric in ("mcc", "missing"):
+        assert cell[metric]["value"] == pytest.approx(100 * metrics[metric])
+        assert cell[metric]["low"] <= cell[metric]["value"] <= cell[metric]["high"]
 
 
 def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp_path, monkeypatch):

@@ -24,12 +24,38 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["autogen_prompts"] == 2  # one per domain
     assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
     assert counts["export_gemini"] == 2
-    assert counts["train"] == 2 * 2 * 4  # domains x grid models x methods other than chat
-    # (domain, model, method, task): 7 medical and 3 financial tasks for the grid, plus the
-    # AdaptLLM chat rows of their own domain
-    assert counts["evaluate"] == (7 + 3) * 2 * 5 + 7 + 3
+    # domains x grid models x methods other than chat x the two training seeds
+    assert counts["train"] == 2 * 2 * 4 * 2
+    # (domain, model, method, seed, task): 7 medical and 3 financial tasks for the grid, the
+    # chat row once and every trained row per seed, plus the AdaptLLM chat rows of their domain
+    assert counts["evaluate"] == (7 + 3) * 2 * (1 + 4 * 2) + 7 + 3
     assert counts["download_eval_task"] == 7 + 3
     assert "generate_demo_data" not in counts  # the paper config never touches demo data
+
+
+def test_paper_config_plans_two_seeds_and_the_authors_synthetic_tasks(paper_config):
+    """Two training runs per trained cell, and the synthetic tasks the authors published:
+    polynomial and relu on isotropic inputs, sumdot on skewed ones, relu for 100000 steps."""
+    from cft.settings import stage_settings
+
+    result = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    for seed in (1234, 1235):  # a train job per trained cell and seed
+        assert result.stdout.count(f"seed={seed}") == 2 * 2 * 4
+    assert counts["synthetic_pretrain"] == 3  # seeds
+    assert counts["synthetic_finetune"] == 3 * 3 * 3  # tasks x conditions x seeds
+    assert result.stdout.count("task=relu") == 3 * 3
+    settings = {
+        task: stage_settings(paper_config, "synthetic", scale="paper", task=task)
+        for task in ("polynomial", "sumdot", "relu")
+    }
+    assert {task: s["x_covariance"] for task, s in settings.items()} == {
+        "polynomial": "isotropic",
+        "sumdot": "skewed",
+        "relu": "isotropic",
+    }
+    assert settings["relu"]["scale"]["task_finetune_steps"] == {"relu": 100000}
 
 
 def test_download_target_plans_only_downloads():

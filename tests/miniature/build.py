@@ -294,6 +294,33 @@ def evaluation_data(hf_home: Path, rng: random.Random) -> None:
 # ---- the config ------------------------------------------------------------------------------
 
 
+def synthetic_upstream(folder: Path) -> Path:
+    """The authors' synthetic-exp/ as their repository lays it out: loss.csv and innerprod.csv,
+    and each run's models/{task}_2nn_regression/{condition}/metrics.json ({setting: {model:
+    {"mean": [...], "std": [...]}}}), rebuilt from the shared eval_metrics.csv (a row per task,
+    condition, setting, model and number of in-context points). Returns the folder."""
+    import csv
+    import json
+
+    folder.mkdir(parents=True)
+    for name in ("loss.csv", "innerprod.csv"):  # what upstream publishes as CSV
+        shutil.copy(SHARED_SYNTHETIC / name, folder / name)
+    runs: dict = {}
+    with (SHARED_SYNTHETIC / "eval_metrics.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            run = runs.setdefault((row["task"], row["method"]), {})
+            series = run.setdefault(row["eval_setting"], {}).setdefault(
+                row["model"], {"mean": [], "std": []}
+            )
+            series["mean"].append(float(row["mse_mean"]))
+            series["std"].append(float(row["mse_std"]))
+    for (task, method), metrics in runs.items():
+        path = folder / "models" / task / method / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(metrics, indent=2))
+    return folder
+
+
 def miniature_config(root: Path, reference: Path | None) -> dict:
     """config/paper.yaml with its shape kept (hub models, corpus sources, all methods, the
     baselines, the paper's suites and recipe keys) and toy sizes."""
@@ -323,6 +350,9 @@ def miniature_config(root: Path, reference: Path | None) -> dict:
         # paper.yaml checkpoints by training time: at toy scale, as soon as the measured cost
         # allows (the two ranks agree on each save through the callback's all-reduce)
         "save_every_minutes": 1e-4,
+        # one run per cell: paper.yaml's second seed doubles the jobs through the same code
+        # (the tables' seed averaging is tested on its own: tests/unit/test_tables.py)
+        "seeds": None,
         "resources": {
             "default": {
                 "nodes": 1,
@@ -365,6 +395,7 @@ def miniature_config(root: Path, reference: Path | None) -> dict:
                 "curriculum_start": 3,
                 "curriculum_every": 5,
                 "finetune_steps": 20,
+                "task_finetune_steps": {"relu": 40},  # paper.yaml's longer relu run, in small
                 "eval_every": 10,
                 "eval_batch_size": 16,
                 "save_every": 10,
@@ -392,10 +423,7 @@ def build(root: Path) -> Path:
     evaluation_data(hf_home, rng)
     reference = None
     if (SHARED_SYNTHETIC / "loss.csv").is_file():
-        reference = root / "Contextual-Fine-Tuning" / "synthetic-exp"
-        reference.mkdir(parents=True)
-        for name in ("loss.csv", "innerprod.csv"):  # what upstream publishes as CSV
-            shutil.copy(SHARED_SYNTHETIC / name, reference / name)
+        reference = synthetic_upstream(root / "Contextual-Fine-Tuning" / "synthetic-exp")
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(miniature_config(root, reference), sort_keys=False))
     return path

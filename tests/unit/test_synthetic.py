@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from miniature.build import synthetic_upstream
 from torch import nn
 
 from cft.synthetic import loop, reference
@@ -213,32 +214,35 @@ def test_summary_puts_the_authors_values_beside_ours(tmp_path):
     assert authors["alignment"] == pytest.approx(0.9686, abs=1e-3)
     assert summary["tasks"]["polynomial"]["cpt"]["authors_at_step"]["excess_loss"] > 100
     assert (tmp_path / "fig.png").stat().st_size > 10_000
-    assert "| polynomial | cft | 1 | 49900 |" in (tmp_path / "s.md").read_text()
+    assert "| polynomial | isotropic | cft | 1 | 49900 |" in (tmp_path / "s.md").read_text()
 
 
 def test_reference_download_reads_any_url(tmp_path):
     if not REFERENCE.is_dir():
         pytest.skip("the authors' curves are not available")
-    reference.download_reference(REFERENCE.as_uri(), tmp_path / "ref")
-    for name in reference.REFERENCE_FILES:
-        assert (tmp_path / "ref" / name).read_bytes() == (REFERENCE / name).read_bytes()
+    upstream = synthetic_upstream(tmp_path / "Contextual-Fine-Tuning" / "synthetic-exp")
+    reference.download_reference(upstream.as_uri(), tmp_path / "ref")
+    for name in reference.reference_files():
+        assert (tmp_path / "ref" / name).read_bytes() == (upstream / name).read_bytes()
     with pytest.raises(RuntimeError, match="download_synthetic_reference"):
         reference.download_reference((tmp_path / "nowhere").as_uri(), tmp_path / "ref2")
 
 
 def test_reference_download_needs_only_what_upstream_publishes(tmp_path):
-    """Upstream's synthetic-exp/ has loss.csv and innerprod.csv and nothing else as CSV: the
-    download must succeed on exactly that layout, and the summary must build from it."""
+    """Upstream's synthetic-exp/ has loss.csv and innerprod.csv (polynomial and sumdot curves)
+    and a metrics.json per run (all three tasks): the download succeeds on exactly that
+    layout, and the summary reads the curves and every task's final MSE from it."""
     if not REFERENCE.is_dir():
         pytest.skip("the authors' curves are not available")
-    upstream = tmp_path / "Contextual-Fine-Tuning" / "synthetic-exp"
-    upstream.mkdir(parents=True)
-    for name in ("loss.csv", "innerprod.csv"):
-        (upstream / name).write_bytes((REFERENCE / name).read_bytes())
+    upstream = synthetic_upstream(tmp_path / "Contextual-Fine-Tuning" / "synthetic-exp")
     reference.download_reference(upstream.as_uri(), tmp_path / "ref")
     curves = reference.reference_curves(tmp_path / "ref", "polynomial")
     assert set(curves) == {"cpt", "cft", "negcft"}
     assert curves["cft"]["excess_loss"][-1] == pytest.approx(0.05, abs=0.01)
+    assert reference.reference_curves(tmp_path / "ref", "relu") == {}  # no relu curves
+    mse = reference.reference_mse(tmp_path / "ref", "relu")
+    assert set(mse) == {"cpt", "cft", "negcft"} and len(mse["cft"]) == 41
+    assert mse["cft"][0] == pytest.approx(0.000262205, rel=1e-6)  # their relu/cft, 0 points
 
 
 def test_alignment_reference_gradient_is_a_switch():
@@ -283,3 +287,35 @@ def test_garg_curriculum_grows_points_and_dims():
     assert scale.curriculum(0) == (11, 5)
     assert scale.curriculum(1999) == (11, 5) and scale.curriculum(2000) == (13, 6)
     assert scale.curriculum(30000) == (41, 20) and scale.curriculum(500000) == (41, 20)
+
+
+def test_skewed_inputs_are_the_authors_transform():
+    """T = U diag(1/(i+1)) Uᵀ scaled to Σλ² = d: symmetric, its eigenvalues in the ratio
+    1 : 1/2 : ... : 1/d, and x = z T has covariance T² of trace d (as N(0, I))."""
+    from cft.synthetic.data import skewed_transform
+
+    d = 6
+    transform = skewed_transform(d, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(transform, transform.T)
+    eigenvalues = torch.linalg.eigvalsh(transform).flip(0)
+    torch.testing.assert_close(eigenvalues / eigenvalues[0], 1 / torch.arange(1.0, d + 1))
+    assert float((transform @ transform).trace()) == pytest.approx(d, rel=1e-5)
+    again = skewed_transform(d, torch.Generator().manual_seed(0))
+    assert torch.equal(transform, again)  # fixed by the seed
+
+
+def test_a_skewed_run_draws_every_x_through_the_transform(tmp_path):
+    """Per task: a skewed fine-tuning run differs from the isotropic one of the same seed, and
+    a task's own step count (task_finetune_steps) replaces the scale's."""
+    from cft.synthetic.stages import finetune
+
+    scale = replace(TINY, task_finetune_steps={"sumdot": 4}, finetune_steps=2)
+    pretrained = make_model(scale, 0).state_dict()
+    runs = {}
+    for covariance in ("isotropic", "skewed"):
+        work = tmp_path / covariance
+        runs[covariance] = finetune(
+            scale, "sumdot", "cft", 0, pretrained, work, x_covariance=covariance
+        )[1]
+    assert [row["step"] for row in runs["skewed"]][-1] == 4
+    assert runs["skewed"][0]["mse"] != runs["isotropic"][0]["mse"]

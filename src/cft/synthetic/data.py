@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,6 +30,11 @@ class Scale:
     curriculum_dims_start: int | None = None  # active dims at step 0 (Garg et al.: 5); None: all
     curriculum_dims_inc: int = 1  # dims added at each curriculum move
     context_points: str | None = None  # this scale's synthetic.context_points, if it differs
+    # fine-tuning steps of the tasks that train longer than finetune_steps (the authors' relu)
+    task_finetune_steps: dict = field(default_factory=dict)
+
+    def steps_of(self, task: str) -> int:
+        return self.task_finetune_steps.get(task, self.finetune_steps)
 
     def curriculum(self, step: int) -> tuple[int, int]:
         """(points, active dims) of pretraining at ``step``: Garg et al.'s curriculum, which
@@ -58,6 +63,20 @@ def sample_problem(gen: torch.Generator, batch: int, n_points: int, n_dims: int)
     v = torch.randn(batch, n_dims, generator=gen)
     xs = torch.randn(batch, n_points, n_dims, generator=gen)
     return xs, w, v
+
+
+X_COVARIANCES = ("isotropic", "skewed")
+
+
+def skewed_transform(n_dims: int, gen: torch.Generator) -> torch.Tensor:
+    """The authors' ``skewed`` inputs (synthetic-exp ``eval.py`` with ``samplers.py``'s
+    ``sample_transformation(normalize=True)``): x = z T for z ~ N(0, I_d), T = U diag(λ) Uᵀ
+    with λ_i = 1/(i+1), U the left singular vectors of a Gaussian matrix, scaled so that
+    Σ λ² = d (the covariance T² then has trace d, as the identity's)."""
+    eigenvalues = 1 / torch.arange(1, n_dims + 1, dtype=torch.float32)
+    basis, _, _ = torch.linalg.svd(torch.randn(n_dims, n_dims, generator=gen))
+    transform = basis @ torch.diag(eigenvalues) @ basis.T
+    return transform * math.sqrt(n_dims / float((eigenvalues**2).sum()))
 
 
 def linear(xs, w):

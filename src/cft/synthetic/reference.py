@@ -1,5 +1,7 @@
-"""The authors' published synthetic curves (loss.csv, innerprod.csv of their synthetic-exp/
-folder): download and reading."""
+"""The authors' published synthetic results: their curves over fine-tuning steps (loss.csv,
+innerprod.csv of their synthetic-exp/ folder: polynomial and sumdot) and each run's final
+evaluation (synthetic-exp/models/{task}_2nn_regression/{condition}/metrics.json: MSE at each
+number of in-context points, for polynomial, sumdot and relu): download and reading."""
 
 from __future__ import annotations
 
@@ -7,11 +9,23 @@ from pathlib import Path
 
 from cft.io import atomic_path
 
-# What the authors publish as CSV under synthetic-exp/ (their MSE-by-points numbers are only in
-# per-run metrics.json files, which the summary does not need).
+# What the authors publish as CSV under synthetic-exp/.
 REFERENCE_FILES = ("loss.csv", "innerprod.csv")
-# Their condition names in the column headers: {task}_{name}.
+# Their condition names in the column headers ({task}_{name}) and run folders.
 REFERENCE_NAMES = {"cpt": "uft", "cft": "cft", "negcft": "neg-cft"}
+# The evaluation setting of metrics.json that matches the runs' own inputs.
+REFERENCE_SETTING = "standard"
+
+
+def run_metrics_file(task: str, condition: str) -> str:
+    """Where a run's metrics.json lies under synthetic-exp/ (and under the downloaded copy)."""
+    return f"models/{task}_2nn_regression/{REFERENCE_NAMES[condition]}/metrics.json"
+
+
+def reference_files() -> list[str]:
+    from cft.synthetic import TASKS
+
+    return [*REFERENCE_FILES, *(run_metrics_file(t, c) for t in TASKS for c in REFERENCE_NAMES)]
 
 
 def download_reference(base_url: str, out_dir: Path) -> None:
@@ -20,8 +34,9 @@ def download_reference(base_url: str, out_dir: Path) -> None:
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        for name in REFERENCE_FILES:
+        for name in reference_files():
             url = f"{base_url.rstrip('/')}/{name}"
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             try:
                 with urllib.request.urlopen(url, timeout=60) as response:
                     (tmp / name).write_bytes(response.read())
@@ -56,3 +71,20 @@ def reference_curves(reference_dir: Path | None, task: str) -> dict[str, dict]:
         if len(curve) == 5:
             curves[condition] = curve
     return curves
+
+
+def reference_mse(reference_dir: Path | None, task: str) -> dict[str, list[float]]:
+    """{condition: mean MSE at each number of in-context points} of the authors' final
+    evaluation of each run (metrics.json, setting "standard"); conditions without the file
+    are left out."""
+    import json
+
+    found: dict[str, list[float]] = {}
+    if reference_dir is None:
+        return found
+    for condition in REFERENCE_NAMES:
+        path = Path(reference_dir) / run_metrics_file(task, condition)
+        if path.is_file():
+            (model,) = json.loads(path.read_text())[REFERENCE_SETTING].values()
+            found[condition] = [float(x) for x in model["mean"]]
+    return found

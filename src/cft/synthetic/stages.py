@@ -12,7 +12,14 @@ import torch
 
 from cft.io import atomic_path, write_json
 from cft.settings import stage_provenance, stage_settings
-from cft.synthetic.data import Scale, build_condition, generator_for, linear, sample_problem
+from cft.synthetic.data import (
+    Scale,
+    build_condition,
+    generator_for,
+    linear,
+    sample_problem,
+    skewed_transform,
+)
 from cft.synthetic.loop import device_of, train_resumable
 from cft.synthetic.model import InContextRegressor, evaluate, make_model, target_predictions
 
@@ -20,6 +27,7 @@ from cft.synthetic.model import InContextRegressor, evaluate, make_model, target
 # pretraining's; the evaluation batch from generator_for(seed + EVAL_SEED_OFFSET, 0).
 FINETUNE_STREAM = 10**7
 EVAL_SEED_OFFSET = 7919
+COVARIANCE_SEED_OFFSET = 104729  # the skewed runs' input transform
 
 
 def pretrain(scale: Scale, seed: int, work_dir: Path) -> tuple[InContextRegressor, list[dict]]:
@@ -58,16 +66,25 @@ def finetune(
     context: str = "same",
     neg_noise: str = "unit",
     alignment_gradient: str = "task",
+    x_covariance: str = "isotropic",
 ):
-    """Fine-tune the pretrained model under one condition; resumable in ``work_dir``."""
+    """Fine-tune the pretrained model under one condition; resumable in ``work_dir``. With
+    ``x_covariance: skewed`` every x of the run (training and evaluation batches) is drawn
+    through one :func:`skewed_transform`, fixed by the seed."""
     device = device_of()
     model = make_model(scale, seed)
     model.load_state_dict(pretrained)
     model.to(device)
+    transform = None
+    if x_covariance == "skewed":
+        transform = skewed_transform(scale.n_dims, generator_for(seed + COVARIANCE_SEED_OFFSET, 0))
 
     def draw(gen, size):
         xs, w, v = sample_problem(gen, size, scale.n_points, scale.n_dims)
         context_xs = torch.randn(xs.shape, generator=gen) if context == "fresh" else None
+        if transform is not None:
+            xs = xs @ transform
+            context_xs = None if context_xs is None else context_xs @ transform
         return build_condition(condition, task, xs, w, v, gen, context_xs, neg_noise=neg_noise).to(
             device
         )
@@ -85,7 +102,7 @@ def finetune(
         model,
         work_dir,
         scale,
-        total_steps=scale.finetune_steps,
+        total_steps=scale.steps_of(task),
         step_loss=step_loss,
         history_row=lambda done, loss: metrics(),
         first_row=metrics,
@@ -144,6 +161,7 @@ def run_finetune(
         scale.context_points or settings["context_points"],
         neg_noise=settings["neg_noise"],
         alignment_gradient=settings["alignment_gradient"],
+        x_covariance=settings["x_covariance"].get(task, "isotropic"),
     )
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -161,12 +179,15 @@ def run_finetune(
                 "condition": condition,
                 "seed": seed,
                 "steps": final["step"],
+                "x_covariance": settings["x_covariance"].get(task, "isotropic"),
                 "excess_loss": final["excess_loss"],
                 "alignment": final["alignment"],
                 "mse_by_points": final["mse_by_points"],
                 "seconds": time.perf_counter() - start,
                 "provenance": stage_provenance(
-                    "synthetic", stage_settings(config, "synthetic", scale=scale_name), seed=seed
+                    "synthetic",
+                    stage_settings(config, "synthetic", scale=scale_name, task=task),
+                    seed=seed,
                 ),
             },
         )

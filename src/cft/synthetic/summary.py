@@ -10,15 +10,25 @@ from cft.io import atomic_path, write_json
 from cft.plotting import pyplot, save_figure
 from cft.settings import stage_provenance, stage_settings
 from cft.synthetic import CONDITIONS
-from cft.synthetic.reference import reference_curves
+from cft.synthetic.reference import reference_curves, reference_mse
 
 
-def condition_stats(runs: list[dict], theirs: dict | None, steps: int) -> dict:
+def condition_stats(
+    runs: list[dict], theirs: dict | None, steps: int, their_mse: list[float] | None = None
+) -> dict:
     """Mean, std, min and max over seeds of the final excess loss and alignment, and the
-    authors' last value at or before ``steps`` of each (None without their curves)."""
+    authors' last value at or before ``steps`` of each (None without their curves); the final
+    MSE averaged over the in-context positions, ours over seeds and the authors' from their
+    run's metrics.json (None without it)."""
     import numpy as np
 
     stats = {}
+    ours_mse = [float(np.mean(r["mse_by_points"])) for r in runs]
+    stats["mse_over_points"] = {
+        "mean": float(np.mean(ours_mse)),
+        "std": float(np.std(ours_mse)),
+        "authors": float(np.mean(their_mse)) if their_mse else None,
+    }
     for metric in ("excess_loss", "alignment"):
         values = np.array([r[metric] for r in runs])
         stats[metric] = {
@@ -60,22 +70,27 @@ def summarize(
     summary: dict = {"scale": scale_name, "tasks": {}}
     lines = [f"## Synthetic experiment ({scale_name} scale)", ""]
     lines.append(
-        "| task | condition | seeds | steps | excess loss mean ± std [min, max] "
-        "| alignment mean ± std [min, max] | authors at the same step |"
+        "| task | inputs | condition | seeds | steps | excess loss mean ± std [min, max] "
+        "| alignment mean ± std [min, max] | authors at the same step "
+        "| final MSE over positions: ours, authors |"
     )
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     unplaced = sorted(set(table) - set(figures))
     if unplaced:
         raise ValueError(f"runs of tasks {unplaced} but no figure paths for them")
     for task, by_condition in sorted(table.items()):
         reference = reference_curves(reference_dir, task)
+        their_mse = reference_mse(reference_dir, task)
         summary["tasks"][task] = {}
         for condition in CONDITIONS:
             runs_c = by_condition.get(condition, [])
             if not runs_c:
                 continue
             steps = runs_c[0]["steps"]
-            stats = condition_stats(runs_c, reference.get(condition), steps)
+            stats = condition_stats(
+                runs_c, reference.get(condition), steps, their_mse.get(condition)
+            )
+            stats["x_covariance"] = runs_c[0].get("x_covariance", "isotropic")
             at_step = stats["authors_at_step"]
             summary["tasks"][task][condition] = stats
             el, al = stats["excess_loss"], stats["alignment"]
@@ -85,10 +100,13 @@ def summarize(
                     f"{at_step['excess_loss']:.3g} / {at_step['alignment']:.2f} "
                     f"(step {at_step['excess_loss_step']})"
                 )
+            mse = stats["mse_over_points"]
+            their = "—" if mse["authors"] is None else f"{mse['authors']:.3g}"
             lines.append(
-                f"| {task} | {condition} | {len(runs_c)} | {steps} | {el['mean']:.3g} ± "
-                f"{el['std']:.2g} [{el['min']:.3g}, {el['max']:.3g}] | {al['mean']:.3f} ± "
-                f"{al['std']:.2g} [{al['min']:.3f}, {al['max']:.3f}] | {authors} |"
+                f"| {task} | {stats['x_covariance']} | {condition} | {len(runs_c)} | {steps} | "
+                f"{el['mean']:.3g} ± {el['std']:.2g} [{el['min']:.3g}, {el['max']:.3g}] | "
+                f"{al['mean']:.3f} ± {al['std']:.2g} [{al['min']:.3f}, {al['max']:.3f}] | "
+                f"{authors} | {mse['mean']:.3g} ± {mse['std']:.2g}, {their} |"
             )
         curve_figure(
             task,
@@ -102,7 +120,9 @@ def summarize(
         "Excess loss: target-half MSE over the linear baseline sum_k max(d-k,0)/n; "
         "alignment: cosine of the input gradient of the last prediction with the true "
         "gradient. Authors' values: their published curves (loss.csv, innerprod.csv) at "
-        "the same step, when given.",
+        "the same step, when given; their final MSE: the mean over in-context positions of "
+        "their run's metrics.json (setting standard), after their full fine-tuning. Inputs: "
+        "isotropic N(0, I) or skewed (synthetic.x_covariance).",
     ]
     summary["provenance"] = stage_provenance(
         "synthetic", stage_settings(config, "synthetic", scale=scale_name)
