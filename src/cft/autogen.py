@@ -31,9 +31,10 @@ from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device, native_dtype
 from cft.fingerprints import recorded_fingerprint
-from cft.io import PARQUET_CHECKSUMS, atomic_path, check_output, read_parquet, write_json
+from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.packer import stable_int
+from cft.parquet_files import PARQUET_CHECKSUMS, read_parquet
 from cft.provenance import config_hash
 from cft.settings import stage_provenance, stage_settings
 from cft.vllm_env import cpu_kv_cache_bytes

@@ -35,8 +35,9 @@ from tqdm.auto import tqdm
 
 from cft.cli import stage_config, stage_parser
 from cft.config import domain_source
-from cft.io import PARQUET_CHECKSUMS, atomic_path, check_output, parquet_error, write_json
+from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
+from cft.parquet_files import PARQUET_CHECKSUMS, parquet_error
 from cft.settings import stage_provenance, stage_settings
 
 log = logging.getLogger(__name__)

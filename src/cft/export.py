@@ -1,7 +1,11 @@
-"""Export of the CFT training set for hosted tuning (the paper also tuned Gemini 1.5 Flash).
+"""Export of the CFT training set for hosted tuning, in Gemini's supervised-tuning format.
 
-Writes Gemini supervised-tuning JSONL: one example per text chunk, the contextual prompt as the
-user turn and the chunk as the model turn:
+This is not the paper's Gemini experiment: the authors tuned Gemini-1.5-Flash on content a strong
+LLM wrote for the MedQA test questions their base model got wrong, with per-example prompts
+(docs/fidelity.md, "Gemini"); the project does not reproduce it, and its tables show no Gemini
+row. This stage writes the project's own CFT set (the corpus with the fixed contextual prompts)
+for a user who wants to tune a hosted model on it: one example per text chunk, the contextual
+prompt as the user turn and the chunk as the model turn:
 
     {"contents": [{"role": "user", "parts": [{"text": PROMPT}]},
                   {"role": "model", "parts": [{"text": CHUNK}]}]}
@@ -10,7 +14,7 @@ Chunks hold at most ``export.gemini_chunk_chars`` characters and end at a paragr
 boundary where there is one. Prompts are drawn uniformly per chunk with a seeded generator.
 
     python -m cft.export --config config/config.yaml --domain biomed \\
-        --out results/export/biomed/gemini_cft.jsonl
+        --out results/export/biomed/cft_tuning_set.gemini_format.jsonl
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import numpy as np
 
 from cft.cli import corpus_path, stage_config, stage_parser
 from cft.config import load_prompt_file, resolve_path
-from cft.io import atomic_path, check_output, read_parquet, write_json
+from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
 from cft.packer import stable_int
+from cft.parquet_files import read_parquet
 from cft.paths import export_stats
 from cft.settings import stage_provenance, stage_settings
 

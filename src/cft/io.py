@@ -29,15 +29,6 @@ OUTPUT_MARKER = ".cft-output"
 SCRATCH_SUFFIX = ".tmp"
 
 
-# Parquet files the stages write carry a CRC per page and the readers verify them: a damaged
-# page of a plain (uncompressed) column would otherwise be read as other text without an error.
-PARQUET_CHECKSUMS = {"write_page_checksum": True}
-
-
-class DataFileError(RuntimeError):
-    """A data file a stage reads is damaged or of the wrong kind; the message names it."""
-
-
 class OutputError(RuntimeError):
     """An output path cannot be written without destroying something the pipeline did not
     write, or is of the wrong kind (a folder where a file is expected, or the reverse)."""
@@ -177,46 +168,6 @@ def _unwritable(target: Path, error: OSError) -> OutputError:
         f"{target}: cannot be written ({reason}, in {target.parent}); nothing was published. "
         "Free space, or give an output path on a writable file system"
     )
-
-
-def parquet_error(path: str | os.PathLike, error: Exception) -> DataFileError:
-    return DataFileError(
-        f"{path}: not a readable parquet file ({error}); rerun the stage that wrote it, or "
-        "replace the file"
-    )
-
-
-def read_parquet(path: str | os.PathLike, columns: list[str] | None = None):
-    """A parquet file as a DataFrame, its page checksums verified; a damaged or non-parquet
-    file raises :class:`DataFileError` naming it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not Path(path).is_file():
-        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
-    try:
-        table = pq.read_table(path, columns=columns, page_checksum_verification=True)
-    except (OSError, pa.ArrowException) as error:
-        raise parquet_error(path, error) from None
-    return table.to_pandas()
-
-
-def verify_parquet(path: str | os.PathLike) -> int:
-    """Read a parquet file through once, row group by row group, verifying its page checksums
-    (for readers that do not verify them, such as datasets); returns its row count. A damaged
-    or non-parquet file raises :class:`DataFileError` naming it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not Path(path).is_file():
-        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
-    try:
-        parquet = pq.ParquetFile(path, page_checksum_verification=True)
-        for group in range(parquet.num_row_groups):
-            parquet.read_row_group(group)
-    except (OSError, pa.ArrowException) as error:
-        raise parquet_error(path, error) from None
-    return parquet.metadata.num_rows
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -24,9 +24,7 @@ from cft.fingerprints import dataset_fingerprint
 from cft.io import (
     atomic_path,
     check_output,
-    read_parquet,
     scratch_dir,
-    verify_parquet,
     write_json,
 )
 from cft.logging_utils import setup_logging
@@ -39,6 +37,7 @@ from cft.packer import (
     stable_int,
     tokenizer_bos,
 )
+from cft.parquet_files import read_parquet, verify_parquet
 from cft.provenance import config_hash
 from cft.settings import stage_provenance, stage_settings
 

@@ -76,7 +76,7 @@ def autogen_stats(domain: str) -> str:
 
 
 def export_file(domain: str) -> str:
-    return f"{RESULTS}/export/{domain}/gemini_cft.jsonl"
+    return f"{RESULTS}/export/{domain}/cft_tuning_set.gemini_format.jsonl"
 
 
 def export_stats(export_file: str | os.PathLike) -> Path:

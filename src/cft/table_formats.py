@@ -62,8 +62,16 @@ def interval_note(table: Table) -> str:
     )
 
 
+EXTENSION_MARK = "†"
+
+
 def footnotes(table: Table) -> list[str]:
     notes = []
+    if table.extensions:
+        notes.append(
+            f"{EXTENSION_MARK} : not in the paper for this model and domain; the project's "
+            "extension of its grid (docs/fidelity.md)"
+        )
     if table.missing:
         notes.append("— : no result yet; missing files: " + ", ".join(table.missing))
     return notes
@@ -84,7 +92,7 @@ def to_markdown(table: Table) -> str:
     header = ["method"] + [task_label(c) for c in table.columns()]
     body = []
     for row in table.rows:
-        cells = [row.label]
+        cells = [row.label + (f" {EXTENSION_MARK}" if row.label in table.extensions else "")]
         for column in table.columns():
             ours, paper, diff, best = cell_parts(table, row.label, column)
             shown = f"**{ours}**" if best else ours

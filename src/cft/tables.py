@@ -102,6 +102,15 @@ class Table:
     def has_paper(self) -> bool:
         return bool(self.paper)
 
+    @property
+    def extensions(self) -> list[str]:
+        """Rows the paper reports no number for, in a table it does report: the project's
+        extensions of its grid (e.g. TextAdaptCFT outside 7B biomedical)."""
+        if not self.has_paper:
+            return []
+        reported = {label for label, _ in self.paper}
+        return [row.label for row in self.rows if row.label not in reported]
+
     def best(self, column: str) -> float | None:
         scores = [self.value(self.ours, r.label, column) for r in self.rows]
         scores = [s for s in scores if s is not None]
@@ -134,6 +143,20 @@ def reference_values(reference: list[dict], domain: str, row: Row, table_model: 
         if task != "average":
             found.setdefault(task, float(entry["value"]))
     return found
+
+
+def reported_rows(config: dict, reference: list[dict]) -> list[tuple[str, str, str]]:
+    """(domain, model, method) of every table row the paper reports a number for (its main
+    table or an ablation): the rows `snakemake paper_cells` evaluates. The grid's other rows
+    are the project's extensions."""
+    found = [
+        (domain, row.model, row.method)
+        for domain in config["grid"]["domains"]
+        for model in config["grid"]["models"]
+        for row in table_rows(config, domain, model)
+        if reference_values(reference, domain, row, model)
+    ]
+    return list(dict.fromkeys(found))
 
 
 def read_record(path: Path) -> tuple[CellKey, dict]:
@@ -366,6 +389,7 @@ def write_table(
                     ref: _estimates_json(cells) for ref, cells in table.paired_margins.items()
                 },
                 "seeds": table.seeds,
+                "extensions": table.extensions,
                 "bootstrap": table.bootstrap,
                 "interval_note": interval_note(table),
                 "missing": table.missing,

@@ -119,8 +119,8 @@ def test_a_changed_prompt_file_reruns_the_jobs_that_use_it(finished_demo, demo_c
     other = tmp_path / "cft.yaml"
     other.write_text(yaml.safe_dump(prompts))
     counts = planned(finished_demo, edited(demo_config, "prompts.cft", str(other)), "prompts")
-    # the CFT sets, the Gemini export, and the autogen fallbacks (drawn from the CFT prompts)
-    assert counts["tokenize"] == 2 * 2 and counts["export_gemini"] == 2
+    # the CFT sets, the tuning-set export, and the autogen fallbacks (drawn from the CFT prompts)
+    assert counts["tokenize"] == 2 * 2 and counts["export_tuning_set"] == 2
     assert counts["autogen_prompts"] == 2 and counts["train"] == 2 * 2
     assert "corpus" not in counts and "generate_demo_data" not in counts
 

@@ -23,7 +23,7 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["corpus"] == 2
     assert counts["autogen_prompts"] == 2  # one per domain
     assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
-    assert counts["export_gemini"] == 2
+    assert counts["export_tuning_set"] == 2
     # domains x grid models x methods other than chat x the two training seeds
     assert counts["train"] == 2 * 2 * 4 * 2
     # (domain, model, method, seed, task): 7 medical and 3 financial tasks for the grid, the
@@ -147,3 +147,16 @@ def test_lint_clean(name):
     assert result.returncode == 0, result.stdout + result.stderr
     if name == "snakemake --lint":
         assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_paper_cells_plans_exactly_the_cells_with_a_paper_number():
+    """12 trained cells (CPT and CFT for both models and domains, -CFT for 7B biomed, 13B
+    biomed and 7B finance, TextAdaptCFT for 7B biomed) x 2 seeds, and their evaluations."""
+    result = snakemake("paper_cells", "-n", "--forceall", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 12 * 2
+    assert counts["autogen_prompts"] == 1  # TextAdaptCFT is reported for biomed only
+    # untrained rows: chat x 2 models x (7 + 3 tasks) and AdaptLLM medicine (7); trained:
+    # 7 biomed cells x 7 tasks and 5 finance cells x 3 tasks, each per seed
+    assert counts["evaluate"] == 2 * (7 + 3) + 7 + (7 * 7 + 5 * 3) * 2

@@ -1,4 +1,4 @@
-"""The Gemini supervised-tuning export of the CFT set."""
+"""The CFT tuning-set export in Gemini's supervised-tuning format."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def damaged_parquet(path, compression: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cft.io import PARQUET_CHECKSUMS
+    from cft.parquet_files import PARQUET_CHECKSUMS
 
     rows = [f"document {i} about the liver " * 8 for i in range(3000)]
     table = pa.table({"doc_id": [str(i) for i in range(3000)], "text": rows})
@@ -124,7 +124,7 @@ def test_a_damaged_parquet_page_is_named_not_read_as_other_text(tmp_path, compre
     checksums are verified; compressed, it breaks decompression. Either way: the file named."""
     import pyarrow.parquet as pq
 
-    from cft.io import DataFileError, read_parquet, verify_parquet
+    from cft.parquet_files import DataFileError, read_parquet, verify_parquet
 
     path = tmp_path / "documents.parquet"
     rows = damaged_parquet(path, compression)

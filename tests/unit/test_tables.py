@@ -392,3 +392,21 @@ def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(TableError, match="not the per-sample log"):
         table_of(config, "biomed", DEMO_MODEL, tmp_path)
+
+
+def test_rows_the_paper_never_reported_are_marked_as_extensions(paper_config, tmp_path):
+    """13B finance: the paper reports Chat, CPT and CFT only; -CFT, TextAdaptCFT and the AdaptLLM
+    finance baseline there are the project's extensions, marked in the Markdown."""
+    from cft.tables import reported_rows
+
+    validate_config(paper_config)
+    table = build_table(paper_config, "finance", "llama-2-13b-chat", [], load_reference())
+    assert table.extensions == [METHOD_LABELS["negcft"], METHOD_LABELS["autocft"], "AdaptLLM"]
+    markdown = to_markdown(table)
+    assert f"| {METHOD_LABELS['negcft']} † |" in markdown and "the project's extension" in markdown
+    assert f"| {METHOD_LABELS['cft']} |" in markdown
+    rows = reported_rows(paper_config, load_reference())
+    assert ("finance", "llama-2-13b-chat", "negcft") not in rows
+    assert ("biomed", "llama-2-7b-chat", "autocft") in rows
+    assert ("biomed", "adaptllm-medicine-chat", "chat") in rows
+    assert ("finance", "adaptllm-finance-chat", "chat") not in rows  # not in the paper

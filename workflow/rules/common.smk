@@ -42,6 +42,7 @@ from cft.paths import (  # noqa: E402
 )
 from cft.io import OutputError, check_output, file_sha256  # noqa: E402
 from cft.settings import settings_digest  # noqa: E402
+from cft.tables import load_reference, reported_rows  # noqa: E402
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
 from cft.training.launch import gres_of  # noqa: E402

@@ -1,14 +1,16 @@
-# Export of the CFT set as Gemini tuning JSONL (cft.export).
+# The CFT set as hosted-tuning JSONL, in Gemini's supervised-tuning format (cft.export). Not
+# the paper's Gemini experiment, which tuned on generated content for MedQA test questions
+# (docs/fidelity.md, "Gemini").
 
 
-rule export_gemini:
+rule export_tuning_set:
     input:
         paths.corpus_table("{domain}"),
     output:
         jsonl=paths.export_file("{domain}"),
         stats=str(paths.export_stats(paths.export_file("{domain}"))),
     log:
-        "logs/export/{domain}_gemini.log",
+        "logs/export/{domain}_tuning_set.log",
     conda:
         "../../envs/tokenize.yaml"
     params:
