@@ -112,7 +112,13 @@ def test_each_suite_is_an_lm_eval_group_of_its_folders_tasks(manager):
         spec = yaml.safe_load(path.read_text())
         groups[spec["group"]] = spec["task"]
         assert set(spec["task"]) <= {p.stem for p in path.parent.glob("*.yaml")}, path
-    assert set(groups) == {"finben", "demo_biomed", "demo_finance"}
+    assert set(groups) == {
+        "finben",
+        "finben_generative",
+        "demo_biomed",
+        "demo_finance",
+        "demo_finben_generative",
+    }
     assert set(groups) <= set(manager.all_groups)  # lm-eval reads them as groups
     grouped = [task for tasks in groups.values() for task in tasks]
     assert sorted(grouped) == sorted(shipped_tasks())  # every task in exactly one group
