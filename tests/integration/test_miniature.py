@@ -230,10 +230,14 @@ def test_tables_carry_the_papers_numbers_beside_ours(miniature):
 def test_synthetic_summary_has_the_authors_curves_when_available(miniature):
     workdir = miniature.workdir
     summary = read(workdir, "results/synthetic/paper/summary.json")
-    assert set(summary["tasks"]) == {"polynomial", "sumdot"}
+    assert set(summary["tasks"]) == {"polynomial", "sumdot", "relu"}  # paper.yaml's tasks
     reference = REPO.parent / "shared" / "reference" / "synthetic" / "loss.csv"
     if reference.is_file():
         assert summary["tasks"]["polynomial"]["cft"]["authors_at_step"] is not None
+        # relu has no published curves; its runs' final MSE comes from their metrics.json
+        assert summary["tasks"]["relu"]["cft"]["authors_at_step"] is None
+        assert summary["tasks"]["relu"]["cft"]["mse_over_points"]["authors"] is not None
+    assert summary["tasks"]["sumdot"]["cft"]["x_covariance"] == "skewed"
 
 
 def test_every_file_written_under_results_is_a_declared_output(miniature):

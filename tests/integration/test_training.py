@@ -204,7 +204,7 @@ def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tin
 
 def test_paper_train_jobs_become_correct_sbatch_commands():
     jobs = planned_resources("train", "--configfile", "config/paper.yaml")
-    assert len(jobs) == 2 * 2 * 4  # domains x models x trained methods
+    assert len(jobs) == 2 * 2 * 4 * 2  # domains x models x trained methods x seeds
     for output, resources in jobs.items():
         command = sbatch_command(resources)
         assert "--gres=gpu:a100:8" in command and resources["tasks_per_gpu"] == "0"
