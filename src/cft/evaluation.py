@@ -212,6 +212,15 @@ def fp32_logits(model):
     return model
 
 
+def lm_eval_backend(backend: str, share_context: bool) -> str:
+    """The name lm-eval's registry knows the backend by."""
+    if not share_context:
+        return backend
+    from cft.shared_context import SHARED_CONTEXT_BACKEND  # registers it with lm-eval
+
+    return SHARED_CONTEXT_BACKEND
+
+
 def offline_data_errors() -> tuple[type[BaseException], ...]:
     """What datasets and the hub client raise when a task's data are not in the cache and the
     hub cannot be reached (offline mode, or no network)."""
@@ -264,6 +273,7 @@ def evaluate(
         "dtype": model_args["dtype"],
         "dtype_requested": evaluation["dtype"],
         "logprobs_dtype": evaluation["logprobs_dtype"] if backend == "hf" else "float32",
+        "share_context": backend == "hf" and evaluation["share_context"],
         "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],
@@ -274,7 +284,7 @@ def evaluate(
     }
     try:
         results = lm_eval.simple_evaluate(
-            model=backend,
+            model=lm_eval_backend(backend, settings["share_context"]),
             model_args=model_args,
             tasks=[task],
             task_manager=manager,

@@ -170,7 +170,7 @@ STAGES = {
         },
     ),
     "train": Stage(("training",), _training),
-    "evaluate": Stage(("evaluation.py", "lm_eval_tasks"), _evaluation),
+    "evaluate": Stage(("evaluation.py", "shared_context.py", "lm_eval_tasks"), _evaluation),
     "table": Stage(
         (
             "tables.py",
@@ -185,7 +185,9 @@ STAGES = {
         _table,
     ),
     "loss_figure": Stage(("figures.py", "plotting.py"), lambda c, **_: {}),
-    "curves": Stage(("curves.py", "training", "evaluation.py", "lm_eval_tasks"), _curves),
+    "curves": Stage(
+        ("curves.py", "training", "evaluation.py", "shared_context.py", "lm_eval_tasks"), _curves
+    ),
     "synthetic": Stage(("synthetic",), _synthetic),
 }
 

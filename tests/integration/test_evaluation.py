@@ -480,3 +480,39 @@ def test_a_broken_model_is_refused_before_scoring(eval_config, tmp_path, tiny_mo
                        model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
     with pytest.raises(ModelFilesError, match=message):  # the check before a vLLM evaluation
         evaluation.check_weights(folder)
+
+
+def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_model, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    """One forward pass per question (`evaluation.share_context`) gives every option the
+    log-likelihood and greedy flag of lm-eval's own hf backend (one pass per option), and so
+    the same answers; the options are several tokens long, so the mask and the position ids
+    of every option token are exercised, in batches of unequal lengths."""
+    from transformers import AutoTokenizer
+
+    from cft.demo_data import generate, write_jsonl
+
+    _, questions = generate("biomed", 4, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    task = "demo_knowledge_biomed_cloze"
+    eval_config["evaluation"].update(dtype="float32", batch_size=8)
+    runs = {}
+    for share in (True, False):
+        eval_config["evaluation"]["share_context"] = share
+        results, settings = evaluate(eval_config, task, tiny_model, device="cpu")
+        assert settings["share_context"] is share
+        runs[share] = results["samples"][task]
+    assert len(runs[True]) == len(questions) > 8
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    multi_token = 0
+    for shared, plain in zip(runs[True], runs[False], strict=True):
+        assert shared["arguments"] == plain["arguments"]
+        for ours, theirs in zip(shared["resps"], plain["resps"], strict=True):
+            assert ours[0][0] == pytest.approx(theirs[0][0], abs=1e-4)
+            assert ours[0][1] == theirs[0][1]
+        assert shared["acc"] == plain["acc"]
+        multi_token += sum(
+            len(tokenizer(f" {o}")["input_ids"]) > 1 for o in shared["doc"]["choices"]
+        )
+    assert multi_token > len(questions)  # most options are several tokens long
