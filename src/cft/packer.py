@@ -16,7 +16,7 @@ sequence of the micro-batch, not to ``max_seq_len``).
 ``packed`` (the project's alternative): every block holds exactly ``max_seq_len`` tokens (only
 the last block of a split is padded):
 
-- ``cpt`` (and ``chat``, whose blocks measure the untrained model's held-out loss): ``[BOS]`` then
+- ``cpt`` (and ``chat`` on request; the workflow tokenizes the trained methods only): ``[BOS]`` then
   the next slice of the document stream, where documents are separated by EOS.
 - ``cft``, ``negcft``, ``autocft``: ``[BOS] + contextual prompt + separator`` then the next slice
   of the stream, so every block is conditioned on a prompt. Prompt tokens get label -100: the

@@ -359,12 +359,6 @@ def all_outputs():
         for domain in GRID["domains"]
         for path in (paths.corpus_table(domain), paths.corpus_stats(domain))
     ]
-    outputs += expand(
-        paths.tokenized_dir("{domain}", "{model}", "{method}"),
-        domain=GRID["domains"],
-        model=GRID["models"],
-        method=GRID["methods"],
-    )
     outputs += [
         model_dir(domain, model, method, seed)
         for domain in GRID["domains"]
