@@ -9,7 +9,8 @@ compare like with like on a shared, noisy machine:
 - ``trainer``: ``cft.training.make_trainer`` with the job's own TrainingArguments (logging,
   token counting, the recipe's switches), checkpointing and TensorBoard off;
 
-each in fp32 and with bf16 autocast over fp32 master weights (``precision: bf16``), plus the
+each in fp32 and with bf16 autocast over fp32 master weights (``precision: bf16``; by default
+only on a CPU with AMX or AVX512-bf16, where bf16 is native: ``--precisions``), plus the
 Trainer as it was before (fp32, AdamW's per-parameter loop). Printed: tokens/s of each, its
 training FLOP/s (``cft.training.flops_per_token``: 6 per matmul parameter plus attention) and
 their share of the machine's measured matmul peak in the same precision (a square matmul
@@ -160,7 +161,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats, best kept")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        help="default: fp32, and bf16 where the CPU computes it natively (emulated bf16 "
+        "matmuls run at ~1%% of fp32's speed: a step takes minutes)",
+    )
     args = parser.parse_args()
+    native, _ = native_bf16(cuda=False)
+    precisions = args.precisions or (["fp32", "bf16"] if native else ["fp32"])
     config = load_config(args.config)
     batch = train_resources(config, "bench")["per_device_batch_size"]
     lr = config["training"]["learning_rate"]
@@ -169,18 +179,22 @@ def main() -> None:
     # (path, precision, fused AdamW); the last is the Trainer as it was before this bench: fp32
     # with the per-parameter AdamW loop.
     runs = [
-        ("bare", "fp32", True),
-        ("trainer", "fp32", True),
-        ("bare", "bf16", True),
-        ("trainer", "bf16", True),
-        ("trainer", "fp32", False),
+        run
+        for run in [
+            ("bare", "fp32", True),
+            ("trainer", "fp32", True),
+            ("bare", "bf16", True),
+            ("trainer", "bf16", True),
+            ("trainer", "fp32", False),
+        ]
+        if run[1] in precisions
     ]
     rates: dict[tuple, float] = {}
     peaks: dict[str, float] = {}
     # Interleaved rounds, best of each: the first run in a process pays one-off costs (thread
     # pools, allocator) and the machine is shared.
     for _ in range(args.rounds):
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             peaks[precision] = max(peaks.get(precision, 0.0), matmul_peak(precision))
         for path, precision, fused in runs:
             if path == "bare":
@@ -220,16 +234,19 @@ def main() -> None:
             f"| {path} | {precision} | {adamw} | {rate:,.0f} | {achieved / 1e12:.3f} | "
             f"{achieved / peaks[precision]:.0%} |"
         )
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         ratio = rates[("trainer", precision, True)] / rates[("bare", precision, True)]
         print(f"trainer / bare loop ({precision}): {ratio:.2f}")
-    bf16_vs_fp32 = rates[("trainer", "bf16", True)] / rates[("trainer", "fp32", True)]
-    print(f"trainer bf16 / trainer fp32: {bf16_vs_fp32:.2f}")
-    before = rates[("trainer", "fp32", False)]
-    print(
-        f"new default (bf16, fused) / previous default (fp32, loop): "
-        f"{rates[('trainer', 'bf16', True)] / before:.2f}"
-    )
+    new_default = "bf16" if "bf16" in precisions else "fp32"
+    if len(precisions) == 2:
+        bf16_vs_fp32 = rates[("trainer", "bf16", True)] / rates[("trainer", "fp32", True)]
+        print(f"trainer bf16 / trainer fp32: {bf16_vs_fp32:.2f}")
+    if "fp32" in precisions:
+        before = rates[("trainer", "fp32", False)]
+        print(
+            f"new default ({new_default}, fused) / previous default (fp32, loop): "
+            f"{rates[('trainer', new_default, True)] / before:.2f}"
+        )
     print("precision auto picks bf16 here: {} ({})".format(*native_bf16(cuda=False)))
 
 
