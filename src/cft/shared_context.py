@@ -10,12 +10,14 @@ are therefore those of the plain backend up to float rounding (tests/integration
 test_evaluation.py compares the two on every request of a task), at a fraction of the tokens: the
 demo's cloze questions (a 16-token context, four options of ~3 tokens) need 2.6x fewer.
 
-Requests longer than the model's window, which the hf backend truncates from the left, and
-encoder-decoder models go to the hf backend's own code unchanged.
+Requests longer than the model's window, which the hf backend truncates from the left,
+encoder-decoder models and models that take no position ids (ALiBi) go to the hf backend's own
+code unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 
 import torch
@@ -59,12 +61,19 @@ def attention_mask(segments: torch.Tensor) -> torch.Tensor:
     return mask[:, None]
 
 
+def takes_position_ids(model) -> bool:
+    """Whether the model places tokens by the position ids it is given (RoPE or learned
+    positions: Llama, Mistral, GPT-2, ...). Models that derive positions from the mask
+    (ALiBi: BLOOM) take none, and go to lm-eval's own code."""
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
 @register_model(SHARED_CONTEXT_BACKEND)
 class SharedContextHFLM(HFLM):
     """lm-eval's ``HFLM`` whose log-likelihood requests share one forward pass per context."""
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        if self.backend != "causal":
+        if self.backend != "causal" or not takes_position_ids(self.model):
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
         results: list = [None] * len(requests)
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -114,7 +123,14 @@ class SharedContextHFLM(HFLM):
             tokens[row, : len(ids)] = torch.tensor(ids)
             positions[row, : len(ids)] = torch.tensor(pos)
             segments[row, : len(ids)] = torch.tensor(seg)
-        with torch.no_grad():
+        with (
+            torch.no_grad(),
+            torch.autocast(  # as lm-eval's own model call
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
             logits = self.model(
                 input_ids=tokens.to(self.device),
                 attention_mask=attention_mask(segments).to(self.device),
