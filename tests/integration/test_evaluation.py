@@ -516,3 +516,28 @@ def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_
             len(tokenizer(f" {o}")["input_ids"]) > 1 for o in shared["doc"]["choices"]
         )
     assert multi_token > len(questions)  # most options are several tokens long
+
+
+def test_models_placed_by_their_mask_are_not_given_shared_contexts():
+    """ALiBi models (BLOOM) derive positions from the attention mask, which the shared-context
+    mask would scramble: they go to lm-eval's own code; RoPE and learned positions do not."""
+    from transformers import (
+        BloomConfig,
+        BloomForCausalLM,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    from cft.shared_context import takes_position_ids
+
+    small = {"vocab_size": 64}
+    llama_config = LlamaConfig(
+        num_hidden_layers=1, hidden_size=16, intermediate_size=32, num_attention_heads=2, **small
+    )
+    llama = LlamaForCausalLM(llama_config)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, **small))
+    bloom = BloomForCausalLM(BloomConfig(n_layer=1, hidden_size=16, n_head=2, **small))
+    assert takes_position_ids(llama) and takes_position_ids(gpt2)
+    assert not takes_position_ids(bloom)
