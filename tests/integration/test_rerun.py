@@ -74,7 +74,11 @@ def edited(config: dict, key: str, value) -> dict:
         ("training.learning_rate", 1.0e-4, {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
         ("training.epochs", 2, {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
         # the block length is both the packer's and the trainer's
-        ("training.max_seq_len", 128, {"tokenize": 10, "train": TRAINED, **DOWNSTREAM_OF_TRAIN}),
+        (
+            "training.max_seq_len",
+            128,
+            {"tokenize": TRAINED, "train": TRAINED, **DOWNSTREAM_OF_TRAIN},
+        ),
         ("evaluation.limit", 5, {"evaluate": EVALS, "paper_table": 2, "all": 1}),
         ("evaluation.confidence.bootstrap_iters", 500, {"paper_table": 2, "all": 1}),
         (

@@ -22,7 +22,7 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["base_model"] == 4
     assert counts["corpus"] == 2
     assert counts["autogen_prompts"] == 2  # one per domain
-    assert counts["tokenize"] == 2 * 2 * 5  # domains x grid models x methods
+    assert counts["tokenize"] == 2 * 2 * 4  # domains x grid models x trained methods
     assert counts["export_tuning_set"] == 2
     # domains x grid models x methods other than chat x the two training seeds
     assert counts["train"] == 2 * 2 * 4 * 2
@@ -78,7 +78,7 @@ def test_demo_plans_offline_jobs_only():
     counts = job_counts(result.stdout)
     assert counts["generate_demo_data"] == 2 and counts["corpus"] == 2
     assert counts["base_model"] == 1
-    assert counts["tokenize"] == 2 * 5 and counts["autogen_prompts"] == 2
+    assert counts["tokenize"] == 2 * 4 and counts["autogen_prompts"] == 2  # trained methods
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
     assert counts["evaluate"] == 5 * (1 + 2)  # biomed: 1 demo task, finance: 2
     assert counts["demo_finben"] == 1
