@@ -368,6 +368,18 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
     assert value == record["metrics"][metric] and outcomes.n == len(questions)
 
 
+def demo_cloze_task(tmp_path: Path, monkeypatch, n_entities: int) -> tuple[list, str]:
+    """The biomed demo's held-out questions of ``n_entities`` invented diseases, written where
+    the cloze task reads them (the working directory moves to ``tmp_path``); returns the
+    questions and the task's name."""
+    from cft.demo_data import generate, write_jsonl
+
+    _, questions = generate("biomed", n_entities, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    return questions, "demo_knowledge_biomed_cloze"
+
+
 def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_path,
                                                    monkeypatch):  # fmt: skip
     """bf16 weights, float32 log-probabilities: each option's log-likelihood is the float32
@@ -378,13 +390,9 @@ def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_
 
     from lm_eval.models.huggingface import HFLM
 
-    from cft.demo_data import generate, write_jsonl
     from cft.evaluation import load_model
 
-    _, questions = generate("biomed", 3, 2, seed=0)
-    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
-    monkeypatch.chdir(tmp_path)
-    task = "demo_knowledge_biomed_cloze"
+    _, task = demo_cloze_task(tmp_path, monkeypatch, 3)
     eval_config["evaluation"].update(dtype="bfloat16", batch_size=1)
     runs = {}
     for logprobs in ("float32", "model"):
@@ -490,12 +498,7 @@ def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_
     of every option token are exercised, in batches of unequal lengths."""
     from transformers import AutoTokenizer
 
-    from cft.demo_data import generate, write_jsonl
-
-    _, questions = generate("biomed", 4, 2, seed=0)
-    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
-    monkeypatch.chdir(tmp_path)
-    task = "demo_knowledge_biomed_cloze"
+    questions, task = demo_cloze_task(tmp_path, monkeypatch, 4)
     eval_config["evaluation"].update(dtype="float32", batch_size=8)
     runs = {}
     for share in (True, False):
