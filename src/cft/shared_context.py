@@ -2,13 +2,14 @@
 
 A multiple-choice task asks lm-eval for the log-likelihood of every option after the same
 context; the hf backend runs ``context + option`` once per option and shares work only when
-options are one token long (its own TODO asks for the rest). Here each context's options run in
-one sequence, ``context, option 1, option 2, ...``, under an attention mask that lets every
-option token see the context and the earlier tokens of its own option only, with the position
-ids each token has in its own ``context + option`` sequence. Every option's log-probabilities
-are therefore those of the plain backend up to float rounding (tests/integration/
-test_evaluation.py compares the two on every request of a task), at a fraction of the tokens: the
-demo's cloze questions (a 16-token context, four options of ~3 tokens) need 2.6x fewer.
+options are one token long (a comment in that method asks for the rest). Here each context's
+options run in one sequence, ``context, option 1, option 2, ...``, under an attention mask that
+lets every option token see the context and the earlier tokens of its own option only, with the
+position ids each token has in its own ``context + option`` sequence. Every option's
+log-probabilities are therefore those of the plain backend up to float rounding
+(tests/integration/test_evaluation.py compares the two on every request of a task), at a
+fraction of the tokens: the demo's cloze questions (a 16-token context, four options of ~3
+tokens) need 2.6x fewer.
 
 Requests longer than the model's window, which the hf backend truncates from the left,
 encoder-decoder models and models that take no position ids (ALiBi) go to the hf backend's own
