@@ -48,18 +48,14 @@ def blocks(tokenized: str, batch: int, steps: int) -> list[dict]:
 
 def matmul_peak(precision: str, size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls in ``precision`` on this process's
-    threads: what the same cores reach on the operation training is made of."""
+    threads: what the same cores reach on the operation training is made of (the timing that
+    ``precision: auto`` makes at a smaller size)."""
     import torch
 
+    from cft.devices import matmul_flops
+
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b  # warm-up: thread pool, kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return matmul_flops(dtype, size, repeats)
 
 
 def training_flops_per_token(model_dir: str, seq_len: int) -> float:

@@ -30,6 +30,20 @@ def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):
     assert set(data["test"].column_names) == {"id", "query", "answer", "text", "choices", "gold"}
 
 
+def test_bf16_is_chosen_only_where_its_matmuls_measure_faster():
+    from cft.devices import BF16_MIN_SPEEDUP, bf16_verdict
+
+    # the figures of two 2-core CPUs with AVX512-bf16 (docs/benchmarks.md): a Zen 4 EPYC, and
+    # a Xeon whose hypervisor hides AMX, where bf16 is slower than fp32
+    fast, why = bf16_verdict(["avx512_bf16"], 0.42e12, 0.19e12)
+    assert fast and "2.21x" in why and "avx512_bf16" in why
+    slow, why = bf16_verdict(["avx512_bf16"], 0.167e12, 0.308e12)
+    assert not slow and "0.54x" in why and "0.167 vs 0.308 TFLOP/s" in why
+    # a small gain is not worth a choice that could flip with the machine's noise
+    assert not bf16_verdict(["amx"], 0.9 * BF16_MIN_SPEEDUP, 1.0)[0]
+    assert bf16_verdict(["amx"], BF16_MIN_SPEEDUP, 1.0)[0]
+
+
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
     from cft.devices import native_bf16
     from cft.evaluation import model_arguments
