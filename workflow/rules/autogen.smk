@@ -13,6 +13,7 @@ rule autogen_prompts:
         "logs/prompts/{domain}_autogen.log",
     benchmark:
         "benchmarks/prompts/{domain}_autogen.tsv"
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         stage_env("autogen", "../../envs/prompts.yaml")
     threads: config["autogen"]["cpus_per_task"]

@@ -11,6 +11,7 @@ rule base_model:
         "logs/base_models/{model}.log",
     benchmark:
         "benchmarks/base_models/{model}.tsv"
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/base_model.yaml"
     threads: 2

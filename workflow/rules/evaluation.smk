@@ -19,6 +19,7 @@ rule evaluate:
         "logs/eval/{domain}/{model}/{run}/{task}.log",
     benchmark:
         "benchmarks/eval/{domain}/{model}/{run}/{task}.tsv"
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         stage_env("evaluation", "../../envs/eval.yaml")
     threads: config["evaluation"]["cpus_per_task"]

@@ -13,6 +13,7 @@ rule tokenize:
         "logs/tokenize/{domain}/{model}/{method}.log",
     benchmark:
         "benchmarks/tokenize/{domain}/{model}/{method}.tsv"
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/tokenize.yaml"
     threads: config["packing"]["cpus_per_task"]

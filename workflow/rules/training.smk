@@ -24,6 +24,7 @@ rule train:
         "benchmarks/train/{domain}/{model}/{method}/seed{seed}.tsv"
     wildcard_constraints:
         method="|".join(trained_methods()) or "^$",
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/train.yaml"
     threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
