@@ -18,8 +18,8 @@ import yaml
 from conftest import BIN, REPO, job_counts, snakemake
 
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
-EVALS_TRAINED = 4 * (1 + 2)  # biomed has 1 task, finance 2
-EVALS = EVALS_TRAINED + 3  # and the untrained chat rows
+EVALS_TRAINED = 4 * 2  # one task per domain
+EVALS = EVALS_TRAINED + 2  # and the untrained chat rows
 CLOSING = {"loss_figure": 2, "paper_table": 2, "all": 1}
 DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, **CLOSING}
 
@@ -88,7 +88,7 @@ def edited(config: dict, key: str, value) -> dict:
                 "autogen_prompts": 2,
                 "tokenize": 2,
                 "train": 2,
-                "evaluate": 3,
+                "evaluate": 2,
                 "loss_figure": 2,
                 "paper_table": 2,
                 "all": 1,
@@ -96,11 +96,11 @@ def edited(config: dict, key: str, value) -> dict:
         ),
         # prompt shaping: only the methods with prompts (cft, negcft, autocft; sampling: the
         # fixed prompts of cft and negcft), never the CPT chain
-        ("packing.prompt_separator", "\n", {"tokenize": 6, "train": 6, "evaluate": 9, **CLOSING}),
+        ("packing.prompt_separator", "\n", {"tokenize": 6, "train": 6, "evaluate": 6, **CLOSING}),
         (
             "packing.prompt_sampling",
             "per_document",
-            {"tokenize": 4, "train": 4, "evaluate": 6, **CLOSING},
+            {"tokenize": 4, "train": 4, "evaluate": 4, **CLOSING},
         ),
         # the demo sources are generated UTF-8: the setting cannot change them
         ("corpus.on_invalid_utf8", "skip", {}),

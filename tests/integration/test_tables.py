@@ -59,8 +59,7 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
                 "base_model": 1,
                 "tokenize": 1,
                 "train": 1,
-                "evaluate": 2,
-                "demo_finben": 1,
+                "evaluate": 1,
             },
         ),
         (

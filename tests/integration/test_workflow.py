@@ -80,8 +80,8 @@ def test_demo_plans_offline_jobs_only():
     assert counts["base_model"] == 1
     assert counts["tokenize"] == 2 * 4 and counts["autogen_prompts"] == 2  # trained methods
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
-    assert counts["evaluate"] == 5 * (1 + 2)  # biomed: 1 demo task, finance: 2
-    assert counts["demo_finben"] == 1
+    assert counts["evaluate"] == 5 * 2  # one demo task per domain
+    assert "demo_finben" not in counts  # the FinBen-format sets are not in the demo suites
     # synthetic experiment: a pretraining per seed, a fine-tuning per (condition, seed)
     assert counts["synthetic_pretrain"] == 3 and counts["synthetic_finetune"] == 3 * 3
     assert counts["synthetic_summary"] == 1

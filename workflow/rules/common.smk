@@ -69,9 +69,9 @@ ALL_MODELS = evaluated_models(config)
 
 
 SEEDS = training_seeds(config)
-# The model chain (base model, prompts, tokenization, training, evaluation) goes before the
-# synthetic experiment's independent one-core jobs, which then fill the cores the chain's
-# last jobs leave idle instead of running first and leaving its tail to one core.
+# The model chain (demo data, corpus, base model, prompts, tokenization, training, evaluation)
+# goes before the synthetic experiment's independent one-core jobs, which then fill the cores
+# the chain's last jobs leave idle instead of running first and leaving its tail to one core.
 MODEL_CHAIN_PRIORITY = 1
 
 

@@ -11,6 +11,7 @@ rule corpus:
         "logs/corpus/{domain}.log",
     benchmark:
         "benchmarks/corpus/{domain}.tsv"
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/data.yaml"
     resources:

@@ -9,6 +9,7 @@ rule generate_demo_data:
         manifest=paths.demo_file("{domain}", "manifest.json"),
     log:
         "logs/demo_data/{domain}.log",
+    priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/data.yaml"
     params:
