@@ -14,7 +14,8 @@ rule base_model:
     priority: MODEL_CHAIN_PRIORITY
     conda:
         "../../envs/base_model.yaml"
-    threads: 2
+    # one: a two-core job waits behind a stream of one-core jobs until both cores are free
+    threads: 1
     resources:
         mem_mb=base_model_mem_mb,
         runtime=60,
