@@ -70,9 +70,11 @@ ALL_MODELS = evaluated_models(config)
 
 SEEDS = training_seeds(config)
 # The model chain (demo data, corpus, base model, prompts, tokenization, training, evaluation)
-# goes before the synthetic experiment's independent one-core jobs, which then fill the cores
-# the chain's last jobs leave idle instead of running first and leaving its tail to one core.
-MODEL_CHAIN_PRIORITY = 1
+# goes before the synthetic experiment's independent one-core jobs, and each synthetic
+# pretraining before the fine-tunings: the short fine-tunings then fill the cores the chain's
+# last jobs leave idle, instead of the chain's tail or a late pretraining running on one core.
+MODEL_CHAIN_PRIORITY = 2
+SYNTHETIC_PRETRAIN_PRIORITY = 1
 
 
 wildcard_constraints:

@@ -14,6 +14,7 @@ rule synthetic_pretrain:
         "benchmarks/synthetic/{scale}/pretrain_seed{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
+    priority: SYNTHETIC_PRETRAIN_PRIORITY
     conda:
         "../../envs/synthetic.yaml"
     threads: 1
