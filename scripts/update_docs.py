@@ -149,10 +149,22 @@ def demo_findings(_: str) -> str:
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    """The CPU's name, its widest matmul instructions (what decides fp32 against bf16 and the
+    demo's numbers: docs/benchmarks.md) and its core count."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    name = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    flags = set(next((line for line in lines if line.startswith("flags")), "").split())
+    widest = next(
+        (label for flag, label in (("amx_tile", "AMX"), ("avx512_bf16", "AVX512-bf16, no AMX"),
+                                   ("avx512f", "AVX512, no bf16"), ("avx2", "AVX2 only"))
+         if flag in flags),
+        None,
+    )  # fmt: skip
+    return f"{name}{f' ({widest})' if widest else ''}, {os.cpu_count()} cores"
 
 
 CODE_PATHS = ["src", "workflow", "config", "Snakefile", "pyproject.toml", "requirements"]
