@@ -37,7 +37,7 @@ from cft.packer import stable_int
 from cft.parquet_files import PARQUET_CHECKSUMS, read_parquet
 from cft.provenance import config_hash
 from cft.settings import stage_provenance, stage_settings
-from cft.vllm_env import cpu_kv_cache_bytes
+from cft.vllm_env import cpu_kv_cache_bytes, shut_down
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,9 @@ class VllmGenerator:
         results = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
         return [r.outputs[0].text for r in results]
 
+    def close(self) -> None:
+        shut_down(self.llm)
+
 
 BACKENDS = {"transformers": TransformersGenerator, "vllm": VllmGenerator}
 
@@ -312,22 +315,26 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
 
     started = time.perf_counter()
     generator = None
-    for index in tqdm(todo, desc=f"autogen {domain}", unit="shard"):
-        if generator is None:  # a fully resumed run never loads the model
-            generator = BACKENDS[settings["backend"]](model_dir, settings)
-        part = docs.iloc[index * size : (index + 1) * size]
-        inputs = build_inputs(
-            generator.tokenizer,
-            list(part.text),
-            spec["meta_prompt"],
-            spec["document_template"],
-            settings["max_input_chars"],
-        )
-        seeds = [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id]
-        raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
-        rows = shard_rows(part, raw, inputs, settings, strategies, seed)
-        with atomic_path(shard_path(shards_dir, index)) as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False, **PARQUET_CHECKSUMS)
+    try:
+        for index in tqdm(todo, desc=f"autogen {domain}", unit="shard"):
+            if generator is None:  # a fully resumed run never loads the model
+                generator = BACKENDS[settings["backend"]](model_dir, settings)
+            part = docs.iloc[index * size : (index + 1) * size]
+            inputs = build_inputs(
+                generator.tokenizer,
+                list(part.text),
+                spec["meta_prompt"],
+                spec["document_template"],
+                settings["max_input_chars"],
+            )
+            seeds = [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id]
+            raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
+            rows = shard_rows(part, raw, inputs, settings, strategies, seed)
+            with atomic_path(shard_path(shards_dir, index)) as tmp:
+                pd.DataFrame(rows).to_parquet(tmp, index=False, **PARQUET_CHECKSUMS)
+    finally:
+        if isinstance(generator, VllmGenerator):  # its engine runs in processes of its own
+            generator.close()
     elapsed = time.perf_counter() - started
 
     table = pd.concat(

@@ -35,7 +35,7 @@ from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.task_folders import TASKS_DIR, protocol_task
-from cft.vllm_env import cpu_kv_cache_bytes
+from cft.vllm_env import cpu_kv_cache_bytes, shut_down
 
 log = logging.getLogger(__name__)
 
@@ -282,9 +282,17 @@ def evaluate(
         "limit": limit if limit is not None else evaluation["limit"],
         "seeds": SEEDS,
     }
+    lm = lm_eval_backend(backend, settings["share_context"])
+    if backend == "vllm":  # built here so that its engine is shut down before the stage returns
+        from lm_eval.api.registry import get_model
+
+        log.info("lm-eval's vllm backend, with arguments %s", model_args)
+        lm = get_model(lm).create_from_arg_obj(
+            model_args, {"batch_size": settings["batch_size"], "device": device}
+        )
     try:
         results = lm_eval.simple_evaluate(
-            model=lm_eval_backend(backend, settings["share_context"]),
+            model=lm,
             model_args=model_args,
             tasks=[task],
             task_manager=manager,
@@ -301,6 +309,9 @@ def evaluate(
         )
     except offline_data_errors() as err:
         raise _missing_data_error(task, err) from err
+    finally:
+        if backend == "vllm":
+            shut_down(lm.model)
     return results, settings
 
 

@@ -79,3 +79,29 @@ def run_stage(module: str, config: dict, args: list[str], log_file: str | Path) 
             f"{module} failed in the vLLM environment (exit {finished.returncode}); its output "
             f"is in {log_file}"
         )
+
+
+# How long to wait for the engine client's output thread once its sockets are closed; it
+# only has to free the last outputs it decoded.
+OUTPUT_THREAD_JOIN_SECONDS = 60.0
+
+
+def shut_down(llm) -> None:
+    """Stop a ``vllm.LLM``'s engine processes and wait for the thread that decoded their outputs.
+
+    vLLM 0.32's client shutdown signals that thread but does not join it. If the stage then
+    returns, the interpreter can finalize while the thread still frees the last outputs' tensors
+    (an evaluation's prompt log-probabilities); torch's deallocator then meets a dying GIL and the
+    process aborts ("terminate called without an active exception", exit -6) after its results
+    were written. Joining first makes the exit clean."""
+    client = llm.llm_engine.engine_core
+    client.shutdown()
+    thread = getattr(client, "output_queue_thread", None)  # the multiprocess client's
+    if thread is None:
+        return
+    thread.join(OUTPUT_THREAD_JOIN_SECONDS)
+    if thread.is_alive():
+        raise RuntimeError(
+            f"vLLM's {thread.name} did not stop within {OUTPUT_THREAD_JOIN_SECONDS:.0f} s of "
+            f"the engine's shutdown"
+        )

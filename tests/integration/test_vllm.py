@@ -144,7 +144,7 @@ def test_vllm_and_hf_backends_score_alike(
     for backend, python in (("hf", sys.executable), ("vllm", vllm_python)):
         demo_config["evaluation"]["backend"] = backend
         out = tmp_path / backend / f"{task}.json"
-        run_stage(
+        log = run_stage(
             python,
             "cft.evaluation",
             demo_config,
@@ -157,10 +157,17 @@ def test_vllm_and_hf_backends_score_alike(
                 *("--out", str(out)),
             ],
             tmp_path,
-            env={"HF_HOME": str(offline_hf_home), "HF_HUB_OFFLINE": "1"},
+            # vLLM's own log on the stage's stream, in order with it
+            env={
+                "HF_HOME": str(offline_hf_home),
+                "HF_HUB_OFFLINE": "1",
+                "VLLM_LOGGING_STREAM": "ext://sys.stderr",
+            },
         )
         record = json.loads(out.read_text())
         assert record["settings"]["backend"] == backend
+        if backend == "vllm":  # the engine stopped before the stage returned, not at exit
+            assert log.index("[shutdown] MPClient: complete") < log.index(f"chat {task}: {{")
         records[backend] = samples(out.with_name(f"{task}.samples.jsonl"))
     hf, vllm = records["hf"], records["vllm"]
     assert [s["doc_id"] for s in hf] == [s["doc_id"] for s in vllm] and len(hf) >= 6
