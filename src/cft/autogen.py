@@ -370,6 +370,9 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
     write_json(out.with_name("autogen_stats.json"), record)
     # the shards only serve a resumed run; the published table holds them all
     shutil.rmtree(shards_dir.parent, ignore_errors=True)
+    log.info(
+        "%s: %d prompts, %d fallbacks, %.0f s", out, len(table), record["fallback_total"], elapsed
+    )
     return record
 
 

@@ -101,8 +101,11 @@ def test_autogen_on_vllm_samples_each_document_from_its_own_seed(
                 *("--out", str(out)),
             ],
             tmp_path,
+            env={"VLLM_LOGGING_STREAM": "ext://sys.stderr"},  # in order with the stage's log
         )
         assert "vLLM CPU engine" in log
+        # the engine stopped before the stage returned, not at exit
+        assert log.index("[shutdown] MPClient: complete") < log.index(f"{out}: 4 prompts")
         tables[shard_size] = pd.read_parquet(out)
         stats = json.loads(out.with_name("autogen_stats.json").read_text())
         assert stats["backend"] == "vllm" and stats["documents"] == 4
