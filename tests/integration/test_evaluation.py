@@ -197,6 +197,78 @@ def test_finben_generative_protocol_end_to_end(eval_config, tiny_model, finben_c
         assert cell[metric]["low"] <= cell[metric]["value"] <= cell[metric]["high"]
 
 
+PREAMBLE_REPLY = "Let me think about it.\n\nThe sentiment is positive."
+
+
+def preamble_model(tiny_model, queries: list[str], folder: Path) -> Path:
+    """The tiny model trained until it answers every query as a chat model often does: a
+    preamble, a blank line, then the label (PREAMBLE_REPLY and its end of sequence)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cft.fingerprints import record_fingerprint
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    reply = tokenizer(PREAMBLE_REPLY, add_special_tokens=False).input_ids
+    reply += [tokenizer.eos_token_id]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    rows = [tokenizer(q, add_special_tokens=False).input_ids + reply for q in queries]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tokenizer.eos_token_id] * (width - len(r)) for r in rows])
+    # the loss on the reply only, and the vocabulary-wide logits computed there only
+    rows_at, positions = zip(
+        *[(i, p) for i, r in enumerate(rows) for p in range(len(r) - len(reply) - 1, len(r) - 1)],
+        strict=True,
+    )
+    targets = ids[rows_at, [p + 1 for p in positions]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        hidden = model.model(input_ids=ids).last_hidden_state[rows_at, positions]
+        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden), targets)
+        if loss.item() < 1e-3:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record_fingerprint(folder)
+    return folder
+
+
+def test_finben_generation_runs_past_a_blank_line_to_the_label(
+    eval_config, tiny_model, finben_copies, tmp_path
+):
+    """PIXIU generates to the end of sequence (``until: None``): a reply whose label follows a
+    preamble and a blank line is scored by its label. lm-eval 0.4's default stop, a blank line,
+    would cut the reply to its preamble and score every answer missing."""
+    import pandas as pd
+    from unit.test_finben import utils
+
+    from cft.paths import samples_path
+
+    task = "demo_finben_fiqasa_generative"
+    loaded = task_manager(task).load(task)["tasks"][task]
+    assert loaded.config.generation_kwargs["until"] == []  # only the EOS token stops it
+    test_split = next((tmp_path / "results/demo_data/finben/flare-fiqasa").rglob("test-*"))
+    docs = pd.read_parquet(test_split)
+    model_dir = preamble_model(tiny_model, list(docs["query"]), tmp_path / "preamble")
+
+    eval_config["evaluation"]["finben"]["protocol"] = "generative"
+    out = tmp_path / "record.json"
+    record = run(eval_config, "finance", "tiny", "chat", "demo_finben_fiqasa",
+                 model_dir=model_dir, out_json=out)  # fmt: skip
+    samples = [json.loads(line) for line in samples_path(out).read_text().splitlines()]
+    assert [s["filtered_resps"][0].strip() for s in samples] == [PREAMBLE_REPLY] * len(docs)
+    positive = [list(s["doc"]["choices"]).index("positive") for s in samples]
+    assert [utils.parse_choice(s["filtered_resps"][0], s["doc"]["choices"]) for s in samples] == (
+        positive
+    )
+    gold = np.array([s["doc"]["gold"] for s in samples])
+    assert record["metrics"]["missing"] == 0
+    assert record["metrics"]["acc"] == pytest.approx(np.mean(gold == np.array(positive)))
+
+
 def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp_path, monkeypatch):
     from cft.demo_data import generate, write_jsonl
 

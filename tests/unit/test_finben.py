@@ -95,3 +95,76 @@ def test_the_bootstrap_statistic_equals_the_aggregation_on_every_resample(metric
     ours = statistic(metric, values, weights)
     theirs = [sklearn_as_finben(metric, gold[i], pred[i]) for i in index]
     np.testing.assert_allclose(ours, theirs, atol=1e-12)
+
+
+# ---- PIXIU's own rule, beside the project's ---------------------------------------------------
+
+
+def pixiu_answer(output: str, choices: list[str]) -> str:
+    """PIXIU's ``Classification.process_results`` parse, restated from its behaviour
+    (The-FinAI/PIXIU src/tasks/flare.py): the stripped, lower-cased output; the first
+    lower-cased choice in list order that it contains; else the string "missing"."""
+    text = output.strip().lower()
+    return next((c.lower() for c in choices if c.lower() in text), "missing")
+
+
+def pixiu_metrics(answers: list[str], golds: list[str]) -> dict[str, float]:
+    """PIXIU's aggregations over (answer, gold) strings: F1 over the gold labels, MCC with
+    every answer that is no gold label mapped to one class, the missing rate."""
+    labels = list(set(golds))
+    index = {label: i for i, label in enumerate(labels)}
+    return {
+        "acc": float(np.mean([a == g for a, g in zip(answers, golds, strict=True)])),
+        "weighted_f1": f1_score(golds, answers, average="weighted", labels=labels),
+        "macro_f1": f1_score(golds, answers, average="macro", labels=labels),
+        "mcc": matthews_corrcoef([index[g] for g in golds], [index.get(a, -1) for a in answers]),
+        "missing": float(np.mean([a == "missing" for a in answers])),
+    }
+
+
+SETS = {
+    "fiqasa": ["negative", "positive", "neutral"],
+    "causal20": ["noise", "causal"],
+    "multifin": ["Finance", "Technology", "Tax & Accounting", "Business & Management",
+                 "Government & Controls", "Industry"],
+}  # fmt: skip
+
+
+def hard_outputs(choices: list[str], rng) -> list[str]:
+    """Outputs of every hard kind: case, a choice inside another word, two choices in either
+    order, none, empty, the prompt echoed back, a preamble before a blank line, padding."""
+    one, two = rng.choice(choices, 2, replace=False)
+    echoed = f"Classify the text as {', '.join(choices)}.\nText: ...\nAnswer:"
+    return [
+        one, one.upper(), f"  {one.title()}.\n", f"non{one}", f"{one}ish",
+        f"{one} or {two}", f"{two}, not {one}", "I cannot tell.", "", "   \n",
+        echoed, f"Let me think.\n\n{one}", f"{two}\n\nThis is not {one}.",
+        f"The answer: **{one.upper()}**", rng.choice(choices) + rng.choice(choices),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_the_parse_and_the_aggregations_agree_with_pixius_rule_on_hard_cases(name):
+    choices = SETS[name]
+    rng = np.random.default_rng(len(name))
+    outputs, golds = [], []
+    for _ in range(60):
+        for output in hard_outputs(choices, rng):
+            outputs.append(output)
+            # the last label is never gold: an answer naming it is pooled with "missing" (MCC)
+            golds.append(int(rng.integers(len(choices) - 1)))
+    pairs = []
+    for output, gold in zip(outputs, golds, strict=True):
+        ours = utils.process_generation({"choices": choices, "gold": gold}, [output])
+        pairs.append(ours["mcc"])
+        pred = ours["mcc"][1]
+        theirs = pixiu_answer(output, choices)
+        assert (choices[pred].lower() if pred != utils.MISSING else "missing") == theirs, output
+    answers = [pixiu_answer(o, choices) for o in outputs]
+    expected = pixiu_metrics(answers, [choices[g].lower() for g in golds])
+    ours = {metric: getattr(utils, metric)(pairs) for metric in ("weighted_f1", "macro_f1", "mcc")}
+    ours["acc"] = float(np.mean([g == p for g, p in pairs]))
+    ours["missing"] = float(np.mean([p == utils.MISSING for _, p in pairs]))
+    assert expected["missing"] > 0 and 0 < expected["acc"] < 1
+    for metric, value in expected.items():
+        assert ours[metric] == pytest.approx(value, abs=1e-12), metric

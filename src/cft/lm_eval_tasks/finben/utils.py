@@ -11,8 +11,10 @@
 
 Each question keeps its (gold, prediction) pair, prediction -1 for "missing", and the
 aggregations compute over all pairs of the task as PIXIU does: F1 with scikit-learn over the
-labels that occur as gold (weighted, macro, micro), Matthews' correlation with predictions of
-any other label (a label never gold, or "missing") counted as one class, and the missing rate.
+labels that occur as gold (weighted, macro), Matthews' correlation with predictions of any
+other label (a label never gold, or "missing") counted as one class, and the missing rate.
+Micro F1 (same labels) is the project's extension: PIXIU computes none, the FinBen leaderboard
+reports it for MultiFin.
 """
 
 from __future__ import annotations
