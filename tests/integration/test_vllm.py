@@ -72,48 +72,69 @@ def write_corpus(path: Path, n: int) -> Path:
     return path
 
 
-def test_autogen_on_vllm_samples_each_document_from_its_own_seed(
-    tmp_path, demo_config, converted_smollm2, vllm_python
+def autogen_on_vllm(python, config, corpus: Path, model: Path, out: Path, tmp: Path, **settings):
+    """The autogen stage on vLLM's CPU engine; its table, after checking that the engine
+    stopped before the stage returned (not at exit)."""
+    config["autogen"] = {**config["autogen"], "backend": "vllm", "gpus": 0, **settings}
+    log = run_stage(
+        python,
+        "cft.autogen",
+        config,
+        [
+            *("--domain", "finance"),
+            *("--corpus", str(corpus)),
+            *("--model-dir", str(model)),
+            *("--out", str(out)),
+        ],
+        tmp,
+        env={"VLLM_LOGGING_STREAM": "ext://sys.stderr"},  # in order with the stage's log
+    )
+    assert "vLLM CPU engine" in log and f"{settings['dtype']} weights" in log
+    assert log.index("[shutdown] MPClient: complete") < log.index(f"{out}: 4 prompts")
+    stats = json.loads(out.with_name("autogen_stats.json").read_text())
+    assert stats["backend"] == "vllm" and stats["documents"] == 4
+    table = pd.read_parquet(out)
+    assert table.raw.nunique() == 4 and (table.raw.str.len() > 0).all()  # no shared noise
+    assert (table.prompt.str.len() > 0).all()
+    return table
+
+
+@pytest.mark.parametrize(
+    ("dtype", "layouts"),
+    [
+        # float32: the logits are the same whichever documents share the batch
+        ("float32", (4, 1)),
+        # bfloat16 (native on AMX and many AVX512-bf16 CPUs): they round with the batch's
+        # shape, so only a rerun of the same shards is promised to give the same replies
+        ("bfloat16", (2, 2)),
+    ],
+)
+def test_autogen_on_vllm_reproduces_each_documents_reply(
+    dtype, layouts, tmp_path, demo_config, converted_smollm2, vllm_python
 ):
     """The packaged model writes prompts through vLLM's CPU engine, the stage's code path of
-    config/paper.yaml. Each document samples from a seed of its own: generated in one shard of
-    four or in four shards of one, every document gets the same reply, and the four replies
-    differ (no shared noise)."""
+    config/paper.yaml, with each document sampling from a seed of its own. What a rerun
+    reproduces (docs/guarantees.md), under each dtype forced whatever the CPU's native one:
+    in float32 every reply is the same in one shard of four and in four shards of one; in
+    bfloat16, a second run of the same two shards gives the same replies."""
     corpus = write_corpus(tmp_path / "documents.parquet", 4)
-    tables = {}
-    for shard_size in (4, 1):
-        demo_config["autogen"] = {
-            **demo_config["autogen"],
-            "backend": "vllm",
-            "gpus": 0,
-            "shard_size": shard_size,
-            "max_new_tokens": 24,
-        }
-        out = tmp_path / f"shards_of_{shard_size}" / "autogen.parquet"
-        log = run_stage(
+    tables = [
+        autogen_on_vllm(
             vllm_python,
-            "cft.autogen",
             demo_config,
-            [
-                *("--domain", "finance"),
-                *("--corpus", str(corpus)),
-                *("--model-dir", str(converted_smollm2)),
-                *("--out", str(out)),
-            ],
+            corpus,
+            converted_smollm2,
+            tmp_path / f"run{i}_shards_of_{size}" / "autogen.parquet",
             tmp_path,
-            env={"VLLM_LOGGING_STREAM": "ext://sys.stderr"},  # in order with the stage's log
+            dtype=dtype,
+            shard_size=size,
+            max_new_tokens=24,
         )
-        assert "vLLM CPU engine" in log
-        # the engine stopped before the stage returned, not at exit
-        assert log.index("[shutdown] MPClient: complete") < log.index(f"{out}: 4 prompts")
-        tables[shard_size] = pd.read_parquet(out)
-        stats = json.loads(out.with_name("autogen_stats.json").read_text())
-        assert stats["backend"] == "vllm" and stats["documents"] == 4
-    one, four = tables[4], tables[1]
-    assert list(one.doc_id) == list(four.doc_id)
-    assert list(one.raw) == list(four.raw)
-    assert one.raw.nunique() == 4 and (one.raw.str.len() > 0).all()
-    assert (one.prompt.str.len() > 0).all()
+        for i, size in enumerate(layouts)
+    ]
+    first, second = tables
+    assert list(first.doc_id) == list(second.doc_id)
+    assert list(first.raw) == list(second.raw)
 
 
 def samples(path: Path) -> list[dict]:
