@@ -210,7 +210,9 @@ def tiny_model(folder: Path) -> None:
 
 
 def rehearsal_config(root: Path, *, mode: str, processes: int, max_steps: int) -> dict:
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from cft.config import read_config_file
+
+    paper = read_config_file(REPO / "config" / "paper.yaml")
     config = copy.deepcopy(paper)
     config["grid"] = {**paper["grid"], "models": [MODEL]}
     config["models"] = {MODEL: {"source": "local", "path": str(root / MODEL), "dtype": "bfloat16"}}

@@ -21,9 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from cft.config import schema_node
+from cft.yaml_files import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # A generated block: <!-- generated: KIND ARG --> ... <!-- end generated -->
@@ -81,7 +80,7 @@ def _rows(prefix: str, node: dict, schema: dict, rows: list[str]) -> None:
 
 
 def config_reference(_: str) -> str:
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = load_yaml((REPO / "config" / "schema.yaml").read_text())
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for name, node in schema["properties"].items():
         _rows(name, node, schema, rows)

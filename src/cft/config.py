@@ -14,8 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from cft.io import non_regular_kind
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS
 from cft.synthetic import TASKS as SYNTHETIC_TASKS
+from cft.yaml_files import load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
@@ -26,37 +28,14 @@ class ConfigError(ValueError):
     """The config is invalid; the message says where and how to fix it."""
 
 
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
-class StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML would keep the
-    last value without a word)."""
-
-    def construct_mapping(self, node, deep=False):
-        first: dict = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor` merges keys that the mapping's own may override
-            key = self.construct_object(key_node, deep=deep)
-            if key in first:
-                raise _DuplicateKey(
-                    problem=f"key {key!r} is written twice in one mapping (first on line "
-                    f"{first[key]}); YAML would keep only the last value",
-                    problem_mark=key_node.start_mark,
-                )
-            first[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_config_file(path: str | os.PathLike):
     """A config file's YAML (a key written twice is an error naming its lines)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise ConfigError(f"config file {path}: {kind}, not a readable file")
     try:
-        return yaml.load(path.read_text(), Loader=StrictLoader)  # a SafeLoader subclass
+        return load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
 
@@ -75,7 +54,7 @@ def typed_overrides(overrides) -> dict:
             return [typed(item, True) for item in value]
         if nested and isinstance(value, str):
             try:
-                return yaml.load(value, Loader=StrictLoader)
+                return load_yaml(value)
             except yaml.YAMLError:
                 return value
         return value
@@ -113,7 +92,7 @@ def schema_node(node: dict, schema: dict) -> dict:
 def _check_numbers(config: dict, source: str) -> None:
     """What JSON Schema lets through: NaN and infinities pass every bound (each comparison is
     false), and 4.0 passes as an integer (to fail later, e.g. in a path ``seed4.0``)."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = load_yaml(SCHEMA_PATH.read_text())
 
     def walk(value, node: dict, path: tuple) -> None:
         node = schema_node(node, schema)
@@ -274,10 +253,13 @@ def resolve_path(value: str | os.PathLike, base_dir: Path = REPO_ROOT) -> Path:
 
 def load_prompt_file(path: Path, expected_kind: str | None = None) -> dict:
     """Read and check a prompt file (config/prompts/*.yaml) against its schema."""
+    kind = non_regular_kind(Path(path))
+    if kind is not None:
+        raise ConfigError(f"prompt file {path}: {kind}, not a readable file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_yaml(Path(path).read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'kind' and 'prompts'")
     _check_schema(data, str(path), PROMPT_SCHEMA_PATH)

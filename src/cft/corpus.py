@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from cft.cli import stage_config, stage_parser
 from cft.config import domain_source
-from cft.io import atomic_path, check_output, write_json
+from cft.io import atomic_path, check_output, non_regular_kind, write_json
 from cft.logging_utils import setup_logging
 from cft.parquet_files import PARQUET_CHECKSUMS, parquet_error
 from cft.settings import stage_provenance, stage_settings
@@ -112,8 +112,9 @@ def _data_files(root: Path, suffix: str) -> list[Path]:
 
     Symlinked folders are followed (once each: a link back up is not a loop); hidden folders
     (.cache, .git) are skipped. A dangling link (a blob missing from a hub snapshot) is an
-    error naming it, and the files of other kinds are counted in the log, so nothing under
-    root is left out unseen."""
+    error naming it, and so is a data file that is not a regular file (a FIFO would block the
+    reader); the files of other kinds are counted in the log, so nothing under root is left
+    out unseen."""
     files, others, seen = [], [], set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -131,7 +132,16 @@ def _data_files(root: Path, suffix: str) -> list[Path]:
                     f"{path}: a link to a missing file (a blob missing from the hub snapshot?); "
                     "download the corpus again or remove the link"
                 )
-            (files if path.suffix.lower() == suffix else others).append(path)
+            if path.suffix.lower() != suffix:
+                others.append(path)  # never opened
+                continue
+            kind = non_regular_kind(path)
+            if kind is not None:  # opening a FIFO would block the stage for ever
+                raise CorpusError(
+                    f"{path}: {kind}, not a regular {suffix} file; remove it from {root} or "
+                    "replace it with the file itself"
+                )
+            files.append(path)
     if others:
         shown = ", ".join(sorted(p.relative_to(root).as_posix() for p in others)[:5])
         log.info("%s: %d file(s) that are not %s left out: %s", root, len(others), suffix, shown)
@@ -219,8 +229,11 @@ def read_financial_news(root: Path) -> Iterator[RawDocument]:
 
 def read_demo(root: Path) -> Iterator[RawDocument]:
     path = root / "documents.jsonl"
-    if not path.is_file():
+    kind = non_regular_kind(path)
+    if kind == "not found":
         raise CorpusError(f"{path}: demo documents not found (run the generate_demo_data rule)")
+    if kind is not None:
+        raise CorpusError(f"{path}: {kind}, not the demo's documents file")
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:

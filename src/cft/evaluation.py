@@ -331,6 +331,8 @@ def run(
     ``samples_jsonl`` (default: beside it, ``{task}.samples.jsonl``)."""
     samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
     check_output(out_json)  # before the work, not after
+    lm_task = protocol_task(config, task)
+    check_task(lm_task, task_manager(lm_task))  # a typo is named before the weights load
     # The weights are read once: hashed against the recorded fingerprint and checked for NaN
     # (a NaN model would score as if it knew nothing) as they are loaded; vLLM reads the files
     # itself, so there they are checked in a pass of their own.
@@ -346,7 +348,6 @@ def run(
     else:
         fingerprint = check_weights(Path(model_dir))
     results, settings = evaluate(config, task, Path(model_dir), model=loaded)
-    lm_task = protocol_task(config, task)
     if lm_task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {lm_task!r}")
     record = {

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,14 @@ def check_output(path: str | os.PathLike, *, directory: bool = False) -> Path:
     for parent in target.parents:
         if parent.exists() and not parent.is_dir():
             raise OutputError(f"{target}: cannot write there, {parent} is a file, not a folder")
+    if target.is_symlink():
+        # publishing renames the result onto the path: it would replace the link (or, for a
+        # folder, fail after the work), never write where the link points
+        raise OutputError(
+            f"{target}: is a symbolic link (to {os.readlink(target)}); results are published "
+            f"by renaming onto their path, which would replace the link. Give the path it "
+            f"points to ({target.resolve()}) or remove the link"
+        )
     if directory and target.exists() and not target.is_dir():
         raise OutputError(f"{target}: expected an output folder, but it is a file")
     if not directory and target.is_dir():
@@ -95,19 +104,35 @@ def clean_stale_scratch(parent: Path, label: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def scratch_dir(parent: str | os.PathLike, label: str) -> Iterator[Path]:
+def scratch_dir(
+    parent: str | os.PathLike, label: str, *, target: str | os.PathLike | None = None
+) -> Iterator[Path]:
     """A scratch folder in ``parent`` (same file system as the result), removed on exit; those
-    of earlier killed runs with the same label are removed first."""
+    of earlier killed runs with the same label are removed first. A full or read-only file
+    system met inside the block, however deep in a library's exceptions (datasets wraps
+    them in its own), becomes an :class:`OutputError` naming ``target`` (default: the
+    ``label`` in ``parent``), the result the work was for."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_scratch(parent, label)
-    path = Path(
-        tempfile.mkdtemp(
-            prefix=f"{_scratch_prefix(label)}{os.getpid()}.", suffix=SCRATCH_SUFFIX, dir=parent
+    target = Path(target) if target is not None else parent / label
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_scratch(parent, label)
+        path = Path(
+            tempfile.mkdtemp(
+                prefix=f"{_scratch_prefix(label)}{os.getpid()}.", suffix=SCRATCH_SUFFIX, dir=parent
+            )
         )
-    )
+    except OSError as error:
+        if _writing_failed(error, target):
+            raise _unwritable(target, error) from None
+        raise
     try:
         yield path
+    except Exception as error:
+        cause = write_failure(error, target)
+        if cause is not None:
+            raise _unwritable(target, cause) from None
+        raise
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -120,7 +145,7 @@ def publish(staged: Path, target: Path) -> None:
         check_output(target, directory=True)
     else:
         check_output(target)
-    if target.is_dir() and not target.is_symlink():
+    if target.is_dir():
         # rename the old folder out of the way first: the target is never missing for long
         # and never half-deleted
         trash = target.with_name(f".{target.name}.{os.getpid()}.old{SCRATCH_SUFFIX}")
@@ -140,17 +165,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     # before any work: a parent that is a file, a folder of other data at the target
     check_output(target, directory=target.is_dir())
-    try:
-        with scratch_dir(target.parent, target.name) as tmp:
-            staged = tmp / target.name
-            yield staged
-            if not staged.exists():
-                raise FileNotFoundError(f"nothing was written to {staged} for {target}")
-            publish(staged, target)
-    except OSError as error:
-        if _writing_failed(error, target):
-            raise _unwritable(target, error) from None
-        raise
+    with scratch_dir(target.parent, target.name, target=target) as tmp:
+        staged = tmp / target.name
+        yield staged
+        if not staged.exists():
+            raise FileNotFoundError(f"nothing was written to {staged} for {target}")
+        publish(staged, target)
 
 
 def _writing_failed(error: OSError, target: Path) -> bool:
@@ -162,12 +182,46 @@ def _writing_failed(error: OSError, target: Path) -> bool:
     return error.errno == errno.EACCES and beside
 
 
+def write_failure(error: BaseException, target: Path) -> OSError | None:
+    """The OSError of a failed write toward ``target`` in ``error`` or the exceptions it was
+    raised from or during (libraries wrap them: datasets' "An error occurred while generating
+    the dataset"), or None if the error is not one."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and _writing_failed(error, target):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _unwritable(target: Path, error: OSError) -> OutputError:
     reason = os.strerror(error.errno) if error.errno else str(error)
     return OutputError(
         f"{target}: cannot be written ({reason}, in {target.parent}); nothing was published. "
         "Free space, or give an output path on a writable file system"
     )
+
+
+def non_regular_kind(path: str | os.PathLike) -> str | None:
+    """None if ``path`` is a regular file (or a link to one); else what it is, for a message.
+    Every reader of a user's files asks first: opening a FIFO blocks until something writes
+    to it, so a stage would hang on one instead of reading a file."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a link to a missing file" if path.is_symlink() else "not found"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -250,7 +250,7 @@ def run(
         "tokenizer": str(tokenizer_dir),
     }
     split_stats = {}
-    with scratch_dir(Path(out_dir).parent, f"{Path(out_dir).name}.pack") as scratch:
+    with scratch_dir(Path(out_dir).parent, f"{Path(out_dir).name}.pack", target=out_dir) as scratch:
         tokenized = tokenize_documents(corpus_table, tokenizer, num_proc, Path(scratch))
         splits = {}
         present = set(tokenized.unique("split"))

@@ -8,7 +8,8 @@ fail to decompress). Every reader here verifies them and names the file it canno
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from cft.io import non_regular_kind
 
 # Options of every parquet writer of the stages.
 PARQUET_CHECKSUMS = {"write_page_checksum": True}
@@ -25,14 +26,21 @@ def parquet_error(path: str | os.PathLike, error: Exception) -> DataFileError:
     )
 
 
+def _require_file(path: str | os.PathLike) -> None:
+    kind = non_regular_kind(path)
+    if kind == "not found":
+        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
+    if kind is not None:
+        raise DataFileError(f"{path}: {kind}, not a parquet file")
+
+
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None):
     """A parquet file as a DataFrame, its page checksums verified; a damaged or non-parquet
     file raises :class:`DataFileError` naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not Path(path).is_file():
-        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
+    _require_file(path)
     try:
         table = pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as error:
@@ -47,8 +55,7 @@ def verify_parquet(path: str | os.PathLike) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not Path(path).is_file():
-        raise DataFileError(f"{path}: no such file; run the stage that writes it first")
+    _require_file(path)
     try:
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
         for group in range(parquet.num_row_groups):

@@ -18,20 +18,14 @@ from pathlib import Path
 import yaml
 
 from cft.paths import RESULTS
+from cft.yaml_files import TaskLoader, load_yaml
 
 TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 
 
-class _TaskLoader(yaml.SafeLoader):
-    """Reads lm-eval task YAMLs without running their ``!function`` hooks."""
-
-
-_TaskLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
 def _read(path: Path) -> dict:
     try:
-        spec = yaml.load(path.read_text(), Loader=_TaskLoader)  # a SafeLoader subclass
+        spec = load_yaml(path.read_text(), TaskLoader)
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not a readable lm-eval task YAML ({err})") from None
     return spec if isinstance(spec, dict) else {}

@@ -106,3 +106,37 @@ def test_base_model_refuses_a_foreign_folder_before_converting(tmp_path):
     assert f"{target}: refusing to replace a folder that holds files" in result.stderr
     assert "converting packaged GGUF" not in result.stderr  # refused before the conversion
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
+def test_errors_defined_by_the_stage_run_as_main_are_a_message_not_a_traceback(tmp_path):
+    """Under ``python -m cft.<stage>`` the stage's own error classes live in ``__main__``: they
+    are still the pipeline's errors, logged as ``cft.<stage> failed: <message>`` alone."""
+    from cft.paths import eval_json
+
+    record = tmp_path / eval_json("biomed", "smollm2-135m-instruct", "chat", None,
+                                  "demo_knowledge_biomed_cloze", "evals")  # fmt: skip
+    record.parent.mkdir(parents=True)
+    record.write_text("[1, 2]")
+    record.with_suffix(".samples.jsonl").write_text("")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # never loaded: the task is checked first
+    runs = {
+        "cft.corpus": ("--domain", "biomed", "--raw", str(tmp_path), "--out-dir",
+                       str(tmp_path / "corpus")),
+        "cft.tables": ("--domain", "biomed", "--model", "smollm2-135m-instruct", "--eval-root",
+                       str(tmp_path / "evals"), "--out-root", str(tmp_path / "tables")),
+        "cft.evaluation": ("--domain", "biomed", "--model", "smollm2-135m-instruct", "--method",
+                           "chat", "--task", "demo_knowledge_biomed_clze", "--model-dir",
+                           str(model), "--out", str(tmp_path / "e.json")),
+    }  # fmt: skip
+    expected = {
+        "cft.corpus": "documents.jsonl: demo documents not found",
+        "cft.tables": f"{record}: not an eval record (a JSON list",
+        "cft.evaluation": "unknown lm-eval task 'demo_knowledge_biomed_clze'",
+    }
+    for stage, args in runs.items():
+        result = cli(stage, *args)
+        assert result.returncode == 1, result.stderr
+        assert f"{stage} failed: " in result.stderr and expected[stage] in result.stderr
+        assert "Traceback" not in result.stderr, result.stderr

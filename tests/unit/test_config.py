@@ -168,6 +168,36 @@ def test_a_key_written_twice_is_refused_with_its_lines(tmp_path):
     assert read_config_file(merged)["b"] == {"x": 3, "y": 2}
 
 
+def test_a_key_written_twice_in_a_prompt_file_is_refused_with_its_lines(tmp_path):
+    """Prompt files go through the same strict reader as config files (before, the last value
+    silently won)."""
+    from cft.config import load_prompt_file
+
+    path = tmp_path / "cft.yaml"
+    path.write_text(
+        "kind: cft\nprompts:\n  - name: a\n    text: First text of the prompt.\n"
+        "    text: Second text of the prompt.\n"
+    )
+    with pytest.raises(ConfigError, match=rf"{path}: .*key 'text' is written twice .*line 4"):
+        load_prompt_file(path, "cft")
+
+
+def test_every_yaml_reader_of_the_package_is_the_strict_one():
+    """One YAML policy: no module of the package reads YAML but through cft.yaml_files."""
+    import re
+
+    from cft.settings import PACKAGE_DIR
+
+    readers = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load)\(")
+    found = [
+        f"{path.relative_to(PACKAGE_DIR)}:{n}"
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if readers.search(line) and path.name != "yaml_files.py"
+    ]
+    assert found == []
+
+
 def test_nested_command_line_values_are_typed_as_in_a_config_file():
     from cft.config import typed_overrides
 

@@ -132,6 +132,34 @@ def test_every_file_of_a_snapshot_is_read_or_named(omt_config, openmedtext_dir, 
         build(omt_config, "biomed", tmp_path / "again")
 
 
+def test_a_data_file_that_is_not_a_regular_file_is_refused_by_name(
+    omt_config, openmedtext_dir, tmp_path
+):
+    """Opening a FIFO blocks until something writes to it: a named pipe called ``*.txt`` is
+    refused by name (with an alarm as the test's guard against the hang); one with another
+    suffix is never opened, and a folder called ``x.txt`` is walked as a folder."""
+    import os
+    import signal
+
+    (openmedtext_dir / "mdpi" / "notes.txt").mkdir()  # a folder: walked, not read
+    os.mkfifo(openmedtext_dir / "mdpi" / "pipe.log")  # another suffix: counted, never opened
+    assert build(omt_config, "biomed", tmp_path / "ok")["documents_in"] == 8
+    os.mkfifo(openmedtext_dir / "mdpi" / "medicine" / "stream.txt")
+
+    def hung(*_):
+        raise TimeoutError("the corpus stage blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with pytest.raises(CorpusError, match=r"stream\.txt: a named pipe \(FIFO\), not a regular"):
+            build(omt_config, "biomed", tmp_path / "out")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not (tmp_path / "out").exists()
+
+
 def test_max_chars_drops_too_long(omt_config, tmp_path):
     omt_config["corpus"]["max_chars"] = 100_000
     stats = build(omt_config, "biomed", tmp_path / "out")

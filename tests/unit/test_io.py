@@ -153,3 +153,47 @@ def test_a_full_or_read_only_file_system_is_named_and_nothing_is_published(
     # permission denied on an input the block reads is not blamed on the output
     with pytest.raises(PermissionError), atomic_path(target):
         raise PermissionError(errno.EACCES, "Permission denied", "/etc/shadow-input")
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_an_output_path_that_is_a_symlink_is_refused_before_any_work(demo_config, tmp_path, kind):
+    """Publishing renames onto the path: a link there would be replaced (a file) or fail the
+    rename after all the work (a folder). It is refused first, naming where the link points."""
+    real = tmp_path / "real"
+    if kind == "folder":
+        real.mkdir()
+        link = tmp_path / "corpus"
+        link.symlink_to(real)
+        with pytest.raises(OutputError, match=rf"{link}: is a symbolic link \(to {real}\)"):
+            corpus.run(demo_config, "biomed", raw_dir=tmp_path / "no-raw", out_dir=link)
+        assert list(real.iterdir()) == []
+    else:
+        real.write_text("keep")
+        link = tmp_path / "stats.json"
+        link.symlink_to(real)
+        refused = pytest.raises(OutputError, match=rf"{real}\) or remove the link")
+        with refused, atomic_path(link) as tmp:
+            tmp.write_text("new")
+        assert real.read_text() == "keep"
+    assert link.is_symlink()
+
+
+def test_a_full_disk_inside_a_library_error_is_named_by_its_target(tmp_path):
+    """datasets wraps a full disk in its own DatasetGenerationError; the chain is searched, and
+    the result the work was for is named, not the library's message."""
+
+    class LibraryError(Exception):
+        pass
+
+    target = tmp_path / "tokenized"
+    refused = pytest.raises(OutputError, match=rf"{target}: cannot be written \(No space left")
+    with refused, scratch_dir(tmp_path, "tokenized.pack", target=target) as scratch:
+        (scratch / "part.arrow").write_bytes(b"x" * 10)
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(scratch / "x"))
+        except OSError as err:
+            raise LibraryError("An error occurred while generating the dataset") from err
+    assert list(tmp_path.iterdir()) == []  # the scratch is gone
+    # an error that is not a failed write keeps its own type
+    with pytest.raises(LibraryError), scratch_dir(tmp_path, "x", target=target):
+        raise LibraryError("a bug")
