@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, snakemake
 from unit.test_io import other_data
 
@@ -52,3 +53,50 @@ def test_snakemake_keeps_a_foreign_folder_at_a_directory_output(tmp_path):
     again = snakemake(*args, "--forcerun", "demo_finben")
     assert again.returncode == 0, again.stderr
     assert (published / OUTPUT_MARKER).stat().st_mtime_ns != first
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 256 KiB tmpfs (mounting needs root: CI runs as root and sets CFT_REQUIRE_MOUNT)."""
+    import os
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if made.returncode != 0:
+        if os.environ.get("CFT_REQUIRE_MOUNT"):
+            pytest.fail(f"cannot mount a tmpfs: {made.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_during_packing_names_the_stage_and_its_output(
+    tmp_path, packaged_tokenizer, small_filesystem
+):
+    """datasets writes the tokenized cache and fails with its own "An error occurred while
+    generating the dataset" over the ENOSPC: the stage still says which output could not be
+    written and why, as a message, and leaves nothing on the full file system."""
+    import pandas as pd
+
+    words = ["enzyme", "clearance", "hepatic", "dose", "plasma", "receptor", "binding", "kinetics"]
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(400)) for i in range(300)]
+    corpus = tmp_path / "documents.parquet"
+    pd.DataFrame({"doc_id": [f"d{i}" for i in range(300)], "split": "train", "text": texts}
+                 ).to_parquet(corpus)  # fmt: skip
+    out = small_filesystem / "tokenized"
+    result = subprocess.run(
+        [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
+         "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(out),
+         "--tokenizer", str(packaged_tokenizer), "--corpus", str(corpus), "--threads", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"cft.packing failed: {out}: cannot be written (No space left on device" in (
+        result.stderr
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert list(small_filesystem.iterdir()) == []
