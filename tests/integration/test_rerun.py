@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 import yaml
@@ -165,3 +167,30 @@ def test_a_fresh_checkout_in_front_of_finished_results_reruns_nothing(finished_d
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_results_copied_with_new_file_times_are_restored_by_their_recorded_times(
+    finished_demo, demo_config, tmp_path
+):
+    """A copy that renews file times (cp -r, an object store) can give inputs newer times
+    than their outputs: Snakemake's mtime trigger then replans the trainings and all after.
+    `python -m cft.restore` sets each output back to the time Snakemake recorded for it."""
+    copy = tmp_path / "restored"
+    shutil.copytree(finished_demo, copy, copy_function=shutil.copyfile, symlinks=True)
+    files = sorted((p for p in copy.rglob("*") if ".snakemake" not in p.parts),
+                   key=lambda p: (finished_demo / p.relative_to(copy)).stat().st_mtime)  # fmt: skip
+    now = time.time()
+    for age, path in enumerate(files):  # the worst order: every output older than its inputs
+        os.utime(path, (now - age, now - age))
+    assert planned(copy, demo_config, "copied")["train"] == TRAINED
+
+    restore = subprocess.run(
+        [sys.executable, "-m", "cft.restore", "--workdir", str(copy)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert restore.returncode == 0, restore.stderr
+    assert re.search(r"restored \d+ output\(s\) to their recorded times; 0 already", restore.stderr)
+    assert planned(copy, demo_config, "restored") == {}
+    # a config change still reruns its chain on the restored copy
+    changed = planned(copy, edited(demo_config, "training.epochs", 2), "epochs")
+    assert changed == {"train": TRAINED, **DOWNSTREAM_OF_TRAIN}
