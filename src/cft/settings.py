@@ -12,6 +12,7 @@ keys), so writing the same config in another key order changes nothing.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 from collections.abc import Callable
@@ -143,67 +144,120 @@ def _synthetic(config: dict, *, scale: str, task: str | None = None, **_) -> dic
 
 @dataclass(frozen=True)
 class Stage:
-    """What a stage's result depends on: its code (modules or folders of the package) and the
-    slice of the config, given the job's keys (domain, model, method, task, scale)."""
+    """What a stage's result depends on: its code and the slice of the config, given the job's
+    keys (domain, model, method, task, scale).
+
+    ``code``: the modules (or whole packages) its jobs run; the digest covers them and every
+    module of this package they import, found from their import statements
+    (:func:`code_files`), so no helper is left out by hand. ``data``: folders of the package
+    read as data (lm-eval task YAMLs and their hooks), every file counted."""
 
     code: tuple[str, ...]
     settings: Callable[..., dict]
+    data: tuple[str, ...] = ()
 
+
+TASK_FILES = "lm_eval_tasks"
 
 STAGES = {
-    "download_corpus": Stage(("download.py",), lambda c, *, domain, **_: domain_source(c, domain)),
-    "download_model": Stage(("download.py",), lambda c, *, model, **_: c["models"][model]),
-    "demo_data": Stage(
-        ("demo_data.py", "demo_vocabulary.py"), lambda c, *, domain, **_: domain_source(c, domain)
-    ),
-    "finben_demo": Stage(("finben_demo.py",), lambda c, **_: {"seed": c["seed"]}),
-    "base_model": Stage(("base_model.py",), lambda c, *, model, **_: c["models"][model]),
-    "corpus": Stage(("corpus.py",), _corpus),
-    "autogen": Stage(("autogen.py",), _autogen),
-    "tokenize": Stage(("packing.py", "packer.py"), _tokenize),
+    "download_corpus": Stage(("cft.download",), lambda c, *, domain, **_: domain_source(c, domain)),
+    "download_model": Stage(("cft.download",), lambda c, *, model, **_: c["models"][model]),
+    "demo_data": Stage(("cft.demo_data",), lambda c, *, domain, **_: domain_source(c, domain)),
+    "finben_demo": Stage(("cft.finben_demo",), lambda c, **_: {"seed": c["seed"]}),
+    "base_model": Stage(("cft.base_model",), lambda c, *, model, **_: c["models"][model]),
+    "corpus": Stage(("cft.corpus",), _corpus),
+    "autogen": Stage(("cft.autogen", "cft.vllm_env"), _autogen),
+    "tokenize": Stage(("cft.packing",), _tokenize),
     "export": Stage(
-        ("export.py",),
+        ("cft.export",),
         lambda c, **_: {
             "export": c["export"],
             "prompts": _prompt_files(c, "cft"),
             "seed": c["seed"],
         },
     ),
-    "train": Stage(("training",), _training),
-    "evaluate": Stage(("evaluation.py", "shared_context.py", "lm_eval_tasks"), _evaluation),
-    "table": Stage(
-        (
-            "tables.py",
-            "table_formats.py",
-            "grid.py",
-            "figures.py",
-            "uncertainty.py",
-            "plotting.py",
-            "task_folders.py",
-            "lm_eval_tasks",
-        ),
-        _table,
-    ),
-    "loss_figure": Stage(("figures.py", "plotting.py"), lambda c, **_: {}),
-    "curves": Stage(
-        ("curves.py", "training", "evaluation.py", "shared_context.py", "lm_eval_tasks"), _curves
-    ),
-    "synthetic": Stage(("synthetic",), _synthetic),
+    "train": Stage(("cft.training",), _training),
+    "evaluate": Stage(("cft.evaluation", "cft.vllm_env"), _evaluation, data=(TASK_FILES,)),
+    "table": Stage(("cft.tables",), _table, data=(TASK_FILES,)),
+    "loss_figure": Stage(("cft.figures",), lambda c, **_: {}),
+    "curves": Stage(("cft.curves",), _curves, data=(TASK_FILES,)),
+    "synthetic": Stage(("cft.synthetic",), _synthetic),
 }
 
 
+def module_file(name: str, root: Path = PACKAGE_DIR) -> Path | None:
+    """The source of module ``name`` of this package (``cft.a.b``), or None if no module has
+    that name (``from cft.a import f``: ``cft.a.f`` is an attribute)."""
+    base = root.joinpath(*name.split(".")[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_names(path: Path, module: str) -> set[str]:
+    """The ``cft`` names a module's import statements mention, at any depth of the code
+    (functions import lazily): each ``import`` and ``from`` target, and each name imported
+    from one (it may be a submodule)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from . import x, from ..a import y
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                origin = ".".join([*parts, *([node.module] if node.module else [])])
+            else:
+                origin = node.module or ""
+            names.add(origin)
+            names.update(f"{origin}.{alias.name}" for alias in node.names)
+    return {name for name in names if name == "cft" or name.startswith("cft.")}
+
+
+def _with_parents(name: str) -> list[str]:
+    """Importing ``cft.a.b`` runs ``cft`` and ``cft.a`` first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
 @functools.cache
-def code_digest(stage: str) -> str:
-    """SHA-256 over the source files of a stage (a folder counts every file under it)."""
-    digest = hashlib.sha256()
+def code_files(stage: str, root: Path = PACKAGE_DIR) -> tuple[Path, ...]:
+    """Every source file a stage's jobs run: its modules (a package counts all of its
+    modules), the modules of the package they import, transitively, and its data folders."""
+    todo = []
     for name in STAGES[stage].code:
-        root = PACKAGE_DIR / name
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in files:
-            if "__pycache__" in path.parts:
+        path = module_file(name, root)
+        if path is None:
+            raise KeyError(f"stage {stage!r}: no module {name!r} under {root}")
+        todo.append(name)
+        if path.name == "__init__.py":  # a package: all of its modules
+            todo += [
+                ".".join([name, *p.relative_to(path.parent).with_suffix("").parts])
+                for p in sorted(path.parent.rglob("*.py"))
+            ]
+    found: dict[str, Path] = {}
+    while todo:
+        for name in _with_parents(todo.pop()):
+            path = module_file(name, root)
+            if path is None or name in found:
                 continue
-            digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
-            digest.update(path.read_bytes())
+            found[name] = path
+            todo += sorted(imported_names(path, name))
+    files = set(found.values())
+    for folder in STAGES[stage].data:
+        files.update(p for p in (root / folder).rglob("*") if p.is_file())
+    return tuple(sorted(p for p in files if "__pycache__" not in p.parts))
+
+
+@functools.cache
+def code_digest(stage: str, root: Path = PACKAGE_DIR) -> str:
+    """SHA-256 over the names and bytes of :func:`code_files`."""
+    digest = hashlib.sha256()
+    for path in code_files(stage, root):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
