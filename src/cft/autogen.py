@@ -30,6 +30,7 @@ from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
 from cft.config import autogen_model, load_prompt_file, resolve_path
 from cft.devices import job_device, native_dtype
+from cft.errors import DataFileError
 from cft.fingerprints import recorded_fingerprint
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
@@ -318,7 +319,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
     ]
     docs = read_parquet(corpus_table, columns=["doc_id", "split", "text"])
     if docs.empty:
-        raise ValueError(f"{corpus_table}: the corpus has no documents")
+        raise DataFileError(f"{corpus_table}: the corpus has no documents")
     seed = stable_int(config["seed"], domain, "autogen")
     check_output(out)
     shards_dir = shards_folder(config, domain, out, docs, model_dir)
@@ -355,7 +356,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         [read_parquet(shard_path(shards_dir, i)) for i in range(n_shards)], ignore_index=True
     )
     if list(table.doc_id) != list(docs.doc_id):
-        raise RuntimeError(
+        raise DataFileError(
             f"{shards_dir}: shards do not match the corpus {corpus_table} (was it rebuilt?); "
             f"delete the folder and rerun"
         )

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from cft.cli import program_name, stage_config
+from cft.errors import CftError
 from cft.fingerprints import record_fingerprint
 from cft.io import atomic_path
 from cft.logging_utils import setup_logging
@@ -35,7 +36,7 @@ from cft.settings import stage_provenance
 log = logging.getLogger(__name__)
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(CftError, RuntimeError):
     """The configured model cannot be found; the message says how to provide it."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from cft.errors import CftError
 from cft.io import non_regular_kind
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS
 from cft.synthetic import TASKS as SYNTHETIC_TASKS
@@ -24,7 +25,7 @@ SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(CftError, ValueError):
     """The config is invalid; the message says where and how to fix it."""
 
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from cft.cli import stage_config, stage_parser
 from cft.config import domain_source
+from cft.errors import CftError
 from cft.io import atomic_path, check_output, non_regular_kind, write_json
 from cft.logging_utils import setup_logging
 from cft.parquet_files import PARQUET_CHECKSUMS, parquet_error
@@ -64,7 +65,7 @@ DOWNLOAD_PATTERNS = {
 }
 
 
-class CorpusError(RuntimeError):
+class CorpusError(CftError, RuntimeError):
     """The raw corpus cannot be read as configured; the message names the file."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from cft import paths
 from cft.cli import stage_config, stage_parser
 from cft.config import training_seeds
+from cft.errors import CftError
 from cft.evaluation import evaluate
 from cft.io import write_json
 from cft.logging_utils import setup_logging
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 METRIC = "acc"
 
 
-class CurveError(ValueError):
+class CurveError(CftError, ValueError):
     """The curve cannot be drawn; the message names the setting."""
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 import os
 
+from cft.errors import CftError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(CftError, RuntimeError):
     """A job that asked for GPUs sees none."""
 
 

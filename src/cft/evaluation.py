@@ -27,6 +27,7 @@ from pathlib import Path
 from cft.cli import model_folder, stage_config, stage_parser
 from cft.config import training_seeds
 from cft.devices import job_device, native_dtype
+from cft.errors import CftError
 from cft.fingerprints import ModelFilesError, verified_fingerprint
 from cft.grid import CellKey
 from cft.io import atomic_path, check_output, file_sha256, write_json
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234}
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(CftError, RuntimeError):
     """The evaluation cannot run; the message names the task or dataset and the fix."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from cft.errors import CftError
 from cft.io import file_sha256, read_json, write_json
 
 PROVENANCE_FILE = "cft_provenance.json"
@@ -82,7 +83,7 @@ def folder_fingerprint(folder: Path, file_digests: dict[str, str] | None = None)
     return digest.hexdigest()
 
 
-class ModelFilesError(RuntimeError):
+class ModelFilesError(CftError, RuntimeError):
     """A model folder's weights are unreadable or hold non-finite values."""
 
 

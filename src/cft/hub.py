@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from cft.errors import CftError
+
 log = logging.getLogger(__name__)
 
 # Files a transformers model folder needs. Weights: safetensors when the repo has them,
@@ -18,7 +20,7 @@ MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.tx
 MODEL_FALLBACK_PATTERNS = ["*.bin"]
 
 
-class HubUnavailableError(RuntimeError):
+class HubUnavailableError(CftError, RuntimeError):
     """A repository is neither in the local cache nor reachable; the message says what to do."""
 
 

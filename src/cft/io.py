@@ -25,12 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cft.errors import CftError, DataFileError
+
 # Written into every folder a stage publishes: the licence to replace it on a rerun.
 OUTPUT_MARKER = ".cft-output"
 SCRATCH_SUFFIX = ".tmp"
 
 
-class OutputError(RuntimeError):
+class OutputError(CftError, RuntimeError):
     """An output path cannot be written without destroying something the pipeline did not
     write, or is of the wrong kind (a folder where a file is expected, or the reverse)."""
 
@@ -240,10 +242,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a truncated or non-JSON file raises ValueError naming it."""
+    """Parse a JSON file; a truncated or non-JSON file raises DataFileError naming it."""
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: not valid JSON ({err}); was it truncated? rerun the stage that wrote it"
         ) from None

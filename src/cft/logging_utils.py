@@ -8,23 +8,18 @@ import os
 import sys
 from pathlib import Path
 
+from cft.errors import CftError
+
 # OS errors whose message is the whole story (with the path, where the OS gives one)
 EXPLAINED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT})
 
 
-def _module_name(module: str) -> str:
-    """A module's import name; for the ``__main__`` of ``python -m cft.corpus``, ``cft.corpus``
-    (classes defined there say ``__main__``)."""
-    if module == "__main__":
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        return spec.name.removesuffix(".__main__") if spec else module
-    return module
-
-
-def project_error(exc_type: type) -> bool:
-    """An exception class of this package's (or derived from one): raised on purpose, with a
-    message that says what is wrong and where."""
-    return any(_module_name(k.__module__).split(".")[0] == "cft" for k in exc_type.__mro__)
+def _entry_point() -> str:
+    """``cft.packing`` for ``python -m cft.packing``; else the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return spec.name.removesuffix(".__main__")
+    return Path(sys.argv[0]).name or "python"
 
 
 def setup_logging(
@@ -44,15 +39,13 @@ def setup_logging(
         force=True,
     )
     logging.captureWarnings(True)
-    job = job or _module_name("__main__")
-    if job == "__main__":
-        job = Path(sys.argv[0]).name or "python"
+    job = job or _entry_point()
 
     def log_uncaught(exc_type, exc, tb):
         # Rule logs then hold the reason a job failed, not only the job's last progress line.
         # The pipeline's own errors say what is wrong and where: their message alone (a
         # traceback with CFT_TRACEBACK=1); anything else is a bug, shown with its traceback.
-        explained = project_error(exc_type) or (
+        explained = issubclass(exc_type, CftError) or (
             issubclass(exc_type, OSError) and exc.errno in EXPLAINED_ERRNOS
         )
         trace = None if explained and not os.environ.get("CFT_TRACEBACK") else (exc_type, exc, tb)

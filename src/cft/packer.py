@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cft.config import METHOD_PROMPTS
+from cft.errors import CftError
 
 TEXT_SENTINEL = "\u0000CFT_TEXT\u0000"
 
 
-class PackingError(ValueError):
+class PackingError(CftError, ValueError):
     """The inputs cannot be packed as configured; the message names the culprit."""
 
 

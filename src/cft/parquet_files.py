@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 
+from cft.errors import DataFileError
 from cft.io import non_regular_kind
 
 # Options of every parquet writer of the stages.
 PARQUET_CHECKSUMS = {"write_page_checksum": True}
-
-
-class DataFileError(RuntimeError):
-    """A data file a stage reads is damaged or of the wrong kind; the message names it."""
 
 
 def parquet_error(path: str | os.PathLike, error: Exception) -> DataFileError:

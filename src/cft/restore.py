@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cft.errors import CftError
 from cft.logging_utils import setup_logging
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 METADATA = Path(".snakemake") / "metadata"
 
 
-class RestoreError(RuntimeError):
+class RestoreError(CftError, RuntimeError):
     """Nothing to restore from; the message says what is missing."""
 
 

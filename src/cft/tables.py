@@ -29,6 +29,7 @@ from pathlib import Path
 from cft import paths, task_folders
 from cft.cli import stage_config, stage_parser
 from cft.config import REPO_ROOT
+from cft.errors import CftError
 from cft.figures import bar_chart
 from cft.grid import (
     CellKey,
@@ -122,7 +123,7 @@ class Table:
 REFERENCE_METHODS = ("cpt", "chat")
 
 
-class TableError(ValueError):
+class TableError(CftError, ValueError):
     """An eval record that does not belong in the cell it was found for."""
 
 

@@ -17,17 +17,22 @@ from pathlib import Path
 
 import yaml
 
+from cft.errors import CftError
 from cft.paths import RESULTS
 from cft.yaml_files import TaskLoader, load_yaml
 
 TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 
 
+class TaskFileError(CftError, ValueError):
+    """An lm-eval task YAML cannot be read, or contradicts itself; the message names it."""
+
+
 def _read(path: Path) -> dict:
     try:
         spec = load_yaml(path.read_text(), TaskLoader)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not a readable lm-eval task YAML ({err})") from None
+        raise TaskFileError(f"{path}: not a readable lm-eval task YAML ({err})") from None
     return spec if isinstance(spec, dict) else {}
 
 
@@ -105,7 +110,7 @@ def reported_metric(task: str, tasks_dir: Path = TASKS_DIR) -> str:
     metric = (spec.get("metadata") or {}).get("reported_metric", DEFAULT_METRIC)
     listed = [entry.get("metric") for entry in spec.get("metric_list") or []]
     if listed and metric not in listed:
-        raise ValueError(
+        raise TaskFileError(
             f"{path}: metadata.reported_metric {metric!r} is not one of its metric_list {listed}"
         )
     return metric

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cft.errors import CftError
+
 LEVEL = 0.95
 
 
-class SamplesError(ValueError):
+class SamplesError(CftError, ValueError):
     """A per-sample log that cannot be scored; the message names the file."""
 
 

@@ -24,12 +24,13 @@ from pathlib import Path
 import yaml
 
 from cft.config import REPO_ROOT
+from cft.errors import CftError
 
 PYTHON_VARIABLE = "CFT_VLLM_PYTHON"
 VENV_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
 
-class VllmEnvironmentError(RuntimeError):
+class VllmEnvironmentError(CftError, RuntimeError):
     """No interpreter that can import vLLM was found."""
 
 
@@ -75,7 +76,7 @@ def run_stage(module: str, config: dict, args: list[str], log_file: str | Path) 
             command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
         )
     if finished.returncode:
-        raise RuntimeError(
+        raise VllmEnvironmentError(
             f"{module} failed in the vLLM environment (exit {finished.returncode}); its output "
             f"is in {log_file}"
         )
@@ -101,7 +102,7 @@ def shut_down(llm) -> None:
         return
     thread.join(OUTPUT_THREAD_JOIN_SECONDS)
     if thread.is_alive():
-        raise RuntimeError(
+        raise VllmEnvironmentError(
             f"vLLM's {thread.name} did not stop within {OUTPUT_THREAD_JOIN_SECONDS:.0f} s of "
             f"the engine's shutdown"
         )

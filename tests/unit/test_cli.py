@@ -140,3 +140,27 @@ def test_errors_defined_by_the_stage_run_as_main_are_a_message_not_a_traceback(t
         assert result.returncode == 1, result.stderr
         assert f"{stage} failed: " in result.stderr and expected[stage] in result.stderr
         assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_every_error_class_of_the_package_is_a_cft_error():
+    """One base for the errors raised on purpose: what the logging prints as a message."""
+    import ast
+    import importlib
+
+    from cft.errors import CftError
+    from cft.settings import PACKAGE_DIR
+
+    classes = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if "lm_eval_tasks" in path.parts or path.name == "__main__.py":
+            continue
+        module = ".".join(["cft", *path.relative_to(PACKAGE_DIR).with_suffix("").parts])
+        module = module.removesuffix(".__init__")
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                classes.append(getattr(importlib.import_module(module), node.name))
+    assert len(classes) >= 17
+    yaml_parse_errors = {"DuplicateKeyError"}  # raised inside PyYAML, reported by its readers
+    assert [c for c in classes if not issubclass(c, CftError)
+            and c.__name__ not in yaml_parse_errors] == []  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cft.hub import HubUnavailableError
 from cft.io import atomic_path
 
 # What the authors publish as CSV under synthetic-exp/.
@@ -41,7 +42,7 @@ def download_reference(base_url: str, out_dir: Path) -> None:
                 with urllib.request.urlopen(url, timeout=60) as response:
                     (tmp / name).write_bytes(response.read())
             except OSError as err:
-                raise RuntimeError(
+                raise HubUnavailableError(
                     f"could not fetch {url} ({err}); run `snakemake download_synthetic_reference`"
                     f" where the network is, or set synthetic.reference to a local copy"
                 ) from err

@@ -38,6 +38,8 @@ bf16 weights, FULL_SHARD, activation checkpointing). What the package adds aroun
   lengths), peak memory, wall time with checkpoint saving timed apart, losses.
 """
 
+from cft.errors import CftError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(CftError, RuntimeError):
     """Training cannot start (or go on) as configured; the message names the culprit."""
