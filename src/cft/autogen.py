@@ -34,6 +34,7 @@ from cft.errors import DataFileError
 from cft.fingerprints import recorded_fingerprint
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
+from cft.methods import AUTOGEN_PROMPTS, CFT_PROMPTS
 from cft.packer import stable_int
 from cft.parquet_files import PARQUET_CHECKSUMS, read_parquet
 from cft.provenance import config_hash
@@ -312,10 +313,12 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
     """Generate one contextual prompt per document of the corpus table, shard by shard (a killed
     run resumes from its finished shards), and publish the table and its stats record."""
     settings = config["autogen"]
-    spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")
+    spec = load_prompt_file(resolve_path(config["prompts"][AUTOGEN_PROMPTS]), AUTOGEN_PROMPTS)
     strategies = [
         p["text"]
-        for p in load_prompt_file(resolve_path(config["prompts"]["cft"]), "cft")["prompts"]
+        for p in load_prompt_file(resolve_path(config["prompts"][CFT_PROMPTS]), CFT_PROMPTS)[
+            "prompts"
+        ]
     ]
     docs = read_parquet(corpus_table, columns=["doc_id", "split", "text"])
     if docs.empty:

@@ -291,15 +291,6 @@ def autogen_model(config: dict) -> str:
     return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
-# Which prompt file conditions each method (None: no prompt).
-METHOD_PROMPTS = {
-    "chat": None,
-    "cpt": None,
-    "cft": "cft",
-    "negcft": "negative",
-    "autocft": "autogen",
-}
-
 # A train job's resources where training.resources sets none.
 DEFAULT_RESOURCES = {
     "nodes": 1,

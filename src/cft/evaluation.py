@@ -32,6 +32,7 @@ from cft.fingerprints import ModelFilesError, verified_fingerprint
 from cft.grid import CellKey
 from cft.io import atomic_path, check_output, file_sha256, write_json
 from cft.logging_utils import setup_logging
+from cft.methods import UNTRAINED
 from cft.paths import eval_json, model_dir, samples_path
 from cft.provenance import package_versions, provenance
 from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
@@ -418,8 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     config = stage_config(args)
-    seed = None if args.method == "chat" else args.seed
-    if seed is None and args.method != "chat":
+    seed = None if args.method == UNTRAINED else args.seed
+    if seed is None and args.method != UNTRAINED:
         seed = training_seeds(config)[0]
     run(
         config,

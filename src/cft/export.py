@@ -30,6 +30,7 @@ from cft.cli import corpus_path, stage_config, stage_parser
 from cft.config import load_prompt_file, resolve_path
 from cft.io import atomic_path, check_output, write_json
 from cft.logging_utils import setup_logging
+from cft.methods import CFT_PROMPTS
 from cft.packer import stable_int
 from cft.parquet_files import read_parquet
 from cft.paths import export_stats
@@ -63,7 +64,9 @@ def run(config: dict, domain: str, corpus_table: Path, out: Path) -> dict:
         check_output(target)
     prompts = [
         p["text"]
-        for p in load_prompt_file(resolve_path(config["prompts"]["cft"]), "cft")["prompts"]
+        for p in load_prompt_file(resolve_path(config["prompts"][CFT_PROMPTS]), CFT_PROMPTS)[
+            "prompts"
+        ]
     ]
     max_chars = config["export"]["gemini_chunk_chars"]
     docs = read_parquet(corpus_table, columns=["doc_id", "split", "text"])

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cft.grid import METHOD_LABELS, MISSING, task_label
+from cft.grid import MISSING, task_label
 from cft.io import read_json
+from cft.methods import label
 from cft.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:  # the table is drawn, not built, here
@@ -97,7 +98,7 @@ def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> No
             marker=markers[i % len(markers)],
             markersize=3,
             color="black",
-            label=METHOD_LABELS.get(method, method),
+            label=label(method),
         )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (text tokens)")
@@ -135,7 +136,7 @@ def knowledge_figure(curve_files: list[Path], title: str, png: Path, svg: Path) 
             marker=markers[i % 4],
             markersize=3,
             color=greys[i % 4],
-            label=METHOD_LABELS.get(record["method"], record["method"]),
+            label=label(record["method"]),
         )
     ax.axhline(25, color="0.7", linewidth=0.8, linestyle=":", label="chance (4 options)")
     ax.set_xlabel("training tokens")

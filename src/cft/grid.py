@@ -7,15 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cft.config import training_seeds
-from cft.paths import EVAL_ROOT, UNTRAINED, eval_json, samples_path
-
-METHOD_LABELS = {
-    "chat": "Chat",
-    "cpt": "Chat (CPT)",
-    "cft": "Chat (CFT)",
-    "negcft": "Chat (-CFT)",
-    "autocft": "Chat (TextAdaptCFT)",
-}
+from cft.methods import METHODS, UNTRAINED, label
+from cft.paths import EVAL_ROOT, eval_json, samples_path
 
 MISSING = "—"  # a cell without its result, in tables and figures
 
@@ -31,7 +24,7 @@ class Row:
 
     label: str
     model: str
-    method: str  # "chat" for baselines (evaluated as they are)
+    method: str  # UNTRAINED for baselines (evaluated as they are)
     variant: str  # the reference file's row name: a method, or "external"
 
 
@@ -51,8 +44,8 @@ class CellKey:
 
 
 def trained_methods(config: dict) -> list[str]:
-    """Methods that train a model; `chat` is the base model itself."""
-    return [method for method in config["grid"]["methods"] if method != UNTRAINED]
+    """Methods that train a model (the untrained row is the base model itself)."""
+    return [name for name in config["grid"]["methods"] if METHODS[name].trains]
 
 
 def row_seeds(config: dict, method: str) -> list[int | None]:
@@ -67,7 +60,7 @@ def suite(config: dict, domain: str) -> list[str]:
 
 def table_rows(config: dict, domain: str, model: str) -> list[Row]:
     """The grid's methods on ``model``, then the domain's external baselines."""
-    rows = [Row(METHOD_LABELS[m], model, m, m) for m in config["grid"]["methods"]]
+    rows = [Row(label(m), model, m, m) for m in config["grid"]["methods"]]
     rows += [
         Row(baseline["label"], baseline["model"], UNTRAINED, "external")
         for baseline in config["baselines"].values()

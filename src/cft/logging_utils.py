@@ -49,7 +49,9 @@ def setup_logging(
             issubclass(exc_type, OSError) and exc.errno in EXPLAINED_ERRNOS
         )
         trace = None if explained and not os.environ.get("CFT_TRACEBACK") else (exc_type, exc, tb)
-        logging.getLogger("cft").critical("%s failed: %s", job, exc, exc_info=trace)
+        logging.getLogger(__name__.partition(".")[0]).critical(
+            "%s failed: %s", job, exc, exc_info=trace
+        )
 
     sys.excepthook = log_uncaught
 

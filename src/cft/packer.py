@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cft.config import METHOD_PROMPTS
 from cft.errors import CftError
+from cft.methods import METHODS
 
 TEXT_SENTINEL = "\u0000CFT_TEXT\u0000"
 
@@ -272,12 +272,12 @@ def make_condition(
 ) -> Callable[[int, str], Conditioning]:
     """The block -> conditioning function for a method."""
     fmt, sep = packing["prompt_format"], packing["prompt_separator"]
-    if METHOD_PROMPTS[method] is None:
+    if METHODS[method].prompts is None:
         plain = prompt_conditioning(tokenizer, None, prompt_format="plain", separator=sep)
         return lambda block, doc_id: plain
-    if method == "autocft":
+    if METHODS[method].generated_prompts:
         if autogen is None:
-            raise PackingError("method 'autocft' needs the generated prompt table")
+            raise PackingError(f"method {method!r} needs the generated prompt table")
         cache: dict[str, Conditioning] = {}
 
         def from_table(block: int, doc_id: str) -> Conditioning:

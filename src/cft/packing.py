@@ -19,7 +19,7 @@ import numpy as np
 
 from cft import paths
 from cft.cli import corpus_path, model_folder, stage_config, stage_parser
-from cft.config import METHOD_PROMPTS, ConfigError, load_prompt_file, resolve_path
+from cft.config import ConfigError, load_prompt_file, resolve_path
 from cft.fingerprints import dataset_fingerprint
 from cft.io import (
     atomic_path,
@@ -28,6 +28,7 @@ from cft.io import (
     write_json,
 )
 from cft.logging_utils import setup_logging
+from cft.methods import FIXED_PROMPT_KINDS, METHODS
 from cft.packer import (
     PackingError,
     PackStats,
@@ -145,7 +146,7 @@ def load_autogen_table(path: Path) -> dict[str, str]:
 
 def load_prompts(config: dict, prompt_kind: str | None) -> tuple[list[str], list[str]]:
     """The texts and names of a method's fixed prompts ([] for none or generated ones)."""
-    if prompt_kind not in ("cft", "negative"):
+    if prompt_kind not in FIXED_PROMPT_KINDS:
         return [], []
     prompt_file = load_prompt_file(resolve_path(config["prompts"][prompt_kind]), prompt_kind)
     return (
@@ -229,15 +230,15 @@ def run(
     from datasets import DatasetDict
     from transformers import AutoTokenizer
 
-    if method not in METHOD_PROMPTS:
-        raise PackingError(f"unknown method {method!r}; expected one of {list(METHOD_PROMPTS)}")
+    if method not in METHODS:
+        raise PackingError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     check_output(out_dir, directory=True)
     packing = config["packing"]
     max_seq_len = config["training"]["max_seq_len"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    prompt_kind = METHOD_PROMPTS[method]
+    prompt_kind = METHODS[method].prompts
     prompts, prompt_names = load_prompts(config, prompt_kind)
-    autogen = load_autogen_table(autogen_table) if method == "autocft" else None
+    autogen = load_autogen_table(autogen_table) if METHODS[method].generated_prompts else None
     seed = stable_int(config["seed"], domain, model, method)
     num_proc = packing["num_proc"] or threads
 
@@ -280,7 +281,7 @@ def run(
             "mode": packing["mode"],
             "prompt_format": packing["prompt_format"] if prompt_kind else None,
             "prompt_sampling": (
-                packing["prompt_sampling"] if prompt_kind in ("cft", "negative") else None
+                packing["prompt_sampling"] if METHODS[method].fixed_prompts else None
             ),
             "splits": split_stats,
             "fingerprint": dataset_fingerprint(dataset_dict),
@@ -301,18 +302,18 @@ def run(
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__, corpus=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--method", required=True, choices=sorted(METHOD_PROMPTS))
+    parser.add_argument("--method", required=True, choices=sorted(METHODS))
     parser.add_argument(
         "--tokenizer", help=f"model folder (default: {paths.base_model_dir('{model}')})"
     )
-    parser.add_argument("--autogen", help="autogen.parquet, for autocft")
+    parser.add_argument("--autogen", help="autogen.parquet, for the generated-prompt method")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     setup_logging()
     config = stage_config(args)
-    if args.method == "autocft" and not args.autogen:
-        raise ConfigError("--autogen is required for method autocft")
+    if METHODS[args.method].generated_prompts and not args.autogen:
+        raise ConfigError(f"--autogen is required for method {args.method}")
     run(
         config,
         args.domain,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cft.methods import UNTRAINED
+
 RESULTS = "results"
 RESOURCES = "resources"
-UNTRAINED = "chat"  # the method whose row is the base model itself
 
 # ---- sources ----------------------------------------------------------------------------------
 

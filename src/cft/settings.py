@@ -20,17 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cft.config import (
-    METHOD_PROMPTS,
     autogen_model,
     domain_source,
     load_prompt_file,
     resolve_path,
     train_resources,
 )
+from cft.methods import AUTOGEN_PROMPTS, CFT_PROMPTS, METHODS
 from cft.provenance import config_hash, provenance
 from cft.task_folders import protocol_task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = __name__.partition(".")[0]
 
 # Keys that choose a job's place and size on the cluster, not what it computes.
 SCHEDULING_KEYS = ("cpus_per_task", "mem_mb", "runtime", "num_proc", "gpu_model")
@@ -82,7 +83,7 @@ def _autogen(config: dict, **_) -> dict:
     return {
         "autogen": _without(config["autogen"], "gpus", *SCHEDULING_KEYS),
         "generator": config["models"][autogen_model(config)],
-        "prompts": _prompt_files(config, "autogen", "cft"),
+        "prompts": _prompt_files(config, AUTOGEN_PROMPTS, CFT_PROMPTS),
         "seed": config["seed"],
     }
 
@@ -101,8 +102,14 @@ def _corpus(config: dict, *, domain: str, **_) -> dict:
 
 
 def _tokenize(config: dict, *, method: str, **_) -> dict:
-    kind = METHOD_PROMPTS[method]
-    unused = PROMPT_KEYS if kind is None else ("prompt_sampling",) if kind == "autogen" else ()
+    kind = METHODS[method].prompts
+    unused = (
+        PROMPT_KEYS
+        if kind is None
+        else ("prompt_sampling",)
+        if METHODS[method].generated_prompts
+        else ()
+    )
     return {
         "packing": _without(config["packing"], *SCHEDULING_KEYS, *unused),
         "max_seq_len": config["training"]["max_seq_len"],
@@ -172,7 +179,7 @@ STAGES = {
         ("cft.export",),
         lambda c, **_: {
             "export": c["export"],
-            "prompts": _prompt_files(c, "cft"),
+            "prompts": _prompt_files(c, CFT_PROMPTS),
             "seed": c["seed"],
         },
     ),
@@ -213,7 +220,7 @@ def imported_names(path: Path, module: str) -> set[str]:
                 origin = node.module or ""
             names.add(origin)
             names.update(f"{origin}.{alias.name}" for alias in node.names)
-    return {name for name in names if name == "cft" or name.startswith("cft.")}
+    return {name for name in names if name.partition(".")[0] == PACKAGE}
 
 
 def _with_parents(name: str) -> list[str]:

@@ -42,6 +42,7 @@ from cft.grid import (
 )
 from cft.io import atomic_path, check_output, file_sha256, read_json, write_json
 from cft.logging_utils import setup_logging
+from cft.methods import REFERENCE_METHODS
 from cft.paths import TABLE_FILES, samples_path, table_dir
 from cft.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.table_formats import interval_note, to_csv, to_latex, to_markdown
@@ -120,7 +121,6 @@ class Table:
 
 # Rows every other row is compared with, paired over the same questions: CPT (the paper's
 # comparison for CFT) and the untrained Chat model (what training added).
-REFERENCE_METHODS = ("cpt", "chat")
 
 
 class TableError(CftError, ValueError):

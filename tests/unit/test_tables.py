@@ -16,8 +16,9 @@ from conftest import REPO
 from sklearn.metrics import f1_score
 
 from cft.config import validate_config
-from cft.grid import METHOD_LABELS, table_records
+from cft.grid import table_records
 from cft.io import file_sha256
+from cft.methods import label
 from cft.paths import TABLE_FILES, eval_json, samples_path
 from cft.settings import evaluation_settings_hash
 from cft.table_formats import to_latex, to_markdown
@@ -132,10 +133,10 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
     methods = config["grid"]["methods"]
     values = fill_finance(tmp_path, methods)
     table = table_of(config, "finance", DEMO_MODEL, tmp_path)
-    assert [row.label for row in table.rows] == [METHOD_LABELS[m] for m in methods]
+    assert [row.label for row in table.rows] == [label(m) for m in methods]
     for (method, task), metrics in values.items():
         metric = "weighted_f1" if "finben" in task else "acc"
-        assert table.ours[(METHOD_LABELS[method], task)] == pytest.approx(100 * metrics[metric])
+        assert table.ours[(label(method), task)] == pytest.approx(100 * metrics[metric])
     given = records(config, "finance", DEMO_MODEL, tmp_path)
     write_table(config, "finance", DEMO_MODEL, records=given, out_dir=tmp_path / "out")
     out = {kind: tmp_path / "out" / name for kind, name in TABLE_FILES.items()}
@@ -143,7 +144,7 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
         rows = {(r["row"], r["task"], r["metric"]): r for r in csv.DictReader(handle)}
     for (method, task), metrics in values.items():
         metric = "weighted_f1" if "finben" in task else "acc"
-        cell = rows[(METHOD_LABELS[method], task, metric)]
+        cell = rows[(label(method), task, metric)]
         assert float(cell["ours"]) == pytest.approx(100 * metrics[metric], abs=1e-4)
         assert float(cell["ci_low"]) <= float(cell["ours"]) <= float(cell["ci_high"])
     assert out["png"].stat().st_size > 10_000 and out["svg"].read_text().startswith("<?xml")
@@ -404,10 +405,10 @@ def test_rows_the_paper_never_reported_are_marked_as_extensions(paper_config, tm
 
     validate_config(paper_config)
     table = build_table(paper_config, "finance", "llama-2-13b-chat", [], load_reference())
-    assert table.extensions == [METHOD_LABELS["negcft"], METHOD_LABELS["autocft"], "AdaptLLM"]
+    assert table.extensions == [label("negcft"), label("autocft"), "AdaptLLM"]
     markdown = to_markdown(table)
-    assert f"| {METHOD_LABELS['negcft']} † |" in markdown and "the project's extension" in markdown
-    assert f"| {METHOD_LABELS['cft']} |" in markdown
+    assert f"| {label('negcft')} † |" in markdown and "the project's extension" in markdown
+    assert f"| {label('cft')} |" in markdown
     rows = reported_rows(paper_config, load_reference())
     assert ("finance", "llama-2-13b-chat", "negcft") not in rows
     assert ("biomed", "llama-2-7b-chat", "autocft") in rows

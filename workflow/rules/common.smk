@@ -32,8 +32,8 @@ from cft.config import (  # noqa: E402
     typed_overrides,
     validate_config,
 )
+from cft.methods import METHODS, UNTRAINED  # noqa: E402
 from cft.paths import (  # noqa: E402
-    UNTRAINED,
     curve_json,
     model_dir,
     parse_run,
@@ -194,7 +194,7 @@ def tokenize_input(wildcards):
         "corpus": paths.corpus_table(wildcards.domain),
         "model": paths.base_model_dir(wildcards.model),
     }
-    if wildcards.method == "autocft":
+    if METHODS[wildcards.method].generated_prompts:
         inputs["autogen"] = paths.autogen_table(wildcards.domain)
     return inputs
 

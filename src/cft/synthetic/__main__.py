@@ -9,6 +9,7 @@ import cft.synthetic
 from cft import paths
 from cft.cli import program_name
 from cft.logging_utils import setup_logging
+from cft.methods import CFT
 from cft.synthetic import CONDITIONS, TASKS
 from cft.synthetic.stages import run_finetune, run_pretrain
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", default="demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--task", choices=TASKS, default="polynomial")
-    parser.add_argument("--condition", choices=CONDITIONS, default="cft")
+    parser.add_argument("--condition", choices=CONDITIONS, default=CFT.name)
     parser.add_argument("--pretrained", help="a pretrain output folder (finetune)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cft.methods import CFT, CPT, NEGCFT
 from cft.synthetic import CONDITIONS, TASKS
 
 
@@ -153,12 +154,12 @@ def build_condition(
     g = target(task, xs, w, v)
     batch, n, d = xs.shape
     shown = xs if context_xs is None else context_xs
-    if condition == "cft":
+    if condition == CFT.name:
         context_x, context_y, mask = shown, linear(shown, w), None
-    elif condition == "negcft":
+    elif condition == NEGCFT.name:
         noise = torch.randn(batch, n, generator=gen) * NEG_NOISE_STD[neg_noise](d)
         context_x, context_y, mask = shown, noise, None
-    elif condition == "cpt":
+    elif condition == CPT.name:
         context_x, context_y = torch.zeros_like(xs), torch.zeros(batch, n)
         mask = torch.ones(batch, 4 * n, dtype=torch.long)
         mask[:, : 2 * n] = 0  # the context tokens are invisible to attention
@@ -171,5 +172,5 @@ def build_condition(
         n_context=n,
         w=w,
         v=v,
-        context_repeats_x=condition != "cpt" and context_xs is None,
+        context_repeats_x=condition != CPT.name and context_xs is None,
     )

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from cft.hub import HubUnavailableError
 from cft.io import atomic_path
+from cft.methods import CFT, CPT, NEGCFT
 
 # What the authors publish as CSV under synthetic-exp/.
 REFERENCE_FILES = ("loss.csv", "innerprod.csv")
 # Their condition names in the column headers ({task}_{name}) and run folders.
-REFERENCE_NAMES = {"cpt": "uft", "cft": "cft", "negcft": "neg-cft"}
+REFERENCE_NAMES = {CPT.name: "uft", CFT.name: "cft", NEGCFT.name: "neg-cft"}
 # The evaluation setting of metrics.json that matches the runs' own inputs.
 REFERENCE_SETTING = "standard"
 

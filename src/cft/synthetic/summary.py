@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from cft.io import atomic_path, write_json
+from cft.methods import CFT, CPT, NEGCFT
 from cft.plotting import pyplot, save_figure
 from cft.settings import stage_provenance, stage_settings
 from cft.synthetic import CONDITIONS
@@ -140,8 +141,8 @@ def curve_figure(task, run_dirs, runs, reference, png: Path, svg: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    styles = {"cpt": "--", "cft": "-", "negcft": ":"}
-    labels = {"cpt": "CPT", "cft": "CFT", "negcft": "NEG-CFT"}
+    styles = {CPT.name: "--", CFT.name: "-", NEGCFT.name: ":"}
+    labels = {CPT.name: "CPT", CFT.name: "CFT", NEGCFT.name: "NEG-CFT"}
     columns = 2 if reference else 1
     fig, axes = plt.subplots(2, columns, figsize=(5.5 * columns, 6.5), squeeze=False)
     for condition in CONDITIONS:

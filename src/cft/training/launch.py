@@ -130,7 +130,7 @@ def launch_command(resources: dict, *, host: str | None = None, port: int | None
             procs,
             host=host or rendezvous_host(),
             port=port or free_port(),
-            run_id=os.environ.get("SLURM_JOB_ID", "cft"),
+            run_id=os.environ.get("SLURM_JOB_ID", "cft-train"),
         ),
     ]
 
