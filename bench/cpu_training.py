@@ -52,7 +52,7 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 5) -> float:
     ``precision: auto`` makes at a smaller size)."""
     import torch
 
-    from cft.devices import matmul_flops
+    from cft.core.devices import matmul_flops
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     return matmul_flops(dtype, size, repeats)
@@ -108,7 +108,7 @@ def trainer_loop(
     from transformers import AutoModelForCausalLM, TrainerCallback
     from transformers.training_args import OptimizerNames
 
-    from cft.config import train_resources
+    from cft.core.config import train_resources
     from cft.training.launch import parallelism_of, plan_batch
     from cft.training.recipe import Job, Recipe
     from cft.training.trainer import make_trainer, training_arguments
@@ -147,8 +147,8 @@ def trainer_loop(
 
 
 def main() -> None:
-    from cft.config import load_config, train_resources
-    from cft.devices import native_bf16
+    from cft.core.config import load_config, train_resources
+    from cft.core.devices import native_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")

@@ -22,13 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft import evaluation, paths, task_folders  # noqa: E402
-from cft.cli import stage_config  # noqa: E402
-from cft.config import training_seeds  # noqa: E402
-from cft.grid import trained_methods  # noqa: E402
-from cft.io import write_json  # noqa: E402
-from cft.logging_utils import setup_logging  # noqa: E402
-from cft.uncertainty import bootstrap_of, estimate, paired_estimate, read_outcomes  # noqa: E402
+from cft.core import paths  # noqa: E402
+from cft.core.cli import stage_config  # noqa: E402
+from cft.core.config import training_seeds  # noqa: E402
+from cft.core.grid import trained_methods  # noqa: E402
+from cft.core.io import write_json  # noqa: E402
+from cft.core.logging_utils import setup_logging  # noqa: E402
+from cft.evaluation import evaluate as evaluation  # noqa: E402
+from cft.evaluation import task_folders  # noqa: E402
+from cft.tables.uncertainty import bootstrap_of, estimate, paired_estimate, read_outcomes  # noqa: E402
 
 PROTOCOLS = ("loglikelihood", "generative")
 

@@ -48,9 +48,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft.config import load_config, train_resources  # noqa: E402
-from cft.fingerprints import record_fingerprint  # noqa: E402
-from cft.io import read_json, write_json  # noqa: E402
+from cft.core.config import load_config, train_resources  # noqa: E402
+from cft.core.fingerprints import record_fingerprint  # noqa: E402
+from cft.core.io import read_json, write_json  # noqa: E402
 from cft.training.recipe import Job  # noqa: E402
 
 log = logging.getLogger("gpu_check")
@@ -391,7 +391,7 @@ def _step(path: Path) -> int:
 
 def evaluate(bundle: Path, out: Path, model_dir: Path, cuda: bool) -> dict:
     """The demo questions scored by lm-eval's hf backend on CUDA and on CPU, fp32 logits."""
-    from cft.evaluation import evaluate as lm_eval_run
+    from cft.evaluation.evaluate import evaluate as lm_eval_run
 
     config = load_config(REPO / "config" / "config.yaml")
     config["evaluation"].update({"dtype": "float32", "logprobs_dtype": "float32"})

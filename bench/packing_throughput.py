@@ -33,7 +33,7 @@ def write_corpus(path: Path, target_tokens: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cft.demo_data import generate
+    from cft.data.demo_data import generate
 
     docs, _ = generate("biomed", BASE_TOKENS // 370, 3, seed=0)  # ~370 tokens per entity
     texts = [d["text"] for d in docs]
@@ -121,8 +121,8 @@ def stage(corpus: Path, model_dir: Path, max_seq_len: int) -> dict:
 
     AutoTokenizer.from_pretrained(model_dir)
 
-    from cft.config import load_config
-    from cft.packing import run
+    from cft.core.config import load_config
+    from cft.packing.tokenize import run
 
     config = load_config(REPO / "config" / "config.yaml")
     config["training"]["max_seq_len"] = max_seq_len

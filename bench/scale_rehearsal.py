@@ -172,8 +172,8 @@ def write_financial_news(
 def packaged_tokenizer():
     from transformers import AutoTokenizer
 
-    from cft.base_model import packaged_gguf_path
-    from cft.config import load_config
+    from cft.core.config import load_config
+    from cft.data.base_model import packaged_gguf_path
 
     packaged = load_config(REPO / "config" / "config.yaml")["models"]["smollm2-135m-instruct"]
     gguf = packaged_gguf_path(packaged["package"], packaged["gguf_file"])
@@ -185,7 +185,7 @@ def tiny_model(folder: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from cft.fingerprints import record_fingerprint
+    from cft.core.fingerprints import record_fingerprint
 
     tokenizer = packaged_tokenizer()
     torch.manual_seed(0)
@@ -210,7 +210,7 @@ def tiny_model(folder: Path) -> None:
 
 
 def rehearsal_config(root: Path, *, mode: str, processes: int, max_steps: int) -> dict:
-    from cft.config import read_config_file
+    from cft.core.config import read_config_file
 
     paper = read_config_file(REPO / "config" / "paper.yaml")
     config = copy.deepcopy(paper)
@@ -357,7 +357,7 @@ def run_stage(name: str, args: list[str], cwd: Path, logs: Path) -> dict:
 
 
 def rehearse(root: Path, fraction: float, max_steps: int, threads: int, seed: int) -> dict:
-    from cft.io import write_json
+    from cft.core.io import write_json
 
     root.mkdir(parents=True, exist_ok=True)
     logs = root / "logs"
@@ -384,7 +384,7 @@ def rehearse(root: Path, fraction: float, max_steps: int, threads: int, seed: in
         out = root / "corpus" / domain
         m = run_stage(
             f"corpus_{domain}",
-            ["-m", "cft.corpus", "--config", paper_config, "--domain", domain,
+            ["-m", "cft.data.corpus", "--config", paper_config, "--domain", domain,
              "--raw", str(root / "raw" / domain), "--out-dir", str(out)],
             root, logs,
         )  # fmt: skip
@@ -398,7 +398,7 @@ def rehearse(root: Path, fraction: float, max_steps: int, threads: int, seed: in
             out = root / "tokenized" / mode / domain
             m = run_stage(
                 f"packing_{mode}_{domain}",
-                ["-m", "cft.packing", "--config", configs[mode, 1], "--domain", domain,
+                ["-m", "cft.packing.tokenize", "--config", configs[mode, 1], "--domain", domain,
                  "--model", MODEL, "--method", "cft", "--tokenizer", str(root / MODEL),
                  "--corpus", str(root / "corpus" / domain / "documents.parquet"),
                  "--out-dir", str(out), "--threads", str(threads)],
@@ -446,21 +446,21 @@ def rehearse(root: Path, fraction: float, max_steps: int, threads: int, seed: in
     m = autogen_subset(root / "corpus" / "biomed" / "documents.parquet", subset)
     m |= run_stage(
         "autogen_biomed_subset",
-        ["-m", "cft.autogen", "--config", paper_config, "--domain", "biomed",
+        ["-m", "cft.packing.autogen", "--config", paper_config, "--domain", "biomed",
          "--corpus", str(subset), "--model-dir", str(root / MODEL),
          "--out", str(root / "prompts" / "biomed" / "autogen.parquet")],
         root, logs,
     )  # fmt: skip
     stages.append(m)
 
-    from cft import finben_demo
+    from cft.data import finben_demo
 
     counts = finben_demo.write_sets(
         finben_demo.all_sets_under(root / "results" / "demo_data" / "finben")
     )
     m = run_stage(
         "evaluation",
-        ["-m", "cft.evaluation", "--config", paper_config, "--domain", "finance",
+        ["-m", "cft.evaluation.evaluate", "--config", paper_config, "--domain", "finance",
          "--model", MODEL, "--method", "cft", "--task", DOMAIN_TASK,
          "--model-dir", str(root / "models" / "p2"), "--out", str(root / "eval" / "eval.json")],
         root, logs,
@@ -501,10 +501,10 @@ def length_sweep(seed: int) -> dict:
     the hashing rates behind the fingerprint checks."""
     from datasets import Dataset, DatasetDict
 
-    from cft.autogen import shares_run
-    from cft.corpus import clean_text
-    from cft.fingerprints import dataset_fingerprint
-    from cft.packer import Conditioning, PackStats, chunk_documents
+    from cft.core.fingerprints import dataset_fingerprint
+    from cft.data.corpus import clean_text
+    from cft.packing.autogen import shares_run
+    from cft.packing.packer import Conditioning, PackStats, chunk_documents
 
     tokenizer = packaged_tokenizer()
     backend = tokenizer.backend_tokenizer
@@ -721,8 +721,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-mem-gb", type=float, default=256)
     args = parser.parse_args(argv)
 
-    from cft.io import write_json
-    from cft.provenance import package_versions
+    from cft.core.io import write_json
+    from cft.core.provenance import package_versions
 
     sizes = [
         rehearse(args.out / f"f{fraction:g}", fraction, args.max_steps, args.threads, args.seed)

@@ -90,8 +90,8 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM
 
-    from cft.config import train_resources
-    from cft.packing import run as pack
+    from cft.core.config import train_resources
+    from cft.packing.tokenize import run as pack
     from cft.training.launch import parallelism_of, plan_batch
     from cft.training.recipe import Job, Recipe
     from cft.training.trainer import collate_blocks, make_trainer
@@ -168,7 +168,7 @@ def run_baseline(config, corpus, model_dir, steps, warmup, batch, max_seq_len):
 
 
 def main() -> None:
-    from cft.config import load_config
+    from cft.core.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")

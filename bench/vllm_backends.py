@@ -3,12 +3,12 @@ against its hf backend for evaluation, on the demo's model, in one run.
 
 - Generation: the demo's autogen settings (``config/config.yaml``: max_new_tokens, sampling,
   batch size for transformers) on the chat-formatted inputs of ``--docs`` demo documents,
-  through the stage's own generators (``cft.autogen.TransformersGenerator`` here,
-  ``VllmGenerator`` in the vLLM environment, cft.vllm_env). Reported: model load seconds,
+  through the stage's own generators (``cft.packing.autogen.TransformersGenerator`` here,
+  ``VllmGenerator`` in the vLLM environment, cft.core.vllm_env). Reported: model load seconds,
   generation seconds and generated tokens/s (the replies re-tokenized by the same tokenizer,
   so both count alike).
-- Evaluation: ``python -m cft.evaluation`` on the demo's ``--task`` with each backend in its
-  own environment, the demo's dtype rule (float32 on a CPU without native bf16). Reported:
+- Evaluation: ``python -m cft.evaluation.evaluate`` on the demo's ``--task`` with each backend
+  in its own environment, the demo's dtype rule (float32 on a CPU without native bf16). Reported:
   the job's wall seconds (process start to record) and lm-eval's part of it.
 
 Both use the same cores, one after the other. ``--model-dir``: the converted demo model
@@ -37,7 +37,7 @@ RESULT_PREFIX = "vllm generation figures: "
 
 
 def demo_config() -> dict:
-    from cft.config import load_config
+    from cft.core.config import load_config
 
     return load_config(REPO / "config" / "config.yaml")
 
@@ -45,7 +45,7 @@ def demo_config() -> dict:
 def model_folder(path: str | None) -> Path:
     folder = Path(path or REPO / "results" / "base_models" / DEMO_MODEL)
     if not (folder / "config.json").is_file():
-        from cft import base_model
+        from cft.data import base_model
 
         print(f"converting the packaged model into {folder}", file=sys.stderr)
         base_model.run(demo_config(), DEMO_MODEL, folder)
@@ -54,10 +54,10 @@ def model_folder(path: str | None) -> Path:
 
 def generation_inputs(tokenizer, config: dict, n_docs: int) -> tuple[list, list]:
     """Chat-formatted inputs and per-document seeds of ``n_docs`` demo documents."""
-    from cft.autogen import build_inputs
-    from cft.config import load_prompt_file, resolve_path
-    from cft.demo_data import generate
-    from cft.packer import stable_int
+    from cft.core.config import load_prompt_file, resolve_path
+    from cft.data.demo_data import generate
+    from cft.packing.autogen import build_inputs
+    from cft.packing.packer import stable_int
 
     docs, _ = generate("biomed", n_docs, 1, seed=config["seed"])
     spec = load_prompt_file(resolve_path(config["prompts"]["autogen"]), "autogen")
@@ -74,7 +74,7 @@ def generation_inputs(tokenizer, config: dict, n_docs: int) -> tuple[list, list]
 
 def time_generation(backend: str, model_dir: Path, n_docs: int) -> dict:
     """Load the stage's generator for ``backend`` in this process and time one pass."""
-    from cft.autogen import BACKENDS
+    from cft.packing.autogen import BACKENDS
 
     config = demo_config()
     settings = {**config["autogen"], "backend": backend, "gpus": 0}
@@ -97,7 +97,7 @@ def time_generation(backend: str, model_dir: Path, n_docs: int) -> dict:
 
 
 def vllm_generation(model_dir: Path, n_docs: int) -> dict:
-    from cft import vllm_env
+    from cft.core import vllm_env
 
     result = subprocess.run(
         [str(vllm_env.interpreter()), __file__, "--child-generate", str(model_dir),
@@ -120,9 +120,9 @@ def time_evaluation(backend: str, python: Path, model_dir: Path, task: str, tmp:
     domain = "finance" if "finance" in task or "finben" in task else "biomed"
     start = time.perf_counter()
     result = subprocess.run(
-        [str(python), "-m", "cft.evaluation", "--config", str(config_file), "--domain", domain,
-         "--model", DEMO_MODEL, "--method", "chat", "--task", task, "--model-dir",
-         str(model_dir), "--out", str(out)],
+        [str(python), "-m", "cft.evaluation.evaluate", "--config", str(config_file),
+         "--domain", domain, "--model", DEMO_MODEL, "--method", "chat", "--task", task,
+         "--model-dir", str(model_dir), "--out", str(out)],
         capture_output=True, text=True, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
@@ -154,8 +154,8 @@ def main() -> None:
         print(RESULT_PREFIX + json.dumps(figures), flush=True)
         return
 
-    from cft import vllm_env
-    from cft.provenance import provenance
+    from cft.core import vllm_env
+    from cft.core.provenance import provenance
 
     model_dir = model_folder(args.model_dir)
     generation = [

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cft.config import schema_node
-from cft.yaml_files import load_yaml
+from cft.core.config import schema_node
+from cft.core.yaml_files import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # A generated block: <!-- generated: KIND ARG --> ... <!-- end generated -->

@@ -148,8 +148,8 @@ def paper_config() -> dict:
 @pytest.fixture(scope="session")
 def converted_smollm2(tmp_path_factory) -> Path:
     """The packaged SmolLM2-135M-Instruct converted once per test session (about 30 s)."""
-    from cft import base_model
-    from cft.config import load_config
+    from cft.core.config import load_config
+    from cft.data import base_model
 
     out = tmp_path_factory.mktemp("base_models") / "smollm2-135m-instruct"
     base_model.run(load_config(REPO / "config" / "config.yaml"), "smollm2-135m-instruct", out)
@@ -162,8 +162,8 @@ def packaged_tokenizer(tmp_path_factory) -> Path:
     (about 12 s, once per session), saved as a tokenizer folder."""
     from transformers import AutoTokenizer
 
-    from cft.base_model import packaged_gguf_path
-    from cft.config import load_config
+    from cft.core.config import load_config
+    from cft.data.base_model import packaged_gguf_path
 
     model = load_config(REPO / "config" / "config.yaml")["models"]["smollm2-135m-instruct"]
     gguf = packaged_gguf_path(model["package"], model["gguf_file"])
@@ -179,7 +179,7 @@ def tiny_model(tmp_path_factory, packaged_tokenizer):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from cft.fingerprints import record_fingerprint
+    from cft.core.fingerprints import record_fingerprint
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_tokenizer)
     torch.manual_seed(0)
@@ -228,7 +228,7 @@ def random_blocks(n: int, seed: int, vocab: int = 49152) -> dict[str, list]:
 def tiny_data(tmp_path_factory):
     from datasets import Dataset, DatasetDict
 
-    from cft.io import write_json
+    from cft.core.io import write_json
 
     path = tmp_path_factory.mktemp("tokenized") / "cft"
     DatasetDict(
@@ -239,7 +239,7 @@ def tiny_data(tmp_path_factory):
     ).save_to_disk(str(path))
     from datasets import load_from_disk
 
-    from cft.fingerprints import dataset_fingerprint
+    from cft.core.fingerprints import dataset_fingerprint
 
     # training checks the blocks against the fingerprint the tokenize stage records
     write_json(path / "stats.json", {"fingerprint": dataset_fingerprint(load_from_disk(path))})
@@ -248,7 +248,7 @@ def tiny_data(tmp_path_factory):
 
 def make_job(config, tmp_path, tiny_model, tiny_data, **training):
     """A training job of the tiny model on the random blocks; ``training`` overrides the recipe."""
-    from cft.config import train_resources, validate_config
+    from cft.core.config import train_resources, validate_config
     from cft.training.recipe import Job
 
     config = copy.deepcopy(config)
@@ -308,7 +308,7 @@ def first_step_gradient(job, tiny_model, plan, blocks: int = 4):
 def finben_copies(tmp_path, monkeypatch):
     """The FinBen-format sets laid out like the hub under results/demo_data/finben of a
     scratch working directory (the demo tasks' dataset_path is relative to it)."""
-    from cft import finben_demo
+    from cft.data import finben_demo
 
     counts = finben_demo.write_sets(
         finben_demo.all_sets_under(tmp_path / "results" / "demo_data" / "finben")

@@ -16,7 +16,7 @@ from conftest import REPO
 
 
 def write_corpus(path: Path, n_entities: int, per_entity: int) -> Path:
-    from cft.demo_data import generate
+    from cft.data.demo_data import generate
 
     docs, _ = generate("finance", n_entities, per_entity, seed=3)
     pd.DataFrame(
@@ -35,15 +35,15 @@ def autogen_config(tmp_path, demo_config, **autogen) -> Path:
 
 def generate_prompts(config, corpus, model, out) -> None:
     """The stage in this process (only the run to be killed needs its own)."""
-    from cft.autogen import run
-    from cft.config import load_config
+    from cft.core.config import load_config
+    from cft.packing.autogen import run
 
     run(load_config(config), "finance", corpus, model, out)
 
 
 def autogen_cmd(config, corpus, model, out):
     return [
-        sys.executable, "-m", "cft.autogen", "--config", str(config), "--domain", "finance",
+        sys.executable, "-m", "cft.packing.autogen", "--config", str(config), "--domain", "finance",
         "--corpus", str(corpus), "--model-dir", str(model), "--out", str(out),
     ]  # fmt: skip
 
@@ -82,8 +82,8 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path, demo_config, tin
 
 def test_the_packaged_model_writes_a_shard_of_prompts(tmp_path, demo_config, converted_smollm2):
     """A smoke test of the real generator: one shard of the demo's own model."""
-    from cft.autogen import run
-    from cft.config import load_config
+    from cft.core.config import load_config
+    from cft.packing.autogen import run
 
     corpus = write_corpus(tmp_path / "documents.parquet", 3, 1)
     config = load_config(autogen_config(tmp_path, demo_config, shard_size=3, max_new_tokens=48))

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from cft.base_model import load_gguf, packaged_gguf_path
-from cft.fingerprints import PROVENANCE_FILE
+from cft.core.fingerprints import PROVENANCE_FILE
+from cft.data.base_model import load_gguf, packaged_gguf_path
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from unit.test_cli import cli
 @pytest.mark.parametrize(
     "args",
     [
-        ("cft.corpus", "--domain", "law", "--raw", "x", "--out-dir", "y"),
-        ("cft.packing", "--domain", "law", "--model", "smollm2-135m-instruct", "--method", "cpt",
-         "--out-dir", "y"),
-        ("cft.export", "--domain", "law", "--out", "y.jsonl"),
+        ("cft.data.corpus", "--domain", "law", "--raw", "x", "--out-dir", "y"),
+        ("cft.packing.tokenize", "--domain", "law", "--model", "smollm2-135m-instruct",
+         "--method", "cpt", "--out-dir", "y"),
+        ("cft.packing.export", "--domain", "law", "--out", "y.jsonl"),
     ],
 )  # fmt: skip
 def test_an_unknown_domain_is_named_with_the_defined_ones(args):

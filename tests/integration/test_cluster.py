@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 from conftest import REPO, planned_resources
 
-from cft.config import load_config, validate_config
-from cft.devices import DeviceError
+from cft.core.config import load_config, validate_config
+from cft.core.devices import DeviceError
 
 
 def test_paper_config_generates_prompts_with_vllm_on_a_gpu():
@@ -38,7 +38,7 @@ def test_train_memory_is_a_nodes_memory_on_every_attempt():
 
 
 def test_evaluation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_model):
-    from cft.evaluation import evaluate
+    from cft.evaluation.evaluate import evaluate
 
     validate_config(demo_config)
     demo_config["evaluation"]["gpus"] = 1
@@ -47,7 +47,7 @@ def test_evaluation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_mod
 
 
 def test_generation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_model):
-    from cft.autogen import TransformersGenerator
+    from cft.packing.autogen import TransformersGenerator
 
     settings = {**validate_config(demo_config)["autogen"], "gpus": 1}
     with pytest.raises(DeviceError, match=r"autogen with .*autogen.gpus = 1"):

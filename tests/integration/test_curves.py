@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import make_job
 
-from cft.config import validate_config
-from cft.curves import run
-from cft.demo_data import generate, write_jsonl
-from cft.evaluation import evaluate
-from cft.figures import knowledge_figure
+from cft.core.config import validate_config
+from cft.data.demo_data import generate, write_jsonl
+from cft.evaluation.curves import run
+from cft.evaluation.evaluate import evaluate
+from cft.tables.figures import knowledge_figure
+from cft.tables.uncertainty import read_outcomes, score
 from cft.training.run import train
-from cft.uncertainty import read_outcomes, score
 
 TASK = "demo_knowledge_biomed_cloze"
 

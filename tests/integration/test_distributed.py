@@ -28,7 +28,7 @@ import pytest
 import torch
 from conftest import REPO, make_job
 
-from cft.fingerprints import METRICS_FILE
+from cft.core.fingerprints import METRICS_FILE
 from cft.training.checkpoints import COMPLETE_MARKER
 from cft.training.launch import free_port, launch_command, torchrun_command
 from cft.training.run import launch, train

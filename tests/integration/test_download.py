@@ -9,7 +9,7 @@ import pytest
 from miniature.build import hub_cache
 from unit.test_download import hub_model_config, run_cli, tiny_model_folder
 
-from cft import fingerprints
+from cft.core import fingerprints
 
 
 @pytest.mark.parametrize("safetensors", [True, False], ids=["safetensors", "pytorch-bin"])
@@ -22,8 +22,8 @@ def test_base_model_from_hf_cache_offline(tmp_path, paper_config, safetensors):
     out = tmp_path / "base_models" / "tiny-chat"
     env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
     result = run_cli(
-        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
-        env=env,
+        "cft.data.base_model", "--config", str(config), "--model", "tiny-chat",
+        "--out-dir", str(out), env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (out / "model.safetensors").is_file()
@@ -45,8 +45,8 @@ def test_missing_hub_model_error_says_how_to_provide_it(tmp_path, paper_config):
     env = {"HF_HOME": str(tmp_path / "empty_home"), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "base_models" / "tiny-chat"
     result = run_cli(
-        "cft.base_model", "--config", str(config), "--model", "tiny-chat", "--out-dir", str(out),
-        env=env,
+        "cft.data.base_model", "--config", str(config), "--model", "tiny-chat",
+        "--out-dir", str(out), env=env,
     )  # fmt: skip
     assert result.returncode != 0
     message = result.stderr
@@ -58,7 +58,7 @@ def test_missing_hub_model_error_says_how_to_provide_it(tmp_path, paper_config):
     # the download target itself, with the hub unreachable, says the same
     manifest = tmp_path / "resources" / "models" / "tiny-chat.json"
     result = run_cli(
-        "cft.download", "model", "--config", str(config), "--model", "tiny-chat",
+        "cft.data.download", "model", "--config", str(config), "--model", "tiny-chat",
         "--manifest", str(manifest), env=env,
     )  # fmt: skip
     assert result.returncode != 0

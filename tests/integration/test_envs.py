@@ -31,13 +31,13 @@ DISTRIBUTIONS = {
 PROVIDED_BY = {"torch": "torch", "jsonschema": "jsonschema", "snakemake": "snakemake"}
 # Imports that libraries make on the rule's behalf, invisible in the project's own code:
 # transformers' TensorBoard callback and safetensors saving, its GGUF reader, and the lm-eval
-# task folders' `!function` hooks (src/cft/lm_eval_tasks/*/utils.py).
+# task folders' `!function` hooks (src/cft/evaluation/lm_eval_tasks/*/utils.py).
 RUNTIME_IMPORTS = {
     "train": {"tensorboard", "safetensors"},
     "knowledge_curve": {"tensorboard", "safetensors"},
     "base_model": {"gguf", "safetensors"},
 }
-TASK_HOOKS = sorted((SRC / "cft" / "lm_eval_tasks").rglob("*.py"))
+TASK_HOOKS = sorted((SRC / "cft" / "evaluation" / "lm_eval_tasks").rglob("*.py"))
 VLLM_ENV = REPO / "envs" / "vllm.yaml"
 
 

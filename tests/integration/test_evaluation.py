@@ -18,9 +18,11 @@ import torch
 from conftest import REPO
 from sklearn.metrics import f1_score
 
-from cft import evaluation
-from cft.config import validate_config
-from cft.evaluation import (
+from cft.core.config import validate_config
+from cft.core.fingerprints import ModelFilesError
+from cft.core.io import file_sha256, write_json
+from cft.evaluation import evaluate as evaluation
+from cft.evaluation.evaluate import (
     TASKS_DIR,
     EvaluationError,
     check_task,
@@ -28,8 +30,6 @@ from cft.evaluation import (
     run,
     task_manager,
 )
-from cft.fingerprints import ModelFilesError
-from cft.io import file_sha256, write_json
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 
@@ -47,7 +47,7 @@ def eval_config(demo_config):
 
 
 def shipped_tasks() -> list[str]:
-    from cft.task_folders import task_files
+    from cft.evaluation.task_folders import task_files
 
     return list(task_files())
 
@@ -88,7 +88,8 @@ def test_every_shipped_task_yaml_loads(manager):
 
 
 def test_each_tasks_local_data_come_from_its_own_yaml(manager):
-    from cft import paths, task_folders
+    from cft.core import paths
+    from cft.evaluation import task_folders
 
     for name in shipped_tasks():  # lm-eval's own reading of the YAML, includes merged
         config = manager.task_index[name].cfg
@@ -162,10 +163,10 @@ def test_finben_generative_protocol_end_to_end(eval_config, tiny_model, finben_c
     the table JSON reports them with intervals beside the weighted F1."""
     from unit.test_finben import sklearn_as_finben, utils
 
-    from cft import task_folders
-    from cft.paths import eval_json, samples_path
-    from cft.tables import write_table
-    from cft.uncertainty import PAIR_METRICS
+    from cft.core.paths import eval_json, samples_path
+    from cft.evaluation import task_folders
+    from cft.tables.table import write_table
+    from cft.tables.uncertainty import PAIR_METRICS
 
     eval_config["evaluation"]["finben"]["protocol"] = "generative"
     eval_config["grid"]["methods"] = ["chat"]
@@ -205,7 +206,7 @@ def preamble_model(tiny_model, queries: list[str], folder: Path) -> Path:
     preamble, a blank line, then the label (PREAMBLE_REPLY and its end of sequence)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cft.fingerprints import record_fingerprint
+    from cft.core.fingerprints import record_fingerprint
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     reply = tokenizer(PREAMBLE_REPLY, add_special_tokens=False).input_ids
@@ -245,7 +246,7 @@ def test_finben_generation_runs_past_a_blank_line_to_the_label(
     import pandas as pd
     from unit.test_finben import utils
 
-    from cft.paths import samples_path
+    from cft.core.paths import samples_path
 
     task = "demo_finben_fiqasa_generative"
     loaded = task_manager(task).load(task)["tasks"][task]
@@ -270,7 +271,7 @@ def test_finben_generation_runs_past_a_blank_line_to_the_label(
 
 
 def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp_path, monkeypatch):
-    from cft.demo_data import generate, write_jsonl
+    from cft.data.demo_data import generate, write_jsonl
 
     _, questions = generate("biomed", 4, 3, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -306,7 +307,7 @@ def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp
     assert 0 <= on_disk["metrics"]["acc"] <= 1
     assert on_disk["n_samples"]["effective"] == len(questions)
     # the per-sample log gives the recorded score, each question's fact and its margin
-    from cft.uncertainty import read_outcomes, score
+    from cft.tables.uncertainty import read_outcomes, score
 
     outcomes = read_outcomes(out.with_suffix(".jsonl"), "acc")
     assert outcomes.n == len(questions)
@@ -331,7 +332,7 @@ def test_missing_hub_data_offline_names_the_dataset_and_the_target(tmp_path, tin
         [
             sys.executable,
             "-m",
-            "cft.evaluation",
+            "cft.evaluation.evaluate",
             "--domain",
             "finance",
             "--model",
@@ -358,7 +359,7 @@ def test_missing_hub_data_offline_names_the_dataset_and_the_target(tmp_path, tin
 
 
 def test_cloze_variant_scores_the_option_text(eval_config, tiny_model, tmp_path, monkeypatch):
-    from cft.demo_data import generate, write_jsonl
+    from cft.data.demo_data import generate, write_jsonl
 
     _, questions = generate("finance", 4, 3, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "finance" / "questions.jsonl", questions)
@@ -380,9 +381,9 @@ def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
     and hands the model to lm-eval: the per-sample log equals lm-eval loading the folder."""
     import io
 
-    from cft.demo_data import generate, write_jsonl
-    from cft.evaluation import load_checked_model
-    from cft.fingerprints import folder_fingerprint
+    from cft.core.fingerprints import folder_fingerprint
+    from cft.data.demo_data import generate, write_jsonl
+    from cft.evaluation.evaluate import load_checked_model
 
     _, questions = generate("biomed", 3, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -418,11 +419,11 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
                                                             monkeypatch):  # fmt: skip
     """run() on the hf path (the model loaded by the pipeline, not by lm-eval): the record
     names the cell it was run for, which is what the table checks before using it."""
-    from cft.demo_data import generate, write_jsonl
-    from cft.grid import CellKey
-    from cft.settings import evaluation_settings_hash
-    from cft.tables import checked_outcomes, read_record
-    from cft.task_folders import reported_metric
+    from cft.core.grid import CellKey
+    from cft.core.settings import evaluation_settings_hash
+    from cft.data.demo_data import generate, write_jsonl
+    from cft.evaluation.task_folders import reported_metric
+    from cft.tables.table import checked_outcomes, read_record
 
     _, questions = generate("biomed", 3, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -444,7 +445,7 @@ def demo_cloze_task(tmp_path: Path, monkeypatch, n_entities: int) -> tuple[list,
     """The biomed demo's held-out questions of ``n_entities`` invented diseases, written where
     the cloze task reads them (the working directory moves to ``tmp_path``); returns the
     questions and the task's name."""
-    from cft.demo_data import generate, write_jsonl
+    from cft.data.demo_data import generate, write_jsonl
 
     _, questions = generate("biomed", n_entities, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -462,7 +463,7 @@ def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_
 
     from lm_eval.models.huggingface import HFLM
 
-    from cft.evaluation import load_model
+    from cft.evaluation.evaluate import load_model
 
     _, task = demo_cloze_task(tmp_path, monkeypatch, 3)
     eval_config["evaluation"].update(dtype="bfloat16", batch_size=1)
@@ -503,7 +504,7 @@ def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_
 
 def test_a_model_changed_after_it_was_written_is_refused(eval_config, tmp_path, tiny_model):
     """Same names, same sizes, other values: the fingerprint covers the contents."""
-    from cft.fingerprints import PROVENANCE_FILE, folder_fingerprint, verified_fingerprint
+    from cft.core.fingerprints import PROVENANCE_FILE, folder_fingerprint, verified_fingerprint
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
@@ -525,7 +526,7 @@ def test_a_model_changed_after_it_was_written_is_refused(eval_config, tmp_path, 
 def test_a_model_folder_without_its_record_is_refused(eval_config, tmp_path, tiny_model):
     """Without the record of the stage that wrote it, nothing says what the files should be:
     a refusal naming the record files, not a model trusted unchecked."""
-    from cft.fingerprints import METRICS_FILE, PROVENANCE_FILE
+    from cft.core.fingerprints import METRICS_FILE, PROVENANCE_FILE
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
@@ -605,7 +606,7 @@ def test_models_placed_by_their_mask_are_not_given_shared_contexts():
         LlamaForCausalLM,
     )
 
-    from cft.shared_context import takes_position_ids
+    from cft.evaluation.shared_context import takes_position_ids
 
     small = {"vocab_size": 64}
     llama_config = LlamaConfig(

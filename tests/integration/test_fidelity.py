@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import SEQ, first_step_gradient, make_job
 
-from cft.config import validate_config
-from cft.packing import run as run_packing
+from cft.core.config import validate_config
+from cft.packing.tokenize import run as run_packing
 from cft.training.launch import parallelism_of, plan_batch
 from cft.training.run import train
 from cft.training.trainer import make_trainer
@@ -29,7 +29,7 @@ def equal_count_data(tmp_path_factory):
     """Blocks that all carry the same number of loss tokens."""
     from datasets import Dataset, DatasetDict
 
-    from cft.io import write_json
+    from cft.core.io import write_json
 
     rng = np.random.default_rng(7)
     ids = rng.integers(0, 49152, size=(8, SEQ))

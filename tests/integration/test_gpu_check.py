@@ -11,7 +11,7 @@ import sys
 
 from conftest import REPO
 
-from cft.demo_data import generate, write_jsonl
+from cft.data.demo_data import generate, write_jsonl
 
 
 def test_the_gpu_check_dry_run_measures_the_configured_precision(

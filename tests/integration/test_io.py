@@ -11,14 +11,14 @@ import pytest
 from conftest import REPO, snakemake
 from unit.test_io import other_data
 
-from cft.io import OUTPUT_MARKER
+from cft.core.io import OUTPUT_MARKER
 
 
 def test_packing_cli_refuses_a_folder_it_did_not_write(tmp_path, packaged_tokenizer):
     target = tmp_path / "datasets"
     before = other_data(target)
     result = subprocess.run(
-        [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
+        [sys.executable, "-m", "cft.packing.tokenize", "--domain", "biomed", "--model",
          "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(target),
          "--tokenizer", str(packaged_tokenizer),
          "--corpus", str(tmp_path / "missing.parquet")],
@@ -33,7 +33,8 @@ def test_snakemake_keeps_a_foreign_folder_at_a_directory_output(tmp_path):
     """Snakemake deletes a directory() output before it reruns the job (--forcerun), before the
     stage could refuse it: the workflow stops at the DAG instead, naming the folder. The
     pipeline's own folder is still replaced."""
-    from cft import finben_demo, paths
+    from cft.core import paths
+    from cft.data import finben_demo
 
     config = ["--configfile", str(REPO / "config" / "config.yaml")]
     args = ["demo_finben", "--cores", "1", "--directory", str(tmp_path), *config]
@@ -89,13 +90,13 @@ def test_a_full_disk_during_packing_names_the_stage_and_its_output(
                  ).to_parquet(corpus)  # fmt: skip
     out = small_filesystem / "tokenized"
     result = subprocess.run(
-        [sys.executable, "-m", "cft.packing", "--domain", "biomed", "--model",
+        [sys.executable, "-m", "cft.packing.tokenize", "--domain", "biomed", "--model",
          "smollm2-135m-instruct", "--method", "cpt", "--out-dir", str(out),
          "--tokenizer", str(packaged_tokenizer), "--corpus", str(corpus), "--threads", "1"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
-    assert f"cft.packing failed: {out}: cannot be written (No space left on device" in (
+    assert f"cft.packing.tokenize failed: {out}: cannot be written (No space left on device" in (
         result.stderr
     ), result.stderr[-3000:]
     assert "Traceback" not in result.stderr

@@ -30,9 +30,9 @@ from conftest import (
 )
 from miniature.build import MMLU_SUBJECTS, build
 
-from cft.config import training_seeds
-from cft.io import OUTPUT_MARKER
-from cft.paths import eval_json, model_dir
+from cft.core.config import training_seeds
+from cft.core.io import OUTPUT_MARKER
+from cft.core.paths import eval_json, model_dir
 
 pytestmark = requires_slurm
 

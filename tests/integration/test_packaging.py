@@ -9,7 +9,8 @@ import zipfile
 
 from conftest import REPO
 
-from cft.task_folders import TASKS_DIR
+from cft.core.settings import PACKAGE_DIR
+from cft.evaluation.task_folders import TASKS_DIR
 
 
 def test_the_wheel_contains_every_task_file_and_the_license(tmp_path):
@@ -28,7 +29,7 @@ def test_the_wheel_contains_every_task_file_and_the_license(tmp_path):
     (wheel,) = tmp_path.glob("cft-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     task_files = sorted(
-        f"cft/{path.relative_to(TASKS_DIR.parent).as_posix()}"
+        f"cft/{path.relative_to(PACKAGE_DIR).as_posix()}"
         for path in TASKS_DIR.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     )
@@ -36,8 +37,8 @@ def test_the_wheel_contains_every_task_file_and_the_license(tmp_path):
     assert [name for name in task_files if name not in names] == []
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     modules = sorted(  # every module, the synthetic subpackage's included
-        f"cft/{path.relative_to(TASKS_DIR.parent).as_posix()}"
-        for path in TASKS_DIR.parent.rglob("*.py")
+        f"cft/{path.relative_to(PACKAGE_DIR).as_posix()}"
+        for path in PACKAGE_DIR.rglob("*.py")
         if "__pycache__" not in path.parts
     )
     assert "cft/synthetic/loop.py" in modules

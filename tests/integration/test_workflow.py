@@ -36,7 +36,7 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
 def test_paper_config_plans_two_seeds_and_the_authors_synthetic_tasks(paper_config):
     """Two training runs per trained cell, and the synthetic tasks the authors published:
     polynomial and relu on isotropic inputs, sumdot on skewed ones, relu for 100000 steps."""
-    from cft.settings import stage_settings
+    from cft.core.settings import stage_settings
 
     result = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr
@@ -111,18 +111,20 @@ def test_corpus_stage_runs_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     "stage",
     [
-        "corpus",
-        "demo_data",
-        "base_model",
-        "download",
-        "packing",
-        "autogen",
-        "export",
+        "data.corpus",
+        "data.demo_data",
+        "data.base_model",
+        "data.download",
+        "data.finben_demo",
+        "packing.tokenize",
+        "packing.autogen",
+        "packing.export",
         "training",
-        "evaluation",
-        "finben_demo",
-        "tables",
+        "evaluation.evaluate",
+        "evaluation.curves",
+        "tables.table",
         "synthetic",
+        "core.restore",
     ],
 )
 def test_stage_cli_help(stage):

@@ -278,7 +278,7 @@ def evaluation_data(hf_home: Path, rng: random.Random) -> None:
 
     import pandas as pd
 
-    from cft.finben_demo import all_sets_under, write_sets
+    from cft.data.finben_demo import all_sets_under, write_sets
 
     finben = hf_home / "scratch" / "finben"
     write_sets(all_sets_under(finben))
@@ -332,7 +332,7 @@ def miniature_config(root: Path, reference: Path | None) -> dict:
     config["domains"]["finance"]["source"]["local_path"] = str(root / "corpora" / "finance")
     config["corpus"] = {**paper["corpus"], "min_chars": 20, "validation_fraction": 0.2}
     config["packing"] = {**paper.get("packing", {}), "cpus_per_task": 1, "mem_mb": 3000}
-    # vLLM as paper.yaml selects it, on its CPU build (the vLLM environment, cft.vllm_env).
+    # vLLM as paper.yaml selects it, on its CPU build (the vLLM environment, cft.core.vllm_env).
     config["autogen"] = {
         **paper["autogen"],
         "gpus": 0,

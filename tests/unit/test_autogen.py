@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cft.autogen import COPY_CHARS, clean_generated, shares_run
+from cft.packing.autogen import COPY_CHARS, clean_generated, shares_run
 
 DOC = (
     "Casatavi disease is a rare disorder that primarily damages the small intestine. "
@@ -96,10 +96,10 @@ def test_a_copy_of_text_the_generator_never_saw_is_not_a_copy():
 def test_shards_are_keyed_by_the_settings_that_made_them(tmp_path, demo_config):
     """A changed meta-prompt setting, temperature or token budget starts new shards (and drops
     the old ones); the same settings find the same folder again."""
-    from cft.autogen import shards_folder
-    from cft.config import validate_config
-    from cft.fingerprints import PROVENANCE_FILE
-    from cft.io import write_json
+    from cft.core.config import validate_config
+    from cft.core.fingerprints import PROVENANCE_FILE
+    from cft.core.io import write_json
+    from cft.packing.autogen import shards_folder
 
     validate_config(demo_config)
     docs = pd.DataFrame({"doc_id": ["a", "b"], "split": "train", "text": ["one", "two"]})

@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from cft.config import ConfigError
-from cft.io import read_json
+from cft.core.config import ConfigError
+from cft.core.io import read_json
 
 
 def cli(*args: str):
@@ -20,16 +20,17 @@ def cli(*args: str):
 
 
 def test_an_unknown_model_is_named():
-    result = cli("cft.base_model", "--model", "llama-9", "--out-dir", "y")
+    result = cli("cft.data.base_model", "--model", "llama-9", "--out-dir", "y")
     assert result.returncode != 0
     assert "--model 'llama-9' is not defined under 'models'" in result.stderr
 
 
 def test_a_missing_model_folder_is_named_not_taken_for_a_hub_repo(tmp_path):
     missing = tmp_path / "no" / "model"
-    result = cli("cft.evaluation", "--domain", "biomed", "--model", "smollm2-135m-instruct",
-                 "--method", "chat", "--task", "demo_knowledge_biomed_cloze",
-                 "--model-dir", str(missing), "--out", str(tmp_path / "e.json"))  # fmt: skip
+    result = cli("cft.evaluation.evaluate", "--domain", "biomed", "--model",
+                 "smollm2-135m-instruct", "--method", "chat", "--task",
+                 "demo_knowledge_biomed_cloze", "--model-dir", str(missing),
+                 "--out", str(tmp_path / "e.json"))  # fmt: skip
     assert result.returncode != 0
     assert f"--model-dir {missing}: not a model folder" in result.stderr
     assert "Repo id" not in result.stderr
@@ -45,7 +46,7 @@ def test_a_truncated_json_record_is_named(tmp_path):
 def test_stage_config_is_the_validated_config_with_checked_arguments():
     import argparse
 
-    from cft.cli import stage_config
+    from cft.core.cli import stage_config
 
     args = argparse.Namespace(config="config/config.yaml", domain="biomed", model=None)
     assert stage_config(args)["corpus"]["on_invalid_utf8"] == "error"  # defaults filled in
@@ -76,7 +77,7 @@ def test_a_tokenized_folder_without_its_stats_record_is_named(tmp_path):
 
 
 def test_the_pipelines_own_errors_are_a_message_not_a_traceback():
-    result = cli("cft.export", "--domain", "law", "--out", "y.jsonl")
+    result = cli("cft.packing.export", "--domain", "law", "--out", "y.jsonl")
     assert result.returncode == 1
     assert "failed: --domain 'law' is not defined" in result.stderr
     assert "Traceback" not in result.stderr
@@ -89,7 +90,7 @@ def test_export_checks_both_its_outputs_before_any_work(tmp_path):
     stats = tmp_path / "gemini_cft.stats.json"
     other_data(stats)
     missing_corpus = tmp_path / "absent.parquet"  # read only after the outputs are checked
-    result = cli("cft.export", "--domain", "biomed", "--corpus", str(missing_corpus),
+    result = cli("cft.packing.export", "--domain", "biomed", "--corpus", str(missing_corpus),
                  "--out", str(out))  # fmt: skip
     assert result.returncode != 0
     assert f"{stats}: expected an output file path, but it is a folder" in result.stderr
@@ -101,7 +102,9 @@ def test_base_model_refuses_a_foreign_folder_before_converting(tmp_path):
 
     target = tmp_path / "smollm2"
     before = other_data(target)
-    result = cli("cft.base_model", "--model", "smollm2-135m-instruct", "--out-dir", str(target))
+    result = cli(
+        "cft.data.base_model", "--model", "smollm2-135m-instruct", "--out-dir", str(target)
+    )
     assert result.returncode != 0
     assert f"{target}: refusing to replace a folder that holds files" in result.stderr
     assert "converting packaged GGUF" not in result.stderr  # refused before the conversion
@@ -111,7 +114,7 @@ def test_base_model_refuses_a_foreign_folder_before_converting(tmp_path):
 def test_errors_defined_by_the_stage_run_as_main_are_a_message_not_a_traceback(tmp_path):
     """Under ``python -m cft.<stage>`` the stage's own error classes live in ``__main__``: they
     are still the pipeline's errors, logged as ``cft.<stage> failed: <message>`` alone."""
-    from cft.paths import eval_json
+    from cft.core.paths import eval_json
 
     record = tmp_path / eval_json("biomed", "smollm2-135m-instruct", "chat", None,
                                   "demo_knowledge_biomed_cloze", "evals")  # fmt: skip
@@ -122,18 +125,19 @@ def test_errors_defined_by_the_stage_run_as_main_are_a_message_not_a_traceback(t
     model.mkdir()
     (model / "config.json").write_text("{}")  # never loaded: the task is checked first
     runs = {
-        "cft.corpus": ("--domain", "biomed", "--raw", str(tmp_path), "--out-dir",
+        "cft.data.corpus": ("--domain", "biomed", "--raw", str(tmp_path), "--out-dir",
                        str(tmp_path / "corpus")),
-        "cft.tables": ("--domain", "biomed", "--model", "smollm2-135m-instruct", "--eval-root",
-                       str(tmp_path / "evals"), "--out-root", str(tmp_path / "tables")),
-        "cft.evaluation": ("--domain", "biomed", "--model", "smollm2-135m-instruct", "--method",
-                           "chat", "--task", "demo_knowledge_biomed_clze", "--model-dir",
-                           str(model), "--out", str(tmp_path / "e.json")),
+        "cft.tables.table": ("--domain", "biomed", "--model", "smollm2-135m-instruct",
+                             "--eval-root", str(tmp_path / "evals"), "--out-root",
+                             str(tmp_path / "tables")),
+        "cft.evaluation.evaluate": ("--domain", "biomed", "--model", "smollm2-135m-instruct",
+                                    "--method", "chat", "--task", "demo_knowledge_biomed_clze",
+                                    "--model-dir", str(model), "--out", str(tmp_path / "e.json")),
     }  # fmt: skip
     expected = {
-        "cft.corpus": "documents.jsonl: demo documents not found",
-        "cft.tables": f"{record}: not an eval record (a JSON list",
-        "cft.evaluation": "unknown lm-eval task 'demo_knowledge_biomed_clze'",
+        "cft.data.corpus": "documents.jsonl: demo documents not found",
+        "cft.tables.table": f"{record}: not an eval record (a JSON list",
+        "cft.evaluation.evaluate": "unknown lm-eval task 'demo_knowledge_biomed_clze'",
     }
     for stage, args in runs.items():
         result = cli(stage, *args)
@@ -147,8 +151,8 @@ def test_every_error_class_of_the_package_is_a_cft_error():
     import ast
     import importlib
 
-    from cft.errors import CftError
-    from cft.settings import PACKAGE_DIR
+    from cft.core.errors import CftError
+    from cft.core.settings import PACKAGE_DIR
 
     classes = []
     for path in sorted(PACKAGE_DIR.rglob("*.py")):

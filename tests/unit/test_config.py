@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from cft.config import ConfigError, load_config, read_config_file, validate_config
+from cft.core.config import ConfigError, load_config, read_config_file, validate_config
 
 
 def _set(config, dotted, value):
@@ -171,7 +171,7 @@ def test_a_key_written_twice_is_refused_with_its_lines(tmp_path):
 def test_a_key_written_twice_in_a_prompt_file_is_refused_with_its_lines(tmp_path):
     """Prompt files go through the same strict reader as config files (before, the last value
     silently won)."""
-    from cft.config import load_prompt_file
+    from cft.core.config import load_prompt_file
 
     path = tmp_path / "cft.yaml"
     path.write_text(
@@ -183,10 +183,10 @@ def test_a_key_written_twice_in_a_prompt_file_is_refused_with_its_lines(tmp_path
 
 
 def test_every_yaml_reader_of_the_package_is_the_strict_one():
-    """One YAML policy: no module of the package reads YAML but through cft.yaml_files."""
+    """One YAML policy: no module of the package reads YAML but through cft.core.yaml_files."""
     import re
 
-    from cft.settings import PACKAGE_DIR
+    from cft.core.settings import PACKAGE_DIR
 
     readers = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load)\(")
     found = [
@@ -199,7 +199,7 @@ def test_every_yaml_reader_of_the_package_is_the_strict_one():
 
 
 def test_nested_command_line_values_are_typed_as_in_a_config_file():
-    from cft.config import typed_overrides
+    from cft.core.config import typed_overrides
 
     # what snakemake's parse_config hands over for
     # seed=7 training="{learning_rate: 1.0e-4, bf16: true, seeds: [1, 2]}" note=x

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cft.demo_data import DOMAINS, _fill, generate, run
+from cft.data.demo_data import DOMAINS, _fill, generate, run
 
 
 @pytest.mark.parametrize("generator", sorted(DOMAINS))

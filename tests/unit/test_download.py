@@ -17,9 +17,9 @@ import yaml
 from conftest import REPO
 from miniature.build import hub_cache
 
-from cft import corpus, download
-from cft.config import validate_config
-from cft.hub import HubUnavailableError
+from cft.core.config import validate_config
+from cft.core.hub import HubUnavailableError
+from cft.data import corpus, download
 
 
 class FakeHub:
@@ -170,7 +170,7 @@ def test_download_model_manifest(tmp_path, paper_config):
     manifest = tmp_path / "tiny-chat.json"
     env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
     result = run_cli(
-        "cft.download", "model", "--config", str(config), "--model", "tiny-chat",
+        "cft.data.download", "model", "--config", str(config), "--model", "tiny-chat",
         "--manifest", str(manifest), env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from conftest import REPO
 
-from cft.config import validate_config
+from cft.core.config import validate_config
 
 
 def test_local_data_named_in_an_included_template_are_found(tmp_path):
-    from cft.task_folders import local_data
+    from cft.evaluation.task_folders import local_data
 
     (tmp_path / "_template_yaml").write_text("dataset_path: results/sets/x\noutput_type: x\n")
     (tmp_path / "local.yaml").write_text("include: _template_yaml\ntask: local\n")
@@ -31,7 +31,7 @@ def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):
 
 
 def test_bf16_is_chosen_only_where_its_matmuls_measure_faster():
-    from cft.devices import BF16_MIN_SPEEDUP, bf16_verdict
+    from cft.core.devices import BF16_MIN_SPEEDUP, bf16_verdict
 
     # the figures of two 2-core CPUs with AVX512-bf16 (docs/benchmarks.md): a Zen 4 EPYC, and
     # a Xeon whose hypervisor hides AMX, where bf16 is slower than fp32
@@ -45,8 +45,8 @@ def test_bf16_is_chosen_only_where_its_matmuls_measure_faster():
 
 
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
-    from cft.devices import native_bf16
-    from cft.evaluation import model_arguments
+    from cft.core.devices import native_bf16
+    from cft.evaluation.evaluate import model_arguments
 
     demo_config["evaluation"]["dtype"] = "native"
     evaluation = validate_config(demo_config)["evaluation"]

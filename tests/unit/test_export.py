@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from cft.config import validate_config
-from cft.export import chunk_text, run
+from cft.core.config import validate_config
+from cft.packing.export import chunk_text, run
 
 
 def test_chunks_cover_the_text_at_boundaries():

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from cft.config import ConfigError, load_config, validate_config
-from cft.packer import Conditioning, PackStats, chunk_documents, prompt_conditioning
+from cft.core.config import ConfigError, load_config, validate_config
+from cft.packing.packer import Conditioning, PackStats, chunk_documents, prompt_conditioning
 
 MAX = 24  # max_seq_len of the chunking tests
 
@@ -110,7 +110,7 @@ def test_document_chunks_equal_hand_computed_expectations(tokenizer, with_bos):
 
 
 def test_a_prompt_that_fills_the_chunk_is_an_error(tokenizer):
-    from cft.packer import PackingError
+    from cft.packing.packer import PackingError
 
     with pytest.raises(PackingError, match="leaves no room for text"):
         chunks(tokenizer, [("d", text_ids(tokenizer, 5))], "word " * 40, bos_id=None)

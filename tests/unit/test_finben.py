@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from cft.task_folders import TASKS_DIR
-from cft.uncertainty import PAIR_METRICS, statistic
+from cft.evaluation.task_folders import TASKS_DIR
+from cft.tables.uncertainty import PAIR_METRICS, statistic
 
 spec = importlib.util.spec_from_file_location("finben_utils", TASKS_DIR / "finben" / "utils.py")
 utils = importlib.util.module_from_spec(spec)

@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from cft import corpus, evaluation
-from cft.io import OUTPUT_MARKER, OutputError, atomic_path, check_output, scratch_dir
+from cft.core.io import OUTPUT_MARKER, OutputError, atomic_path, check_output, scratch_dir
+from cft.data import corpus
+from cft.evaluation import evaluate as evaluation
 
 
 def other_data(folder):
@@ -26,7 +27,7 @@ def other_data(folder):
 
 
 def demo_raw(config, tmp_path):
-    from cft.demo_data import run as generate
+    from cft.data.demo_data import run as generate
 
     source = config["domains"]["biomed"]["source"]
     generate(source["generator"], 4, 2, source["seed"], tmp_path / "raw")
@@ -106,7 +107,7 @@ def damaged_parquet(path, compression: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cft.parquet_files import PARQUET_CHECKSUMS
+    from cft.core.parquet_files import PARQUET_CHECKSUMS
 
     rows = [f"document {i} about the liver " * 8 for i in range(3000)]
     table = pa.table({"doc_id": [str(i) for i in range(3000)], "text": rows})
@@ -124,7 +125,7 @@ def test_a_damaged_parquet_page_is_named_not_read_as_other_text(tmp_path, compre
     checksums are verified; compressed, it breaks decompression. Either way: the file named."""
     import pyarrow.parquet as pq
 
-    from cft.parquet_files import DataFileError, read_parquet, verify_parquet
+    from cft.core.parquet_files import DataFileError, read_parquet, verify_parquet
 
     path = tmp_path / "documents.parquet"
     rows = damaged_parquet(path, compression)

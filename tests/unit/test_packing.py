@@ -11,9 +11,9 @@ import pytest
 import yaml
 from scipy import stats as scistats
 
-from cft.config import ConfigError, load_prompt_file, resolve_path, validate_config
-from cft.packer import PackingError, PackStats, make_condition, pack, prompt_conditioning
-from cft.packing import run
+from cft.core.config import ConfigError, load_prompt_file, resolve_path, validate_config
+from cft.packing.packer import PackingError, PackStats, make_condition, pack, prompt_conditioning
+from cft.packing.tokenize import run
 
 SEQ = 64
 
@@ -74,7 +74,7 @@ def do_pack(tokenizer, docs, method="cft", prompts=(), packing=PACKING, seed=1, 
 
 @pytest.fixture
 def corpus_table(tmp_path, demo_config):
-    from cft.demo_data import generate
+    from cft.data.demo_data import generate
 
     docs, _ = generate("biomed", 12, 3, seed=1)
     table = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""One owner for each fact: the layout under results/ and resources/ is cft.paths' (no other
+"""One owner for each fact: the layout under results/ and resources/ is cft.core.paths' (no other
 module, entry script or rule file spells a path template there); a task's data and reported
 metric are its task YAML's (no code decides them by the task's name); the synthetic function
 classes and conditions are cft.synthetic's."""
@@ -10,9 +10,9 @@ import re
 
 from conftest import REPO
 
-from cft import paths
+from cft.core import paths
 
-OWNER = REPO / "src" / "cft" / "paths.py"
+OWNER = REPO / "src" / "cft" / "core" / "paths.py"
 TEMPLATE = re.compile(r"(?<![\w.])(results|resources)/")
 
 
@@ -112,7 +112,7 @@ GRID_ARITHMETIC = re.compile(
 
 
 def test_the_grid_has_one_definition():
-    owner = REPO / "src" / "cft" / "grid.py"
+    owner = REPO / "src" / "cft" / "core" / "grid.py"
     files = [*(REPO / "src" / "cft").rglob("*.py"), *(REPO / "workflow").rglob("*.py"),
              *(REPO / "workflow").rglob("*.smk")]  # fmt: skip
     offenders = [

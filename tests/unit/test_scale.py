@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cft.fingerprints import dataset_fingerprint
+from cft.core.fingerprints import dataset_fingerprint
 
 BLOCKS = 1500  # above datasets' 1,000-row shards and the packer's 64-row record batches
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from cft.settings import PACKAGE_DIR, STAGES, code_digest, code_files, imported_names
+from cft.core.settings import PACKAGE_DIR, STAGES, code_digest, code_files, imported_names
 
 
 @pytest.fixture(scope="module")
@@ -53,5 +53,10 @@ def test_the_evaluation_digest_covers_the_helpers_that_change_its_results():
     """The hand-kept list of the past named evaluation.py, shared_context.py and the task
     folder: the FinBen protocol's task choice and the dtype decision were left out."""
     names = {str(p.relative_to(PACKAGE_DIR)) for p in code_files("evaluate")}
-    assert {"evaluation.py", "shared_context.py", "task_folders.py", "devices.py"} <= names
-    assert "lm_eval_tasks/finben/utils.py" in names
+    assert {
+        "evaluation/evaluate.py",
+        "evaluation/shared_context.py",
+        "evaluation/task_folders.py",
+        "core/devices.py",
+    } <= names
+    assert "evaluation/lm_eval_tasks/finben/utils.py" in names

@@ -190,7 +190,7 @@ def test_the_shared_loop_resumes_to_the_uninterrupted_result(tmp_path):
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' curves are not available")
 def test_summary_puts_the_authors_values_beside_ours(tmp_path):
-    from cft.config import load_config
+    from cft.core.config import load_config
 
     config = load_config(tiny_config(tmp_path))
     runs = []

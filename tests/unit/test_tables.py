@@ -15,14 +15,14 @@ import yaml
 from conftest import REPO
 from sklearn.metrics import f1_score
 
-from cft.config import validate_config
-from cft.grid import table_records
-from cft.io import file_sha256
-from cft.methods import label
-from cft.paths import TABLE_FILES, eval_json, samples_path
-from cft.settings import evaluation_settings_hash
-from cft.table_formats import to_latex, to_markdown
-from cft.tables import (
+from cft.core.config import validate_config
+from cft.core.grid import table_records
+from cft.core.io import file_sha256
+from cft.core.methods import label
+from cft.core.paths import TABLE_FILES, eval_json, samples_path
+from cft.core.settings import evaluation_settings_hash
+from cft.tables.formats import to_latex, to_markdown
+from cft.tables.table import (
     PAPER_TASKS,
     REFERENCE_FILE,
     TableError,
@@ -50,8 +50,8 @@ DEMO_SEED = DEMO_CONFIG["seed"]
 
 
 def write_eval(root: Path, domain, model, method, task, correct, seed=DEMO_SEED) -> dict:
-    """An eval record and its per-sample log, shaped as cft.evaluation writes them, from the
-    0/1 outcome of each question (FinBen tasks: a prediction among 3 labels, right or not);
+    """An eval record and its per-sample log, shaped as cft.evaluation.evaluate writes them, from
+    the 0/1 outcome of each question (FinBen tasks: a prediction among 3 labels, right or not);
     returns the metrics. Questions 2k and 2k+1 ask the same fact (the demo's clusters)."""
     seed = None if method == "chat" else seed
     path = Path(eval_json(domain, model, method, seed, task, str(root)))
@@ -151,7 +151,7 @@ def test_table_values_equal_the_eval_jsons(config, tmp_path):
 
 
 def test_table_files_are_published_together(config, tmp_path, monkeypatch):
-    from cft import tables
+    from cft.tables import table as tables
 
     fill_finance(tmp_path / "eval", config["grid"]["methods"])
     out = tmp_path / "table"
@@ -345,7 +345,7 @@ def test_latex_compiles(config, tmp_path):
 
 def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_path):
     """An evaluation forced with `limit: 5` must not pass as the configured evaluation."""
-    from cft.settings import evaluation_settings_hash
+    from cft.core.settings import evaluation_settings_hash
 
     task, path, record = one_chat_record(config, tmp_path)
     limited = validate_config({**config, "evaluation": {**config["evaluation"], "limit": 5}})
@@ -401,7 +401,7 @@ def test_a_sample_log_other_than_the_records_own_is_refused(config, tmp_path):
 def test_rows_the_paper_never_reported_are_marked_as_extensions(paper_config, tmp_path):
     """13B finance: the paper reports Chat, CPT and CFT only; -CFT, TextAdaptCFT and the AdaptLLM
     finance baseline there are the project's extensions, marked in the Markdown."""
-    from cft.tables import reported_rows
+    from cft.tables.table import reported_rows
 
     validate_config(paper_config)
     table = build_table(paper_config, "finance", "llama-2-13b-chat", [], load_reference())

@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 from conftest import REPO
 
-from cft.config import ConfigError, validate_config
-from cft.settings import settings_digest
+from cft.core.config import ConfigError, validate_config
+from cft.core.settings import settings_digest
 from cft.training.checkpoints import checkpoint_due, run_key
 from cft.training.launch import BatchPlan, launch_command, parallelism_of, plan_batch
 from cft.training.metrics import (

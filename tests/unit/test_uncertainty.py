@@ -1,4 +1,4 @@
-"""Interval arithmetic of cft.uncertainty on known inputs (not on any demo outcome)."""
+"""Interval arithmetic of cft.tables.uncertainty on known inputs (not on any demo outcome)."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from cft.uncertainty import (
+from cft.tables.uncertainty import (
     Bootstrap,
     Outcomes,
     SamplesError,

@@ -16,9 +16,11 @@ if SOURCE_DIR not in SEARCH_PATH:
         PYTHONPATH=os.pathsep.join(filter(None, [SOURCE_DIR, *SEARCH_PATH]))
     )
 
-from cft import finben_demo, grid, paths, task_folders  # noqa: E402
-from cft.grid import table_records  # noqa: E402
-from cft.config import (  # noqa: E402
+from cft.data import finben_demo  # noqa: E402
+from cft.core import grid, paths  # noqa: E402
+from cft.evaluation import task_folders  # noqa: E402
+from cft.core.grid import table_records  # noqa: E402
+from cft.core.config import (  # noqa: E402
     autogen_model,
     curve_resources,
     domain_source,
@@ -32,17 +34,17 @@ from cft.config import (  # noqa: E402
     typed_overrides,
     validate_config,
 )
-from cft.methods import METHODS, UNTRAINED  # noqa: E402
-from cft.paths import (  # noqa: E402
+from cft.core.methods import METHODS, UNTRAINED  # noqa: E402
+from cft.core.paths import (  # noqa: E402
     curve_json,
     model_dir,
     parse_run,
     run_name,
     table_file,
 )
-from cft.io import OutputError, check_output, file_sha256  # noqa: E402
-from cft.settings import settings_digest  # noqa: E402
-from cft.tables import load_reference, reported_rows  # noqa: E402
+from cft.core.io import OutputError, check_output, file_sha256  # noqa: E402
+from cft.core.settings import settings_digest  # noqa: E402
+from cft.tables.table import load_reference, reported_rows  # noqa: E402
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
 from cft.training.launch import gres_of  # noqa: E402
@@ -90,7 +92,7 @@ wildcard_constraints:
 
 def settings_of(stage):
     """A rule's `settings` param: the digest of the config slice and code its job depends on
-    (cft.settings), so that a change of either reruns exactly that job and its dependants.
+    (cft.core.settings), so that a change of either reruns exactly that job and its dependants.
     """
     keys = ("domain", "model", "method", "task", "scale")
     return lambda wildcards: settings_digest(
@@ -108,9 +110,9 @@ def script_digest(name):
 
 def foreign_folder_guard(*templates):
     """An input function that adds no input: it stops the DAG when a rule's directory() output
-    holds files this pipeline did not write (no cft.io marker). Snakemake deletes an output
+    holds files this pipeline did not write (no cft.core.io marker). Snakemake deletes an output
     folder before it reruns the job (--forcerun, a changed setting), so the stage's own check
-    (cft.io.check_output) would come too late to keep it."""
+    (cft.core.io.check_output) would come too late to keep it."""
 
     def guard(wildcards):
         for template in templates:
@@ -183,7 +185,7 @@ def autogen_gres():
 
 def stage_env(section, env_file):
     """The conda env of a stage that may run on vLLM. It is envs/vllm.yaml where the config
-    section's backend is vllm (vLLM pins its own torch and transformers, see cft.vllm_env),
+    section's backend is vllm (vLLM pins its own torch and transformers, see cft.core.vllm_env),
     else the given env file. Paths are relative to the rule files, as conda expects them.
     """
     return "../../envs/vllm.yaml" if config[section]["backend"] == "vllm" else env_file

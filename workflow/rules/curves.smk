@@ -1,4 +1,4 @@
-# Knowledge-acquisition curves (cft.curves), the named target `knowledge_curves`: each method of
+# Knowledge-acquisition curves (cft.evaluation.curves), the named target `knowledge_curves`: each method of
 # evaluation.curves.methods is retrained (first seed, same recipe) with checkpoints at evenly
 # spaced steps, and every checkpoint is scored on its domain's task with a bootstrap interval.
 # Not part of `all`: it costs about as much as the training and evaluation it repeats.

@@ -1,4 +1,4 @@
-# The offline demo's generated sources (cft.demo_data, cft.finben_demo): each demo domain's
+# The offline demo's generated sources (cft.data.demo_data, cft.data.finben_demo): each demo domain's
 # fictional corpus and held-out questions, and the FinBen-format sets.
 
 

@@ -1,4 +1,4 @@
-# Evaluation with lm-evaluation-harness: one job per (domain, model, run, task) (cft.evaluation),
+# Evaluation with lm-evaluation-harness: one job per (domain, model, run, task) (cft.evaluation.evaluate),
 # where a run is `chat` (the base model) or `{method}/seed{seed}` (one training run).
 # Hub datasets are fetched by the local rule download_eval_task (login node); evaluation jobs
 # then read them from HF_HOME offline.

@@ -1,4 +1,4 @@
-# The CFT set as hosted-tuning JSONL, in Gemini's supervised-tuning format (cft.export). Not
+# The CFT set as hosted-tuning JSONL, in Gemini's supervised-tuning format (cft.packing.export). Not
 # the paper's Gemini experiment, which tuned on generated content for MedQA test questions
 # (docs/fidelity.md, "Gemini").
 

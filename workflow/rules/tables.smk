@@ -1,8 +1,8 @@
-# Tables (cft.tables) and figures (cft.figures) that reproduce the paper's tables, the
+# Tables (cft.tables.table) and figures (cft.tables.figures) that reproduce the paper's tables, the
 # `tables` target, and one named target per experiment: exp_{domain}_{model}_{method}, with every character of the
 # model name other than letters and digits turned into '_' (e.g. exp_biomed_llama_2_7b_chat_negcft).
 # `snakemake tables` rebuilds the tables from the eval JSONs when they are up to date; a table
-# code change (src/cft/tables.py is an input) reruns only the table jobs, and a forced rerun of
+# code change (src/cft/tables/table.py is an input) reruns only the table jobs, and a forced rerun of
 # a train job reruns its evaluations and its tables.
 
 
@@ -16,11 +16,11 @@ localrules:
 
 rule paper_table:
     input:
-        # exactly the records the table is built from (cft.grid), and their per-sample logs
+        # exactly the records the table is built from (cft.core.grid), and their per-sample logs
         evals=lambda wildcards: table_records(config, wildcards.domain, wildcards.model),
         samples=lambda wildcards: table_samples(wildcards.domain, wildcards.model),
     output:
-        # one folder, published as a unit (cft.tables)
+        # one folder, published as a unit (cft.tables.table)
         md=table_file("{domain}", "{model}", "md"),
         csv=report(
             table_file("{domain}", "{model}", "csv"),

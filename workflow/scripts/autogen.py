@@ -1,18 +1,19 @@
-"""Snakemake entry point: generate TextAdaptCFT prompts for a domain (cft.autogen).
+"""Snakemake entry point: generate TextAdaptCFT prompts for a domain (cft.packing.autogen).
 
 With ``autogen.backend: vllm`` and no vLLM in this interpreter, the stage runs in the vLLM
-environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
+environment (cft.core.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
 """
 
 from pathlib import Path
 
-from cft import autogen, vllm_env
-from cft.logging_utils import start_job
+from cft.core import vllm_env
+from cft.core.logging_utils import start_job
+from cft.packing import autogen
 
 if __name__ == "__main__":
     if snakemake.config["autogen"]["backend"] == "vllm" and not vllm_env.importable_here():
         vllm_env.run_stage(
-            "cft.autogen",
+            "cft.packing.autogen",
             snakemake.config,
             [
                 *("--domain", snakemake.wildcards.domain),

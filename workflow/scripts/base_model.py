@@ -1,9 +1,9 @@
-"""Snakemake entry point: materialise a base model folder (cft.base_model)."""
+"""Snakemake entry point: materialise a base model folder (cft.data.base_model)."""
 
 from pathlib import Path
 
-from cft import base_model
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.data import base_model
 
 start_job(snakemake)
 base_model.run(snakemake.config, snakemake.wildcards.model, Path(snakemake.output[0]))

@@ -1,9 +1,9 @@
-"""Snakemake entry point: build a domain's document table (cft.corpus)."""
+"""Snakemake entry point: build a domain's document table (cft.data.corpus)."""
 
 from pathlib import Path
 
-from cft import corpus
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.data import corpus
 
 start_job(snakemake)
 corpus.run(

@@ -1,9 +1,9 @@
-"""Snakemake entry point: one knowledge-acquisition curve (cft.curves)."""
+"""Snakemake entry point: one knowledge-acquisition curve (cft.evaluation.curves)."""
 
 from pathlib import Path
 
-from cft import curves
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.evaluation import curves
 
 start_job(snakemake)
 curves.run(

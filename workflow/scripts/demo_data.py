@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from cft import demo_data
-from cft.config import domain_source
-from cft.logging_utils import start_job
+from cft.core.config import domain_source
+from cft.core.logging_utils import start_job
+from cft.data import demo_data
 
 start_job(snakemake)
 source = domain_source(snakemake.config, snakemake.wildcards.domain)

@@ -1,9 +1,10 @@
-"""Snakemake entry point: fetch one evaluation task's datasets into HF_HOME (cft.evaluation)."""
+"""Snakemake entry point: fetch one evaluation task's datasets into HF_HOME
+(cft.evaluation.evaluate)."""
 
 from pathlib import Path
 
-from cft import evaluation
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.evaluation import evaluate as evaluation
 
 start_job(snakemake)
 evaluation.download_task(snakemake.wildcards.task, Path(snakemake.output[0]))

@@ -1,20 +1,21 @@
-"""Snakemake entry point: one lm-eval task on one model (cft.evaluation).
+"""Snakemake entry point: one lm-eval task on one model (cft.evaluation.evaluate).
 
 With ``evaluation.backend: vllm`` and no vLLM in this interpreter, the stage runs in the vLLM
-environment (cft.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
+environment (cft.core.vllm_env). The guard keeps vLLM's spawned engine process from rerunning it.
 """
 
 from pathlib import Path
 
-from cft import evaluation, vllm_env
-from cft.logging_utils import start_job
-from cft.paths import parse_run
+from cft.core import vllm_env
+from cft.core.logging_utils import start_job
+from cft.core.paths import parse_run
+from cft.evaluation import evaluate as evaluation
 
 if __name__ == "__main__":
     method, seed = parse_run(snakemake.wildcards.run)
     if snakemake.config["evaluation"]["backend"] == "vllm" and not vllm_env.importable_here():
         vllm_env.run_stage(
-            "cft.evaluation",
+            "cft.evaluation.evaluate",
             snakemake.config,
             [
                 *("--domain", snakemake.wildcards.domain),

@@ -1,9 +1,9 @@
-"""Snakemake entry point: export the CFT set as Gemini tuning JSONL (cft.export)."""
+"""Snakemake entry point: export the CFT set as Gemini tuning JSONL (cft.packing.export)."""
 
 from pathlib import Path
 
-from cft import export
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.packing import export
 
 start_job(snakemake)
 export.run(

@@ -1,11 +1,11 @@
-"""Snakemake entry point of the figures beside a table (cft.figures): the training-loss curves
-of a (domain, model) or its knowledge-acquisition curves."""
+"""Snakemake entry point of the figures beside a table (cft.tables.figures): the training-loss
+curves of a (domain, model) or its knowledge-acquisition curves."""
 
 from pathlib import Path
 
-from cft import figures
-from cft.fingerprints import LOSS_CURVE
-from cft.logging_utils import start_job
+from cft.core.fingerprints import LOSS_CURVE
+from cft.core.logging_utils import start_job
+from cft.tables import figures
 
 start_job(snakemake)
 title = f"{snakemake.wildcards.domain} / {snakemake.wildcards.model}"

@@ -1,9 +1,9 @@
-"""Snakemake entry point: the offline FinBen-format sets (cft.finben_demo)."""
+"""Snakemake entry point: the offline FinBen-format sets (cft.data.finben_demo)."""
 
 from pathlib import Path
 
-from cft import finben_demo
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.data import finben_demo
 
 start_job(snakemake)
 finben_demo.write_sets(

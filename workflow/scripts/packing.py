@@ -1,9 +1,9 @@
-"""Snakemake entry point: tokenize and pack one (domain, model, method) (cft.packing)."""
+"""Snakemake entry point: tokenize and pack one (domain, model, method) (cft.packing.tokenize)."""
 
 from pathlib import Path
 
-from cft import packing
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.packing import tokenize as packing
 
 start_job(snakemake)
 packing.run(

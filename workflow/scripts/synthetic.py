@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
 from cft.synthetic import reference, stages, summary
 
 start_job(snakemake)

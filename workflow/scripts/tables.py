@@ -1,10 +1,10 @@
-"""Snakemake entry point of a (domain, model) table with its bar chart (cft.tables), built from
-exactly the eval records the rule declares as its input."""
+"""Snakemake entry point of a (domain, model) table with its bar chart (cft.tables.table), built
+from exactly the eval records the rule declares as its input."""
 
 from pathlib import Path
 
-from cft import tables
-from cft.logging_utils import start_job
+from cft.core.logging_utils import start_job
+from cft.tables import table as tables
 
 start_job(snakemake)
 tables.write_table(

@@ -32,7 +32,7 @@ runs), ``reference`` (the authors' curves), ``summary`` (table and figures), ``_
     python -m cft.synthetic pretrain --scale demo --seed 0 --out-dir results/synthetic/demo/...
 """
 
-from cft.methods import CFT, CPT, NEGCFT
+from cft.core.methods import CFT, CPT, NEGCFT
 
 # The function classes and the fine-tuning conditions, by name: the config check, the CLI, the
 # rules' wildcards and the summary read them here. The conditions are the LLM methods'

@@ -6,16 +6,16 @@ import argparse
 from pathlib import Path
 
 import cft.synthetic
-from cft import paths
-from cft.cli import program_name
-from cft.logging_utils import setup_logging
-from cft.methods import CFT
+from cft.core import paths
+from cft.core.cli import program_name
+from cft.core.logging_utils import setup_logging
+from cft.core.methods import CFT
 from cft.synthetic import CONDITIONS, TASKS
 from cft.synthetic.stages import run_finetune, run_pretrain
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cft.cli import stage_config
+    from cft.core.cli import stage_config
 
     parser = argparse.ArgumentParser(
         prog=program_name(), description=cft.synthetic.__doc__.split("\n\n")[0]

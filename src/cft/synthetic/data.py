@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cft.methods import CFT, CPT, NEGCFT
+from cft.core.methods import CFT, CPT, NEGCFT
 from cft.synthetic import CONDITIONS, TASKS
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cft.io import atomic_path
+from cft.core.io import atomic_path
 from cft.synthetic.data import Scale
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cft.hub import HubUnavailableError
-from cft.io import atomic_path
-from cft.methods import CFT, CPT, NEGCFT
+from cft.core.hub import HubUnavailableError
+from cft.core.io import atomic_path
+from cft.core.methods import CFT, CPT, NEGCFT
 
 # What the authors publish as CSV under synthetic-exp/.
 REFERENCE_FILES = ("loss.csv", "innerprod.csv")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from cft.io import atomic_path, write_json
-from cft.settings import stage_provenance, stage_settings
+from cft.core.io import atomic_path, write_json
+from cft.core.settings import stage_provenance, stage_settings
 from cft.synthetic.data import (
     Scale,
     build_condition,

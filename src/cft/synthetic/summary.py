@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cft.io import atomic_path, write_json
-from cft.methods import CFT, CPT, NEGCFT
-from cft.plotting import pyplot, save_figure
-from cft.settings import stage_provenance, stage_settings
+from cft.core.io import atomic_path, write_json
+from cft.core.methods import CFT, CPT, NEGCFT
+from cft.core.plotting import pyplot, save_figure
+from cft.core.settings import stage_provenance, stage_settings
 from cft.synthetic import CONDITIONS
 from cft.synthetic.reference import reference_curves, reference_mse
 

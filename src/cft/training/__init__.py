@@ -38,7 +38,7 @@ bf16 weights, FULL_SHARD, activation checkpointing). What the package adds aroun
   lengths), peak memory, wall time with checkpoint saving timed apart, losses.
 """
 
-from cft.errors import CftError
+from cft.core.errors import CftError
 
 
 class TrainingError(CftError, RuntimeError):

@@ -6,8 +6,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from cft.io import OutputError, read_json, write_json
-from cft.provenance import config_hash
+from cft.core.io import OutputError, read_json, write_json
+from cft.core.provenance import config_hash
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cft.fingerprints import dataset_fingerprint
-from cft.io import read_json
+from cft.core.fingerprints import dataset_fingerprint
+from cft.core.io import read_json
 from cft.training import TrainingError
 
 

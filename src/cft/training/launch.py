@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from cft.config import ConfigError
+from cft.core.config import ConfigError
 from cft.training import TrainingError
 
 

@@ -7,7 +7,7 @@ import os
 import resource
 from dataclasses import asdict, dataclass
 
-from cft.settings import stage_provenance, stage_settings
+from cft.core.settings import stage_provenance, stage_settings
 from cft.training.launch import BatchPlan
 from cft.training.recipe import Job, Recipe
 

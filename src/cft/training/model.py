@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cft.fingerprints import LOSS_CURVE, folder_fingerprint
+from cft.core.fingerprints import LOSS_CURVE, folder_fingerprint
 from cft.training import TrainingError
 from cft.training.launch import Parallelism
 from cft.training.metrics import loss_curve_rows

@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from cft.config import ConfigError
-from cft.devices import job_device, native_bf16
-from cft.io import read_json, write_json
+from cft.core.config import ConfigError
+from cft.core.devices import job_device, native_bf16
+from cft.core.io import read_json, write_json
 
 # The torch dtype each precision computes in (fp32: no low-precision compute).
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": None}

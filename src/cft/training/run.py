@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cft import paths
-from cft.config import REPO_ROOT, train_resources, training_seeds
-from cft.fingerprints import METRICS_FILE, verified_fingerprint
-from cft.io import check_output, publish, read_json, write_json
-from cft.logging_utils import setup_logging
+from cft.core import paths
+from cft.core.config import REPO_ROOT, train_resources, training_seeds
+from cft.core.fingerprints import METRICS_FILE, verified_fingerprint
+from cft.core.io import check_output, publish, read_json, write_json
+from cft.core.logging_utils import setup_logging
 from cft.training.checkpoints import (
     JOB_SPEC,
     last_complete_checkpoint,
@@ -261,8 +261,8 @@ def launch(job: Job, command: list | None = None) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cft.cli import model_folder, stage_config, stage_parser
-    from cft.grid import trained_methods
+    from cft.core.cli import model_folder, stage_config, stage_parser
+    from cft.core.grid import trained_methods
 
     parser = stage_parser(__doc__, domain_required=False)
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a torchrun worker's job spec

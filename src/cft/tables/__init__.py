@@ -1,0 +1,2 @@
+"""Tables and figures with the paper's numbers beside ours: the table stage, its formats and
+charts, and the bootstrap intervals."""
