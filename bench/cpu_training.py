@@ -37,7 +37,7 @@ def blocks(tokenized: str, batch: int, steps: int) -> list[dict]:
     """``steps`` micro-batches of ``batch`` blocks, cycling over the training blocks."""
     from datasets import load_from_disk
 
-    from cft.training.trainer import collate_blocks
+    from cft.training.data import collate_blocks
 
     rows = list(load_from_disk(tokenized)["train"])
     return [
@@ -108,8 +108,7 @@ def trainer_loop(
     from transformers import AutoModelForCausalLM, TrainerCallback
     from transformers.training_args import OptimizerNames
 
-    from cft.core.config import train_resources
-    from cft.training.launch import parallelism_of, plan_batch
+    from cft.training.launch import parallelism_of, plan_batch, train_resources
     from cft.training.recipe import Job, Recipe
     from cft.training.trainer import make_trainer, training_arguments
 
@@ -147,8 +146,9 @@ def trainer_loop(
 
 
 def main() -> None:
-    from cft.core.config import load_config, train_resources
+    from cft.core.config import load_config
     from cft.core.devices import native_bf16
+    from cft.training.launch import train_resources
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/config.yaml")

@@ -30,9 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft.core.config import load_config, train_resources  # noqa: E402
+from cft.core.config import load_config  # noqa: E402
 from cft.evaluation import evaluate as evaluation  # noqa: E402
 from cft.packing import tokenize as packing  # noqa: E402
+from cft.training.launch import train_resources  # noqa: E402
 from cft.training.recipe import Job  # noqa: E402
 from cft.training.run import train  # noqa: E402
 

@@ -48,9 +48,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cft.core.config import load_config, train_resources  # noqa: E402
+from cft.core.config import load_config  # noqa: E402
 from cft.core.fingerprints import record_fingerprint  # noqa: E402
 from cft.core.io import read_json, write_json  # noqa: E402
+from cft.training.launch import train_resources  # noqa: E402
 from cft.training.recipe import Job  # noqa: E402
 
 log = logging.getLogger("gpu_check")
@@ -169,7 +170,8 @@ def mfu(
     from cft.training.launch import parallelism_of, plan_batch
     from cft.training.metrics import flops_per_token, peak_flops, throughput_metrics
     from cft.training.model import attention_implementation
-    from cft.training.trainer import PrecisionProbe, make_trainer, training_arguments
+    from cft.training.metrics import PrecisionProbe
+    from cft.training.trainer import make_trainer, training_arguments
 
     seq_len, micro, accumulation, warmup = (4096, 4, 2, 3) if cuda else (64, 2, 2, 1)
     overrides = {

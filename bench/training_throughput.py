@@ -90,11 +90,11 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM
 
-    from cft.core.config import train_resources
     from cft.packing.tokenize import run as pack
-    from cft.training.launch import parallelism_of, plan_batch
+    from cft.training.launch import parallelism_of, plan_batch, train_resources
     from cft.training.recipe import Job, Recipe
-    from cft.training.trainer import collate_blocks, make_trainer
+    from cft.training.data import collate_blocks
+    from cft.training.trainer import make_trainer
 
     tokenized = str(scratch / "cpt")
     pack(

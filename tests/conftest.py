@@ -248,7 +248,8 @@ def tiny_data(tmp_path_factory):
 
 def make_job(config, tmp_path, tiny_model, tiny_data, **training):
     """A training job of the tiny model on the random blocks; ``training`` overrides the recipe."""
-    from cft.core.config import train_resources, validate_config
+    from cft.core.config import validate_config
+    from cft.training.launch import train_resources
     from cft.training.recipe import Job
 
     config = copy.deepcopy(config)

@@ -328,7 +328,7 @@ def test_padding_free_batches_give_the_per_token_losses_of_padded_ones(tiny_mode
     every loss token's loss equals the padded batch's, and the loss tokens are the same."""
     from transformers import AutoModelForCausalLM
 
-    from cft.training.trainer import collate_blocks, collate_flat
+    from cft.training.data import collate_blocks, collate_flat
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
     data = document_chunks(4, seed=3)

@@ -22,19 +22,18 @@ from cft.evaluation import task_folders  # noqa: E402
 from cft.core.grid import table_records  # noqa: E402
 from cft.core.config import (  # noqa: E402
     autogen_model,
-    curve_resources,
     domain_source,
     downloaded_domains,
     evaluated_models,
     hub_models,
     read_config_file,
     resolve_path,
-    train_resources,
     training_seeds,
     typed_overrides,
     validate_config,
 )
 from cft.core.methods import METHODS, UNTRAINED  # noqa: E402
+from cft.training.launch import curve_resources, train_resources  # noqa: E402
 from cft.core.paths import (  # noqa: E402
     curve_json,
     model_dir,

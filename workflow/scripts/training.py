@@ -1,7 +1,7 @@
 """Snakemake entry point: fine-tune one (domain, model, method) (cft.training)."""
 
-from cft.core.config import train_resources
 from cft.core.logging_utils import start_job
+from cft.training.launch import train_resources
 from cft.training.recipe import Job
 from cft.training.run import launch
 

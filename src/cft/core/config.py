@@ -291,38 +291,6 @@ def autogen_model(config: dict) -> str:
     return config["autogen"]["model"] or config["grid"]["models"][0]
 
 
-# A train job's resources where training.resources sets none.
-DEFAULT_RESOURCES = {
-    "nodes": 1,
-    "gpus_per_node": 0,
-    "cpu_processes_per_node": 1,
-    "cpus_per_task": 2,
-    "mem_mb": 8000,
-    "runtime": 120,
-    "per_device_batch_size": 8,
-    "gpu_model": "",
-}
-
-
-def train_resources(config: dict, model: str) -> dict:
-    """The train job's resources for ``model``: built-in defaults < ``default`` < per model."""
-    configured = config["training"]["resources"]
-    return {**DEFAULT_RESOURCES, **configured.get("default", {}), **configured.get(model, {})}
-
-
-def curve_resources(config: dict, model: str) -> dict:
-    """The knowledge-curve job's resources: the train job's, on one device of one node (one
-    GPU when the model trains on GPUs). Its scorer is a callback in the training process, so
-    training runs in that one process, with the same global batch (more accumulation)."""
-    resources = train_resources(config, model)
-    return {
-        **resources,
-        "nodes": 1,
-        "gpus_per_node": min(resources["gpus_per_node"], 1),
-        "cpu_processes_per_node": 1,
-    }
-
-
 def training_seeds(config: dict) -> list[int]:
     """The seeds each trained method is run with: training.seeds, or the top-level seed."""
     return list(config["training"].get("seeds") or [config["seed"]])

@@ -24,11 +24,11 @@ from cft.core.config import (
     domain_source,
     load_prompt_file,
     resolve_path,
-    train_resources,
 )
 from cft.core.methods import AUTOGEN_PROMPTS, CFT_PROMPTS, METHODS
 from cft.core.provenance import config_hash, provenance
 from cft.evaluation.task_folders import protocol_task
+from cft.training.launch import train_resources
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PACKAGE = __name__.partition(".")[0]

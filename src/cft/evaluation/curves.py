@@ -114,7 +114,7 @@ def run(
 ) -> dict:
     from datasets import load_from_disk
 
-    from cft.core.config import curve_resources
+    from cft.training.launch import curve_resources
     from cft.training.recipe import Job
     from cft.training.run import train
 

@@ -1,16 +1,21 @@
 """Fine-tuning one (domain, model, method) on its packed blocks: transformers Trainer, FSDP2 on
 GPUs. A package along torchtitan's lines; each module owns one concern:
 
-- :mod:`~cft.training.launch`: job resources, batch arithmetic, the launch command. Light: the
-  workflow's rules import it without importing transformers.
+- :mod:`~cft.training.launch`: job resources (the config's over built-in defaults), batch
+  arithmetic, the launch command. Light: the workflow's rules import it without importing
+  transformers.
 - :mod:`~cft.training.recipe`: the ``training`` section as a typed, immutable :class:`Recipe`
   (precision resolved once per job) and the :class:`Job` handed to every process.
-- :mod:`~cft.training.trainer`: the Trainer subclass, its callbacks, TrainingArguments and the
-  micro-batch collator.
-- :mod:`~cft.training.checkpoints`: resumable checkpoints (completion markers, run keys).
+- :mod:`~cft.training.trainer`: the Trainer subclass, TrainingArguments, the divergence guard
+  and logging callbacks.
+- :mod:`~cft.training.data`: the packed blocks checked against their record, and the
+  micro-batch collators (padded or padding-free).
+- :mod:`~cft.training.checkpoints`: resumable checkpoints (completion markers, run keys, when
+  one is due) and their Trainer callbacks.
 - :mod:`~cft.training.model`: loading the base model (one reader per node under FSDP), LoRA,
   saving the final weights and the files beside them.
-- :mod:`~cft.training.metrics`: FLOPs, MFU, throughput and the run's metrics record.
+- :mod:`~cft.training.metrics`: FLOPs, MFU, throughput, the probes of speed, dtypes, gradient
+  reduction and mesh, and the run's metrics record.
 - :mod:`~cft.training.run`: one training process (``train``), the launcher (``launch``) and the
   command line (``python -m cft.training``).
 

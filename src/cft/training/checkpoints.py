@@ -1,10 +1,15 @@
-"""Resumable checkpoints: which folder may be resumed, and which belongs to another run."""
+"""Resumable checkpoints: which folder may be resumed, and which belongs to another run; when
+one is due (by steps or by training time), and the Trainer callbacks that mark a checkpoint
+complete and save by time."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from cft.core.io import OutputError, read_json, write_json
 from cft.core.provenance import config_hash
@@ -97,3 +102,47 @@ def checkpoint_due(
     if last_save_seconds:
         interval = max(interval, last_save_seconds / max_overhead)
     return seconds_since_save >= interval
+
+
+class CheckpointMarker(TrainerCallback):
+    """Marks a checkpoint complete once the Trainer has written all of it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+
+
+class TimedCheckpoints(TrainerCallback):
+    """Saves by training time (:func:`~cft.training.checkpoints.checkpoint_due`) instead of
+    every ``save_steps``. Every rank must save together (a sharded checkpoint is collective),
+    so the ranks agree on each step's decision (one all-reduce of a flag per optimizer step)."""
+
+    def __init__(self, every_minutes: float, max_overhead: float):
+        self.every_minutes, self.max_overhead = every_minutes, max_overhead
+        self.last_save_seconds = self.requested = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.since = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+
+        now = time.perf_counter()
+        due = checkpoint_due(
+            now - self.since, self.last_save_seconds, self.every_minutes, self.max_overhead
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([int(due)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            due = bool(flag.item())
+        if due:
+            control.should_save = True
+            self.requested = now
+
+    def on_save(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if self.requested is not None:
+            self.last_save_seconds, self.requested = now - self.requested, None
+        self.since = now

@@ -1,11 +1,16 @@
-"""What a training run measured: FLOPs per token, MFU, throughput, memory, and the run's
-metrics record (``train_metrics.json``)."""
+"""What a training run measured: FLOPs per token, MFU, throughput, memory, the probes that read
+the run's speed and dtypes off the live objects (the training loop's wall time, the precision
+really used, the gradient reduction dtype, FSDP2's mesh), and the run's metrics record
+(``train_metrics.json``)."""
 
 from __future__ import annotations
 
 import os
 import resource
+import time
 from dataclasses import asdict, dataclass
+
+from transformers import TrainerCallback
 
 from cft.core.settings import stage_provenance, stage_settings
 from cft.training.launch import BatchPlan
@@ -211,3 +216,72 @@ def metrics_record(facts: RunFacts) -> dict:
             backend="cuda" if cuda else "cpu",
         ),
     }
+
+
+class Throughput(TrainerCallback):
+    """Wall time of the training loop in this process (a resumed run counts its own)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step = time.perf_counter(), state.global_step
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds = time.perf_counter() - self.start
+        self.steps = state.global_step - self.first_step
+
+
+class PrecisionProbe(TrainerCallback):
+    """Records the dtypes training really used, read off the live objects after the first
+    optimizer step: the (local shards of the) parameters, the AdamW state, and the output of
+    the first linear layer in the forward pass."""
+
+    def __init__(self):
+        self.record = {}
+        self._hook = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+        def hook(module, inputs, output):
+            self.record.setdefault("compute", str(output.dtype).removeprefix("torch."))
+
+        self._hook = linear.register_forward_hook(hook)
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if "master_weights" in self.record:
+            return
+        param = next(p for p in model.parameters() if p.requires_grad)
+        local = getattr(param, "_local_tensor", param)  # a DTensor shard under FSDP2
+        self.record["master_weights"] = str(local.dtype).removeprefix("torch.")
+        states = [s for s in optimizer.state.values() if "exp_avg" in s]
+        if states:
+            moment = states[0]["exp_avg"]
+            moment = getattr(moment, "_local_tensor", moment)
+            self.record["optimizer_state"] = str(moment.dtype).removeprefix("torch.")
+        self.record["sharded_parameters"] = hasattr(param, "_local_tensor")
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
+        self.record["optimizer"] = type(inner).__name__ + (
+            " (fused)" if inner.defaults.get("fused") else ""
+        )
+        if self._hook is not None:
+            self._hook.remove()
+
+
+def gradient_reduction_dtype(trainer, parameter_dtype: str | None) -> str | None:
+    """The dtype gradients are reduced in across ranks (None in one process): the FSDP2
+    policy's reduce dtype, or else (DDP, FSDP2 without a policy) the parameters' own dtype."""
+    if trainer.accelerator.num_processes == 1:
+        return None
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    policy = getattr(plugin, "mixed_precision_policy", None) if plugin else None
+    reduce = getattr(policy, "reduce_dtype", None)
+    return str(reduce).removeprefix("torch.") if reduce is not None else parameter_dtype
+
+
+def live_mesh(trainer) -> dict | None:
+    """The device mesh accelerate built for FSDP2, read off the live object."""
+    mesh = getattr(trainer.accelerator, "torch_device_mesh", None)
+    if mesh is None:
+        return None
+    return dict(zip(mesh.mesh_dim_names or (), mesh.mesh.shape, strict=True))

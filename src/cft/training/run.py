@@ -16,9 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cft.core import paths
-from cft.core.config import REPO_ROOT, train_resources, training_seeds
+from cft.core.config import REPO_ROOT, training_seeds
 from cft.core.fingerprints import METRICS_FILE, verified_fingerprint
 from cft.core.io import check_output, publish, read_json, write_json
 from cft.core.logging_utils import setup_logging
@@ -36,9 +37,13 @@ from cft.training.launch import (
     launch_command,
     parallelism_of,
     plan_batch,
+    train_resources,
     world_size_of,
 )
 from cft.training.recipe import Job, Recipe
+
+if TYPE_CHECKING:  # transformers is imported by the training processes only
+    from cft.training.metrics import ModelShape, PrecisionProbe, Throughput
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,22 @@ def place(job: Job) -> Placement:
     return Placement(rank, world, plan, parallel)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What :func:`train` measured and used before the final save, handed to :func:`finish`."""
+
+    read_weights: bool  # this rank read the base model's weights from disk
+    shape: ModelShape
+    attn: str  # the attention implementation
+    resume: Path | None  # the checkpoint the run resumed from
+    throughput: Throughput
+    probe: PrecisionProbe
+    train_loss_mean: float
+    eval_loss: float | None
+    data_stats: dict  # the tokenize stage's record of the blocks
+    wall_start: float  # perf_counter() at the job's start
+
+
 def train(job: Job, callbacks=()) -> dict | None:
     """Train in this process (one rank of a torchrun job, or the only process). Returns the
     metrics record on the main process. ``callbacks``: extra TrainerCallbacks (the knowledge
@@ -74,14 +95,9 @@ def train(job: Job, callbacks=()) -> dict | None:
     import torch
     from transformers import AutoTokenizer
 
-    from cft.training.metrics import ModelShape
+    from cft.training.metrics import ModelShape, PrecisionProbe, Throughput
     from cft.training.model import attention_implementation, load_model, with_lora
-    from cft.training.trainer import (
-        PrecisionProbe,
-        Throughput,
-        make_trainer,
-        training_arguments,
-    )
+    from cft.training.trainer import make_trainer, training_arguments
 
     wall_start = time.perf_counter()
     recipe, where = job.recipe, place(job)
@@ -122,14 +138,12 @@ def train(job: Job, callbacks=()) -> dict | None:
     eval_loss = None
     if recipe.eval_at_end and "validation" in tokenized:
         eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
-    metrics = finish(
-        job, trainer, tokenizer, where,
-        measured={
-            "read_weights": read_weights, "shape": shape, "attn": attn, "resume": resume,
-            "throughput": throughput, "probe": probe, "train_loss_mean": result.training_loss,
-            "eval_loss": eval_loss, "data_stats": data_stats, "wall_start": wall_start,
-        },
+    measured = Measured(
+        read_weights=read_weights, shape=shape, attn=attn, resume=resume,
+        throughput=throughput, probe=probe, train_loss_mean=result.training_loss,
+        eval_loss=eval_loss, data_stats=data_stats, wall_start=wall_start,
     )  # fmt: skip
+    metrics = finish(job, trainer, tokenizer, where, measured)
     if metrics is not None and not recipe.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
@@ -147,21 +161,26 @@ def log_start(job: Job, train_set, where: Placement, attn: str, resume: Path | N
     )  # fmt: skip
 
 
-def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> dict | None:
+def finish(job: Job, trainer, tokenizer, where: Placement, measured: Measured) -> dict | None:
     """Gather and save the final model (every rank takes part), then, on the main process,
     write the files beside it and the metrics record, and publish the folder."""
     import torch
 
-    from cft.training.metrics import RunFacts, metrics_record, peak_memory_mb
+    from cft.training.metrics import (
+        RunFacts,
+        gradient_reduction_dtype,
+        live_mesh,
+        metrics_record,
+        peak_memory_mb,
+    )
     from cft.training.model import save_final_model, write_run_files
-    from cft.training.trainer import gradient_reduction_dtype
 
     recipe, out_dir = job.recipe, Path(job.out_dir)
     device = trainer.args.device
     counts = [trainer.tokens_seen, trainer.loss_tokens_seen, trainer.attention_pairs]
     tokens = trainer.accelerator.reduce(torch.tensor(counts, device=device), "sum").tolist()
     readers = trainer.accelerator.gather(
-        torch.tensor([int(measured["read_weights"])], device=device)
+        torch.tensor([int(measured.read_weights)], device=device)
     ).tolist()
     staging = out_dir.parent / f".{out_dir.name}.partial"
     if where.rank == 0 and staging.exists():
@@ -179,7 +198,7 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
     model_fingerprint, rows = write_run_files(
         staging, tokenizer, trainer.state.log_history, checkpoint_dir / "tensorboard"
     )
-    probe, throughput, resume = measured["probe"], measured["throughput"], measured["resume"]
+    probe, throughput, resume = measured.probe, measured.throughput, measured.resume
     sync_each_batch = trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch")
     precision = {
         "requested": job.config["training"]["precision"],
@@ -195,18 +214,18 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
             job=job, recipe=recipe, precision=precision,
             device_name=torch.cuda.get_device_name() if job.cuda else None,
             world=where.world, fsdp=where.parallel.fsdp, plan=where.plan,
-            attn_implementation=measured["attn"], shape=measured["shape"],
+            attn_implementation=measured.attn, shape=measured.shape,
             weight_readers=readers, resumed_from=str(resume) if resume else None,
             optimizer_steps=trainer.state.global_step, steps_this_run=throughput.steps,
             tokens=tokens[0], loss_tokens=tokens[1], attention_pairs=tokens[2],
             loop_seconds=throughput.seconds - trainer.checkpoint_seconds,
             checkpoint_seconds=trainer.checkpoint_seconds,
             final_save_seconds=final_save_seconds,
-            wall_seconds=time.perf_counter() - measured["wall_start"],
+            wall_seconds=time.perf_counter() - measured.wall_start,
             peak_memory_mb=peak_memory_mb(job.cuda),
-            train_loss_mean=measured["train_loss_mean"], loss_rows=rows,
-            eval_loss=measured["eval_loss"], model_fingerprint=model_fingerprint,
-            data_stats=measured["data_stats"], device_mesh=live_mesh(trainer),
+            train_loss_mean=measured.train_loss_mean, loss_rows=rows,
+            eval_loss=measured.eval_loss, model_fingerprint=model_fingerprint,
+            data_stats=measured.data_stats, device_mesh=live_mesh(trainer),
         )
     )  # fmt: skip
     write_json(staging / METRICS_FILE, metrics)
@@ -217,14 +236,6 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: dict) -> di
         metrics["tokens_per_s"] or 0, f"{metrics['mfu']:.1%}" if metrics["mfu"] else "n/a",
     )  # fmt: skip
     return metrics
-
-
-def live_mesh(trainer) -> dict | None:
-    """The device mesh accelerate built for FSDP2, read off the live object."""
-    mesh = getattr(trainer.accelerator, "torch_device_mesh", None)
-    if mesh is None:
-        return None
-    return dict(zip(mesh.mesh_dim_names or (), mesh.mesh.shape, strict=True))
 
 
 def launch(job: Job, command: list | None = None) -> dict | None:

@@ -1,6 +1,8 @@
-"""The project's Trainer: transformers' Trainer with the recipe's switches, token counting,
-checkpoint markers and timing, the callbacks that guard and measure a run, and the CPU seam
-that lets FSDP2 run on gloo processes."""
+"""The project's Trainer: transformers' Trainer with the recipe's switches, token counting and
+checkpoint timing, the callbacks that guard a run (divergence) and log it, its arguments, and
+the CPU seam that lets FSDP2 run on gloo processes. Checkpoint callbacks are
+:mod:`~cft.training.checkpoints`', measurement :mod:`~cft.training.metrics`', collators
+:mod:`~cft.training.data`'."""
 
 from __future__ import annotations
 
@@ -11,17 +13,15 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from cft.training import TrainingError
-from cft.training.checkpoints import COMPLETE_MARKER, checkpoint_due, remove_checkpoints_after
+from cft.training.checkpoints import CheckpointMarker, TimedCheckpoints, remove_checkpoints_after
+from cft.training.data import collate_blocks, collate_flat, sequence_lengths
 from cft.training.launch import BatchPlan, Parallelism
 from cft.training.recipe import Job, Recipe
 
 log = logging.getLogger(__name__)
-
-PAD_VALUES = {"labels": -100, "attention_mask": 0}
 
 
 @contextlib.contextmanager
@@ -123,50 +123,6 @@ class CftTrainer(Trainer):
         self.checkpoint_seconds += time.perf_counter() - start
 
 
-class CheckpointMarker(TrainerCallback):
-    """Marks a checkpoint complete once the Trainer has written all of it."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
-
-
-class TimedCheckpoints(TrainerCallback):
-    """Saves by training time (:func:`~cft.training.checkpoints.checkpoint_due`) instead of
-    every ``save_steps``. Every rank must save together (a sharded checkpoint is collective),
-    so the ranks agree on each step's decision (one all-reduce of a flag per optimizer step)."""
-
-    def __init__(self, every_minutes: float, max_overhead: float):
-        self.every_minutes, self.max_overhead = every_minutes, max_overhead
-        self.last_save_seconds = self.requested = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.since = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        import torch
-
-        now = time.perf_counter()
-        due = checkpoint_due(
-            now - self.since, self.last_save_seconds, self.every_minutes, self.max_overhead
-        )
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            flag = torch.tensor([int(due)], device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            due = bool(flag.item())
-        if due:
-            control.should_save = True
-            self.requested = now
-
-    def on_save(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        if self.requested is not None:
-            self.last_save_seconds, self.requested = now - self.requested, None
-        self.since = now
-
-
 def divergence_reason(
     loss: float, grad_norm: float | None, first_loss: float | None, max_loss_ratio: float | None
 ) -> str | None:
@@ -230,113 +186,6 @@ class LogToFile(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             log.info("step %d/%d: %s", state.global_step, state.max_steps, logs)
-
-
-class Throughput(TrainerCallback):
-    """Wall time of the training loop in this process (a resumed run counts its own)."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.first_step = time.perf_counter(), state.global_step
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.seconds = time.perf_counter() - self.start
-        self.steps = state.global_step - self.first_step
-
-
-class PrecisionProbe(TrainerCallback):
-    """Records the dtypes training really used, read off the live objects after the first
-    optimizer step: the (local shards of the) parameters, the AdamW state, and the output of
-    the first linear layer in the forward pass."""
-
-    def __init__(self):
-        self.record = {}
-        self._hook = None
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        import torch
-
-        linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
-
-        def hook(module, inputs, output):
-            self.record.setdefault("compute", str(output.dtype).removeprefix("torch."))
-
-        self._hook = linear.register_forward_hook(hook)
-
-    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        if "master_weights" in self.record:
-            return
-        param = next(p for p in model.parameters() if p.requires_grad)
-        local = getattr(param, "_local_tensor", param)  # a DTensor shard under FSDP2
-        self.record["master_weights"] = str(local.dtype).removeprefix("torch.")
-        states = [s for s in optimizer.state.values() if "exp_avg" in s]
-        if states:
-            moment = states[0]["exp_avg"]
-            moment = getattr(moment, "_local_tensor", moment)
-            self.record["optimizer_state"] = str(moment.dtype).removeprefix("torch.")
-        self.record["sharded_parameters"] = hasattr(param, "_local_tensor")
-        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
-        self.record["optimizer"] = type(inner).__name__ + (
-            " (fused)" if inner.defaults.get("fused") else ""
-        )
-        if self._hook is not None:
-            self._hook.remove()
-
-
-def collate_blocks(rows: list[dict], pad_id: int = 0) -> dict:
-    """Stack sequences into int64 tensors (the loss needs int64 labels), right-padded to the
-    longest sequence of the micro-batch: packed blocks all have ``max_seq_len`` tokens and get
-    no padding; document chunks pad only to the micro-batch's longest, not to ``max_seq_len``
-    (sort-free and deterministic: the batch is what the sampler drew). Padding is ``pad_id``
-    (the EOS id, as the authors' code), hidden by the attention mask and never a label."""
-    import torch
-
-    width = max(len(r["input_ids"]) for r in rows)
-    batch = {}
-    for key in ("input_ids", "labels", "attention_mask"):
-        out = np.full((len(rows), width), PAD_VALUES.get(key, pad_id), dtype=np.int64)
-        for i, row in enumerate(rows):
-            values = np.asarray(row[key])
-            out[i, : len(values)] = values
-        batch[key] = torch.from_numpy(out)
-    return batch
-
-
-def collate_flat(rows: list[dict]) -> dict:
-    """The padding-free micro-batch (``training.padding_free``): the sequences concatenated into
-    one row, position ids restarting at 0 for each, no attention mask (transformers then finds
-    the sequences from the position ids and attends within each only). The first label of each
-    sequence is -100: the shifted loss would otherwise predict it from the previous sequence's
-    last token, a prediction the padded batch never makes (its first label falls off the
-    shift). So the loss tokens, and the loss, are those of :func:`collate_blocks`. No cache:
-    transformers looks for packed sequences only when none is kept."""
-    import torch
-
-    ids, labels, positions = [], [], []
-    for row in rows:
-        n = int(np.sum(row["attention_mask"]))  # stored chunks carry no padding; be safe
-        ids.append(np.asarray(row["input_ids"][:n], dtype=np.int64))
-        label = np.asarray(row["labels"][:n], dtype=np.int64).copy()
-        label[0] = -100
-        labels.append(label)
-        positions.append(np.arange(n, dtype=np.int64))
-    return {
-        "input_ids": torch.from_numpy(np.concatenate(ids))[None],
-        "labels": torch.from_numpy(np.concatenate(labels))[None],
-        "position_ids": torch.from_numpy(np.concatenate(positions))[None],
-        "use_cache": False,
-    }
-
-
-def sequence_lengths(batch: dict):
-    """The real length of every sequence of a micro-batch: each row's unmasked tokens, or, in
-    a padding-free row, the runs of its position ids."""
-    import torch
-
-    if "attention_mask" in batch:
-        return batch["attention_mask"].sum(dim=1)
-    positions = batch["position_ids"].flatten()
-    starts = (positions == 0).nonzero().flatten()
-    return torch.diff(starts, append=starts.new_tensor([positions.numel()]))
 
 
 def fsdp_config(recipe: Recipe) -> dict:
@@ -465,14 +314,3 @@ def make_trainer(
         recipe=recipe,
         parallel=parallel,
     )
-
-
-def gradient_reduction_dtype(trainer: Trainer, parameter_dtype: str | None) -> str | None:
-    """The dtype gradients are reduced in across ranks (None in one process): the FSDP2
-    policy's reduce dtype, or else (DDP, FSDP2 without a policy) the parameters' own dtype."""
-    if trainer.accelerator.num_processes == 1:
-        return None
-    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
-    policy = getattr(plugin, "mixed_precision_policy", None) if plugin else None
-    reduce = getattr(policy, "reduce_dtype", None)
-    return str(reduce).removeprefix("torch.") if reduce is not None else parameter_dtype
