@@ -168,9 +168,8 @@ def mfu(
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from cft.training.launch import parallelism_of, plan_batch
-    from cft.training.metrics import flops_per_token, peak_flops, throughput_metrics
+    from cft.training.metrics import PrecisionProbe, flops_per_token, peak_flops, throughput_metrics
     from cft.training.model import attention_implementation
-    from cft.training.metrics import PrecisionProbe
     from cft.training.trainer import make_trainer, training_arguments
 
     seq_len, micro, accumulation, warmup = (4096, 4, 2, 3) if cuda else (64, 2, 2, 1)

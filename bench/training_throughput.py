@@ -91,9 +91,9 @@ def run_packed(config, corpus, model_dir, steps, warmup, batch, scratch: Path):
     from transformers import AutoModelForCausalLM
 
     from cft.packing.tokenize import run as pack
+    from cft.training.data import collate_blocks
     from cft.training.launch import parallelism_of, plan_batch, train_resources
     from cft.training.recipe import Job, Recipe
-    from cft.training.data import collate_blocks
     from cft.training.trainer import make_trainer
 
     tokenized = str(scratch / "cpt")
