@@ -392,7 +392,7 @@ def _step(path: Path) -> int:
 
 def evaluate(bundle: Path, out: Path, model_dir: Path, cuda: bool) -> dict:
     """The demo questions scored by lm-eval's hf backend on CUDA and on CPU, fp32 logits."""
-    from cft.evaluation.evaluate import evaluate as lm_eval_run
+    from cft.evaluation.harness import evaluate as lm_eval_run
 
     config = load_config(REPO / "config" / "config.yaml")
     config["evaluation"].update({"dtype": "float32", "logprobs_dtype": "float32"})

@@ -38,7 +38,7 @@ def test_train_memory_is_a_nodes_memory_on_every_attempt():
 
 
 def test_evaluation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_model):
-    from cft.evaluation.evaluate import evaluate
+    from cft.evaluation.harness import evaluate
 
     validate_config(demo_config)
     demo_config["evaluation"]["gpus"] = 1

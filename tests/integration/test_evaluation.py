@@ -21,15 +21,12 @@ from sklearn.metrics import f1_score
 from cft.core.config import validate_config
 from cft.core.fingerprints import ModelFilesError
 from cft.core.io import file_sha256, write_json
+from cft.evaluation import EvaluationError
 from cft.evaluation import evaluate as evaluation
-from cft.evaluation.evaluate import (
-    TASKS_DIR,
-    EvaluationError,
-    check_task,
-    evaluate,
-    run,
-    task_manager,
-)
+from cft.evaluation.evaluate import run
+from cft.evaluation.harness import evaluate
+from cft.evaluation.task_folders import TASKS_DIR, check_task, task_manager
+from cft.evaluation.weights import check_weights
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]
 
@@ -383,7 +380,7 @@ def test_the_model_loaded_once_scores_as_lm_evals_own_loading(
 
     from cft.core.fingerprints import folder_fingerprint
     from cft.data.demo_data import generate, write_jsonl
-    from cft.evaluation.evaluate import load_checked_model
+    from cft.evaluation.weights import load_checked_model
 
     _, questions = generate("biomed", 3, 2, seed=0)
     write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
@@ -463,7 +460,7 @@ def test_bf16_weights_give_float32_log_likelihoods(eval_config, tiny_model, tmp_
 
     from lm_eval.models.huggingface import HFLM
 
-    from cft.evaluation.evaluate import load_model
+    from cft.evaluation.weights import load_model
 
     _, task = demo_cloze_task(tmp_path, monkeypatch, 3)
     eval_config["evaluation"].update(dtype="bfloat16", batch_size=1)
@@ -560,7 +557,7 @@ def test_a_broken_model_is_refused_before_scoring(eval_config, tmp_path, tiny_mo
         evaluation.run(eval_config, "biomed", "m", "chat", "demo_knowledge_biomed_cloze",
                        model_dir=folder, out_json=tmp_path / "eval.json")  # fmt: skip
     with pytest.raises(ModelFilesError, match=message):  # the check before a vLLM evaluation
-        evaluation.check_weights(folder)
+        check_weights(folder)
 
 
 def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_model, tmp_path,

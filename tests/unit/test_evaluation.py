@@ -46,11 +46,13 @@ def test_bf16_is_chosen_only_where_its_matmuls_measure_faster():
 
 def test_native_dtype_is_bfloat16_only_where_the_hardware_has_it(demo_config):
     from cft.core.devices import native_bf16
-    from cft.evaluation.evaluate import model_arguments
+    from cft.evaluation.harness import model_arguments, placement
 
     demo_config["evaluation"]["dtype"] = "native"
     evaluation = validate_config(demo_config)["evaluation"]
     native, reason = native_bf16(cuda=False)
     expected = "bfloat16" if native else "float32"
-    assert model_arguments(REPO, evaluation, backend="hf")["dtype"] == expected
+    where = placement(evaluation, "the test")
+    assert where.dtype == expected and where.device == "cpu"
+    assert model_arguments(REPO, evaluation, where)["dtype"] == expected
     assert reason.startswith("cpu has")

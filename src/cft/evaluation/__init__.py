@@ -1,2 +1,11 @@
-"""lm-evaluation-harness runs: the evaluate stage, the shared-context hf backend, the task index
-and the project's task folders (lm_eval_tasks), and the knowledge curves."""
+"""lm-evaluation-harness runs: the evaluate stage (evaluate: the record of one model on one
+task), one harness call on the job's placement (harness), the weight checks before a model
+scores (weights), the task index and the project's task folders (task_folders,
+lm_eval_tasks/), the shared-context hf backend (shared_context), and the knowledge curves
+(curves)."""
+
+from cft.core.errors import CftError
+
+
+class EvaluationError(CftError, RuntimeError):
+    """The evaluation cannot run; the message names the task or dataset and the fix."""

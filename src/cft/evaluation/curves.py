@@ -27,7 +27,7 @@ from cft.core.io import write_json
 from cft.core.logging_utils import setup_logging
 from cft.core.paths import curve_json
 from cft.core.settings import stage_provenance, stage_settings
-from cft.evaluation.evaluate import evaluate
+from cft.evaluation.harness import evaluate
 from cft.tables.uncertainty import Bootstrap, bootstrap_of, estimate, read_outcomes
 
 log = logging.getLogger(__name__)
