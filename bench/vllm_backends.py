@@ -3,7 +3,7 @@ against its hf backend for evaluation, on the demo's model, in one run.
 
 - Generation: the demo's autogen settings (``config/config.yaml``: max_new_tokens, sampling,
   batch size for transformers) on the chat-formatted inputs of ``--docs`` demo documents,
-  through the stage's own generators (``cft.packing.autogen.TransformersGenerator`` here,
+  through the stage's own generators (``cft.packing.generators.TransformersGenerator`` here,
   ``VllmGenerator`` in the vLLM environment, cft.core.vllm_env). Reported: model load seconds,
   generation seconds and generated tokens/s (the replies re-tokenized by the same tokenizer,
   so both count alike).
@@ -56,7 +56,7 @@ def generation_inputs(tokenizer, config: dict, n_docs: int) -> tuple[list, list]
     """Chat-formatted inputs and per-document seeds of ``n_docs`` demo documents."""
     from cft.core.config import load_prompt_file, resolve_path
     from cft.data.demo_data import generate
-    from cft.packing.autogen import build_inputs
+    from cft.packing.generators import build_inputs
     from cft.packing.packer import stable_int
 
     docs, _ = generate("biomed", n_docs, 1, seed=config["seed"])
@@ -74,7 +74,7 @@ def generation_inputs(tokenizer, config: dict, n_docs: int) -> tuple[list, list]
 
 def time_generation(backend: str, model_dir: Path, n_docs: int) -> dict:
     """Load the stage's generator for ``backend`` in this process and time one pass."""
-    from cft.packing.autogen import BACKENDS
+    from cft.packing.generators import BACKENDS
 
     config = demo_config()
     settings = {**config["autogen"], "backend": backend, "gpus": 0}

@@ -47,7 +47,7 @@ def test_evaluation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_mod
 
 
 def test_generation_on_a_gpu_job_without_cuda_fails_loudly(demo_config, tiny_model):
-    from cft.packing.autogen import TransformersGenerator
+    from cft.packing.generators import TransformersGenerator
 
     settings = {**validate_config(demo_config)["autogen"], "gpus": 1}
     with pytest.raises(DeviceError, match=r"autogen with .*autogen.gpus = 1"):

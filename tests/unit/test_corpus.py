@@ -15,7 +15,8 @@ import pytest
 from cft.core.config import resolve_path, validate_config
 from cft.core.provenance import config_hash
 from cft.core.settings import settings_digest, stage_settings
-from cft.data.corpus import CorpusError, clean_text, run, split_of
+from cft.data import CorpusError
+from cft.data.corpus import clean_text, run, split_of
 
 LONG_TEXT = ("A very long textbook chapter sentence about renal physiology. " * 20_000).strip()
 
@@ -120,7 +121,7 @@ def test_every_file_of_a_snapshot_is_read_or_named(omt_config, openmedtext_dir, 
     write(outside / "d001.txt", body + "linked")
     (openmedtext_dir / "linked").symlink_to(outside, target_is_directory=True)
     (outside / "loop").symlink_to(openmedtext_dir, target_is_directory=True)
-    with caplog.at_level("INFO", logger="cft.data.corpus"):
+    with caplog.at_level("INFO", logger="cft.data"):
         stats = build(omt_config, "biomed", tmp_path / "out")
     table = pd.read_parquet(tmp_path / "out" / "documents.parquet")
     assert {"mdpi/medicine/c001.TXT", "linked/d001.txt"} <= set(table.doc_id)

@@ -5,15 +5,12 @@ Readable in black and white: hatches, line styles and markers, not colours, tell
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cft.core.grid import MISSING, task_label
 from cft.core.io import read_json
 from cft.core.methods import label
 from cft.core.plotting import pyplot, save_figure
-
-if TYPE_CHECKING:  # the table is drawn, not built, here
-    from cft.tables.table import Table
+from cft.tables.model import Table
 
 
 def bar_chart(table: Table, png: Path, svg: Path) -> None:

@@ -1,4 +1,4 @@
-"""A built table (cft.tables.table.Table) as text: Markdown (the README's and the report's), CSV
+"""A built table (cft.tables.model.Table) as text: Markdown (the README's and the report's), CSV
 with every interval, and LaTeX in the paper's layout."""
 
 from __future__ import annotations
@@ -6,14 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import TYPE_CHECKING
 
 from cft.core.grid import MISSING, task_label
 from cft.evaluation import task_folders
+from cft.tables.model import Table
 from cft.tables.uncertainty import Estimate
-
-if TYPE_CHECKING:  # rendered, not built, here
-    from cft.tables.table import Table
 
 
 def _fmt(value: float | None) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from cft.core import paths
@@ -47,6 +47,7 @@ from cft.core.settings import evaluation_settings_hash, stage_provenance, stage_
 from cft.evaluation import task_folders
 from cft.tables.figures import bar_chart
 from cft.tables.formats import interval_note, to_csv, to_latex, to_markdown
+from cft.tables.model import Table
 from cft.tables.uncertainty import (
     Bootstrap,
     bootstrap_of,
@@ -65,63 +66,6 @@ PAPER_TASKS = {
     "multifin": "finben_multifin",
 }
 REFERENCE_FILE = REPO_ROOT / "data" / "paper_tables.csv"
-
-
-@dataclass
-class Table:
-    domain: str
-    model: str
-    tasks: list[str]
-    rows: list[Row]
-    ours: dict = field(default_factory=dict)  # (row label, task) -> percent
-    paper: dict = field(default_factory=dict)  # (row label, task) -> percent
-    missing: list[str] = field(default_factory=list)  # result files not found
-    # (row label, column) -> Estimate in percent, the average column included
-    intervals: dict = field(default_factory=dict)
-    # reference row label -> {(row label, column) -> Estimate}: row minus reference, paired
-    paired: dict = field(default_factory=dict)
-    # (row label, task) -> Estimate of the mean log-likelihood margin (multiple choice)
-    margins: dict = field(default_factory=dict)
-    paired_margins: dict = field(default_factory=dict)
-    # (row label, task) -> {metric: Estimate in percent}: the task's secondary scores (FinBen's
-    # generative protocol: accuracy, macro and micro F1, MCC x 100, missing rate)
-    secondary: dict = field(default_factory=dict)
-    seeds: dict = field(default_factory=dict)  # row label -> number of training runs
-    bootstrap: dict = field(default_factory=dict)  # iterations, seed, level
-
-    def average(self, values: dict, label: str) -> float | None:
-        cells = [values.get((label, task)) for task in self.tasks]
-        if not cells or any(v is None for v in cells):
-            return None
-        return sum(cells) / len(cells)
-
-    def columns(self) -> list[str]:
-        return [*self.tasks, "average"]
-
-    def value(self, values: dict, label: str, column: str) -> float | None:
-        return self.average(values, label) if column == "average" else values.get((label, column))
-
-    @property
-    def has_paper(self) -> bool:
-        return bool(self.paper)
-
-    @property
-    def extensions(self) -> list[str]:
-        """Rows the paper reports no number for, in a table it does report: the project's
-        extensions of its grid (e.g. TextAdaptCFT outside 7B biomedical)."""
-        if not self.has_paper:
-            return []
-        reported = {label for label, _ in self.paper}
-        return [row.label for row in self.rows if row.label not in reported]
-
-    def best(self, column: str) -> float | None:
-        scores = [self.value(self.ours, r.label, column) for r in self.rows]
-        scores = [s for s in scores if s is not None]
-        return max(scores) if scores else None
-
-
-# Rows every other row is compared with, paired over the same questions: CPT (the paper's
-# comparison for CFT) and the untrained Chat model (what training added).
 
 
 class TableError(CftError, ValueError):
@@ -347,11 +291,6 @@ def _add_estimates(table: Table, runs: dict[str, dict], boot: Bootstrap) -> None
 # ---- the stage ----------------------------------------------------------------------------------
 
 
-def _estimates_json(cells: dict) -> dict:
-    """{(row, column): Estimate} as {"row|column": {"value", "low", "high"}}."""
-    return {f"{k[0]}|{k[1]}": asdict(v) for k, v in cells.items()}
-
-
 def write_table(
     config: dict,
     domain: str,
@@ -373,28 +312,8 @@ def write_table(
         write_json(
             out["json"],
             {
-                "domain": domain,
-                "model": model,
-                "tasks": table.tasks,
-                "rows": [r.label for r in table.rows],
-                "ours": {f"{k[0]}|{k[1]}": v for k, v in table.ours.items()},
-                "paper": {f"{k[0]}|{k[1]}": v for k, v in table.paper.items()},
-                "intervals": _estimates_json(table.intervals),
-                "paired": {ref: _estimates_json(cells) for ref, cells in table.paired.items()},
-                "margins": _estimates_json(table.margins),
-                "secondary": {
-                    f"{k[0]}|{k[1]}": {metric: asdict(e) for metric, e in v.items()}
-                    for k, v in table.secondary.items()
-                    if v
-                },
-                "paired_margins": {
-                    ref: _estimates_json(cells) for ref, cells in table.paired_margins.items()
-                },
-                "seeds": table.seeds,
-                "extensions": table.extensions,
-                "bootstrap": table.bootstrap,
+                **table.as_json(),
                 "interval_note": interval_note(table),
-                "missing": table.missing,
                 "provenance": stage_provenance(
                     "table", stage_settings(config, "table", domain=domain)
                 ),
