@@ -71,7 +71,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile config/config.yaml
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml config/recommended.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
