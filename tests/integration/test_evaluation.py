@@ -25,7 +25,8 @@ from cft.evaluation import EvaluationError
 from cft.evaluation import evaluate as evaluation
 from cft.evaluation.evaluate import run
 from cft.evaluation.harness import evaluate
-from cft.evaluation.task_folders import TASKS_DIR, check_task, task_manager
+from cft.evaluation.task_folders import TASKS_DIR
+from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import check_weights
 
 FINBEN = ["finben_fiqasa", "finben_causal20", "finben_multifin"]

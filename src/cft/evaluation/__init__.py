@@ -1,7 +1,7 @@
 """lm-evaluation-harness runs: the evaluate stage (evaluate: the record of one model on one
 task), one harness call on the job's placement (harness), the weight checks before a model
-scores (weights), the task index and the project's task folders (task_folders,
-lm_eval_tasks/), the shared-context hf backend (shared_context), and the knowledge curves
+scores (weights), the project's task folders (task_folders, lm_eval_tasks/) and lm-eval's
+task index (task_index), the shared-context hf backend (shared_context), and the knowledge curves
 (curves)."""
 
 from cft.core.errors import CftError

@@ -32,7 +32,8 @@ from cft.core.provenance import package_versions, provenance
 from cft.core.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.evaluation import EvaluationError
 from cft.evaluation.harness import SEEDS, evaluate, metrics_of, placement
-from cft.evaluation.task_folders import check_task, protocol_task, task_manager
+from cft.evaluation.task_folders import protocol_task
+from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import check_weights, load_checked_model
 
 log = logging.getLogger(__name__)

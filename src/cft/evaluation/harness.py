@@ -11,7 +11,8 @@ from pathlib import Path
 from cft.core.devices import job_device, native_dtype
 from cft.core.vllm_env import cpu_kv_cache_bytes, shut_down
 from cft.evaluation import EvaluationError
-from cft.evaluation.task_folders import check_task, protocol_task, task_manager
+from cft.evaluation.task_folders import protocol_task
+from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import load_model
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ where it names none, as for lm-eval's own MMLU tasks)."""
 
 from __future__ import annotations
 
-import difflib
 import functools
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import yaml
 from cft.core.errors import CftError
 from cft.core.paths import RESULTS
 from cft.core.yaml_files import TaskLoader, load_yaml
-from cft.evaluation import EvaluationError
 
 TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 
@@ -116,49 +114,3 @@ def reported_metric(task: str, tasks_dir: Path = TASKS_DIR) -> str:
             f"{path}: metadata.reported_metric {metric!r} is not one of its metric_list {listed}"
         )
     return metric
-
-
-# ---- the index lm-eval builds: its own tasks and the project's ----------------------------------
-
-
-def builtin_task_folders(names: tuple[str, ...]) -> list[Path]:
-    """The top-level folders of lm-eval's own tasks whose YAML files mention one of ``names``:
-    a superset of those that define them. A text search, ~20x cheaper than parsing them all."""
-    import lm_eval.tasks
-
-    root = Path(lm_eval.tasks.__file__).parent
-    needles = [name.encode() for name in names]
-    folders = set()
-    for path in root.rglob("*.yaml"):
-        top = path.relative_to(root).parts[0]
-        if top not in folders and any(needle in path.read_bytes() for needle in needles):
-            folders.add(top)
-    return [root / top for top in sorted(folders)]
-
-
-@functools.cache
-def task_manager(*tasks: str):
-    """lm-eval's index of its own and the project's tasks; with ``tasks``, of the folders that
-    define them only. lm-eval's full index parses ~14k YAML files (10 s of CPU, in every
-    evaluation job); the folders holding a task give the same task, as its YAML and includes
-    are read by path. Any name that the narrow index does not hold as a task (a group, a tag,
-    a Python task, a typo) gets the full index. Cached: the knowledge curves evaluate every
-    checkpoint in one process."""
-    from lm_eval.tasks import TaskManager
-
-    if tasks:
-        folders = [*builtin_task_folders(tasks), TASKS_DIR]  # the project's last: it overrides
-        narrow = TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
-        if set(tasks) <= set(narrow.all_subtasks):
-            return narrow
-    return TaskManager(include_path=str(TASKS_DIR))
-
-
-def check_task(name: str, manager) -> None:
-    if name not in manager.all_tasks:
-        close = difflib.get_close_matches(name, manager.all_tasks, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EvaluationError(
-            f"unknown lm-eval task {name!r} in evaluation.suites: neither an lm-eval task nor "
-            f"one of the project's ({TASKS_DIR}){hint}"
-        )
