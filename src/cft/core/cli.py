@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from cft.core import paths
 from cft.core.config import ConfigError, load_config
+from cft.core.logging_utils import main_module
 
 
 def program_name() -> str | None:
     """``python -m cft.<stage>`` when a stage runs as a module (argparse would show the file
     name); None otherwise, for argparse's default."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = spec.name.removesuffix(".__main__") if spec else ""
+    name = main_module() or ""
     return f"python -m {name}" if name.startswith("cft.") else None
 
 

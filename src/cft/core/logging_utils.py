@@ -14,12 +14,11 @@ from cft.core.errors import CftError
 EXPLAINED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT})
 
 
-def _entry_point() -> str:
-    """``cft.packing.tokenize`` for ``python -m cft.packing.tokenize``; else the script's name."""
+def main_module() -> str | None:
+    """The module run as ``__main__`` (``cft.data.corpus`` for ``python -m cft.data.corpus``),
+    or None for a script or ``python -c``."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None:
-        return spec.name.removesuffix(".__main__")
-    return Path(sys.argv[0]).name or "python"
+    return spec.name.removesuffix(".__main__") if spec else None
 
 
 def setup_logging(
@@ -39,7 +38,7 @@ def setup_logging(
         force=True,
     )
     logging.captureWarnings(True)
-    job = job or _entry_point()
+    job = job or main_module() or Path(sys.argv[0]).name or "python"
 
     def log_uncaught(exc_type, exc, tb):
         # Rule logs then hold the reason a job failed, not only the job's last progress line.
