@@ -70,15 +70,16 @@ gpu-check-inputs: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml config/recommended.yaml
+	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
-	$(BIN)/snakefmt Snakefile workflow/rules
+	$(BIN)/snakefmt workflow/Snakefile workflow/rules
 
 # Needs graphviz (apt-get install graphviz).
 rulegraph: $(STAMP)

@@ -1,6 +1,6 @@
 """Where a workflow run's time went: job-seconds per stage from Snakemake's `benchmark:` files.
 
-Every rule with a `benchmark:` directive writes `benchmarks/<stage>/.../<job>.tsv` (wall
+Every rule with a `benchmark:` directive writes `benchmarks/<rule>/.../<job>.tsv` (wall
 seconds `s` and `cpu_time` of the job's processes). This sums them per stage; given a second
 tree (`--before`), it prints both and their ratio, for a before/after comparison of the same
 workflow on the same machine.
@@ -16,17 +16,6 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-# benchmarks/<folder> -> the stage's name in docs/benchmarks.md
-STAGE_NAMES = {
-    "train": "train",
-    "eval": "evaluate",
-    "synthetic": "synthetic",
-    "prompts": "TextAdaptCFT generation",
-    "tokenize": "tokenize",
-    "base_models": "base model",
-    "corpus": "corpus",
-}
-
 
 def job_seconds(root: Path) -> dict[str, dict[str, float]]:
     """Per stage: jobs, summed wall seconds and summed CPU seconds."""
@@ -40,7 +29,7 @@ def job_seconds(root: Path) -> dict[str, dict[str, float]]:
         if not rows or "s" not in rows[-1]:
             raise SystemExit(f"{path}: not a Snakemake benchmark file (no 's' column)")
         row = rows[-1]  # a job benchmarked with repeats keeps its last
-        stage = STAGE_NAMES.get(path.relative_to(root).parts[0], path.relative_to(root).parts[0])
+        stage = path.relative_to(root).parts[0]  # benchmarks/<rule>/...
         stages[stage]["jobs"] += 1
         stages[stage]["wall"] += float(row["s"])
         stages[stage]["cpu"] += float(row.get("cpu_time") or 0.0)

@@ -87,7 +87,7 @@ def prepare(workdir: Path) -> None:
         [
             str(Path(sys.executable).parent / "snakemake"),
             "-s",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "--cores",
             "2",
             "--directory",

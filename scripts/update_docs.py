@@ -1,7 +1,7 @@
 """Regenerate the parts of the docs that are derived from the code or from a run, so that they
 cannot drift: the `--help` of every stage CLI in its docs/stages page, the config reference in
-docs/config.md from config/schema.yaml, and the README's demo tables from the demo run recorded
-in docs/demo_run.json. `--check` reports what is stale and changes nothing
+docs/config.md from workflow/schemas/config.schema.yaml, and the README's demo tables from the
+demo run recorded in docs/demo_run.json. `--check` reports what is stale and changes nothing
 (tests/integration/test_docs.py runs it). `--record-demo` records the tables of a finished `make
 demo` (results/tables/) with the commit and CPU that produced them, then regenerates.
 
@@ -80,7 +80,7 @@ def _rows(prefix: str, node: dict, schema: dict, rows: list[str]) -> None:
 
 
 def config_reference(_: str) -> str:
-    schema = load_yaml((REPO / "config" / "schema.yaml").read_text())
+    schema = load_yaml((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for name, node in schema["properties"].items():
         _rows(name, node, schema, rows)
@@ -166,7 +166,7 @@ def cpu_model() -> str:
     return f"{name}{f' ({widest})' if widest else ''}, {os.cpu_count()} cores"
 
 
-CODE_PATHS = ["src", "workflow", "config", "Snakefile", "pyproject.toml", "requirements"]
+CODE_PATHS = ["src", "workflow", "config", "pyproject.toml", "requirements"]
 
 
 def _git(*args: str) -> str:

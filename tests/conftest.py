@@ -56,7 +56,7 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None
         raise RuntimeError(f"{current}: runs snakemake, so it belongs in tests/integration")
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *args],
+        [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,

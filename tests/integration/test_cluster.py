@@ -16,7 +16,7 @@ from cft.core.devices import DeviceError
 def test_paper_config_generates_prompts_with_vllm_on_a_gpu():
     config = load_config(REPO / "config" / "paper.yaml")
     assert config["autogen"]["backend"] == "vllm" and config["autogen"]["gpus"] >= 1
-    jobs = planned_resources("autogen_prompts", "--configfile", "config/paper.yaml")
+    jobs = planned_resources("autogen", "--configfile", "config/paper.yaml")
     assert len(jobs) == 2  # one per domain
     for resources in jobs.values():
         assert resources["gres"] == "gpu:a100:1" and resources["tasks_per_gpu"] == "0"
@@ -24,7 +24,7 @@ def test_paper_config_generates_prompts_with_vllm_on_a_gpu():
 
 
 def test_demo_generator_stays_on_cpu():
-    jobs = planned_resources("autogen_prompts")
+    jobs = planned_resources("autogen")
     assert jobs and all(resources["gres"] == "" for resources in jobs.values())
 
 

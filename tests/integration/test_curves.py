@@ -13,8 +13,8 @@ from conftest import make_job
 
 from cft.core.config import validate_config
 from cft.data.demo_data import generate, write_jsonl
-from cft.evaluation.curves import run
 from cft.evaluation.harness import evaluate
+from cft.evaluation.knowledge_curve import run
 from cft.tables.figures import knowledge_figure
 from cft.tables.uncertainty import read_outcomes, score
 from cft.training.run import train

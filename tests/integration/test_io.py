@@ -37,10 +37,10 @@ def test_snakemake_keeps_a_foreign_folder_at_a_directory_output(tmp_path):
     from cft.data import finben_demo
 
     config = ["--configfile", str(REPO / "config" / "config.yaml")]
-    args = ["demo_finben", "--cores", "1", "--directory", str(tmp_path), *config]
+    args = ["finben_demo", "--cores", "1", "--directory", str(tmp_path), *config]
     foreign = tmp_path / paths.finben_demo_set(sorted(finben_demo.SETS)[0])
     before = other_data(foreign)
-    result = snakemake(*args, "--forcerun", "demo_finben")
+    result = snakemake(*args, "--forcerun", "finben_demo")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert f"{paths.finben_demo_set(sorted(finben_demo.SETS)[0])}: refusing to replace" in output
@@ -51,7 +51,7 @@ def test_snakemake_keeps_a_foreign_folder_at_a_directory_output(tmp_path):
     assert snakemake(*args).returncode == 0
     published = tmp_path / paths.finben_demo_set(sorted(finben_demo.SETS)[1])
     first = (published / OUTPUT_MARKER).stat().st_mtime_ns
-    again = snakemake(*args, "--forcerun", "demo_finben")
+    again = snakemake(*args, "--forcerun", "finben_demo")
     assert again.returncode == 0, again.stderr
     assert (published / OUTPUT_MARKER).stat().st_mtime_ns != first
 

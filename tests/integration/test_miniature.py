@@ -51,7 +51,7 @@ def check_jobs_fit_the_node(config: Path, workdir: Path, env: dict) -> None:
         [
             str(BIN / "snakemake"),
             "-s",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "-n",
             "--directory",
             str(workdir),
@@ -90,7 +90,7 @@ def miniature(tmp_path_factory):
         "2700",  # 25 min was not enough on a 2-core AMD EPYC (2026-11-30); a guard against hangs
         str(BIN / "snakemake"),
         "-s",
-        str(REPO / "Snakefile"),
+        str(REPO / "workflow" / "Snakefile"),
         *SLURM_PROFILE_ARGS,
         "--jobs",
         "4",  # the test node declares twice its cores (scripts/slurm_up.sh)
@@ -118,15 +118,15 @@ def test_all_runs_through_slurm(miniature):
     assert counts["train"] == 2 * len(METHODS)
     assert counts["evaluate"] == expected_evaluations
     # one tokenization per trained method: the untrained chat row reads none
-    assert counts["autogen_prompts"] == 2 and counts["tokenize"] == 2 * len(METHODS)
+    assert counts["autogen"] == 2 and counts["tokenize"] == 2 * len(METHODS)
     remote = sum(n for rule, n in counts.items() if rule not in LOCAL_RULES | {"total"})
     assert len(submitted) == remote
     assert all(job["state"] == "COMPLETED" for job in submitted), submitted
     assert {job["comment"].split("_wildcards")[0] for job in submitted} >= {
         "rule_train",
         "rule_evaluate",
-        "rule_autogen_prompts",
-        "rule_paper_table",
+        "rule_autogen",
+        "rule_table",
     }
 
 
@@ -157,7 +157,7 @@ def test_recommended_overlay_plans_the_same_dag(miniature):
         [
             str(BIN / "snakemake"),
             "-s",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "-n",
             "--forceall",
             "--directory",
@@ -247,7 +247,7 @@ def test_every_file_written_under_results_is_a_declared_output(miniature):
     and resume state are gone; the pipeline's own folder marker is the one exception)."""
     workdir = miniature.workdir
     summary = subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--summary",
+        [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--summary",
          "--directory", str(workdir), "--configfile", str(workdir.parent / "config.yaml")],
         capture_output=True, text=True, cwd=workdir,
         env={**os.environ, "HF_HOME": str(workdir.parent / "hf_home"), "HF_HUB_OFFLINE": "1"},

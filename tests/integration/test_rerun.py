@@ -22,7 +22,7 @@ from conftest import BIN, REPO, job_counts, snakemake
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
 EVALS_TRAINED = 4 * 2  # one task per domain
 EVALS = EVALS_TRAINED + 2  # and the untrained chat rows
-CLOSING = {"loss_figure": 2, "paper_table": 2, "all": 1}
+CLOSING = {"loss_figure": 2, "table": 2, "all": 1}
 DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, **CLOSING}
 
 
@@ -81,18 +81,18 @@ def edited(config: dict, key: str, value) -> dict:
             128,
             {"tokenize": TRAINED, "train": TRAINED, **DOWNSTREAM_OF_TRAIN},
         ),
-        ("evaluation.limit", 5, {"evaluate": EVALS, "paper_table": 2, "all": 1}),
-        ("evaluation.confidence.bootstrap_iters", 500, {"paper_table": 2, "all": 1}),
+        ("evaluation.limit", 5, {"evaluate": EVALS, "table": 2, "all": 1}),
+        ("evaluation.confidence.bootstrap_iters", 500, {"table": 2, "all": 1}),
         (
             "autogen.temperature",
             0.3,
             {
-                "autogen_prompts": 2,
+                "autogen": 2,
                 "tokenize": 2,
                 "train": 2,
                 "evaluate": 2,
                 "loss_figure": 2,
-                "paper_table": 2,
+                "table": 2,
                 "all": 1,
             },
         ),
@@ -126,9 +126,9 @@ def test_a_changed_prompt_file_reruns_the_jobs_that_use_it(finished_demo, demo_c
     other.write_text(yaml.safe_dump(prompts))
     counts = planned(finished_demo, edited(demo_config, "prompts.cft", str(other)), "prompts")
     # the CFT sets, the tuning-set export, and the autogen fallbacks (drawn from the CFT prompts)
-    assert counts["tokenize"] == 2 * 2 and counts["export_tuning_set"] == 2
-    assert counts["autogen_prompts"] == 2 and counts["train"] == 2 * 2
-    assert "corpus" not in counts and "generate_demo_data" not in counts
+    assert counts["tokenize"] == 2 * 2 and counts["export"] == 2
+    assert counts["autogen"] == 2 and counts["train"] == 2 * 2
+    assert "corpus" not in counts and "demo_data" not in counts
 
 
 def test_a_comment_in_a_prompt_file_reruns_nothing(finished_demo, demo_config, tmp_path):
@@ -159,7 +159,7 @@ def test_a_fresh_checkout_in_front_of_finished_results_reruns_nothing(finished_d
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(REPO / name, checkout / name)  # new modification times
     result = subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(checkout / "Snakefile"), "-n",
+        [str(BIN / "snakemake"), "-s", str(checkout / "workflow" / "Snakefile"), "-n",
          "--profile", str(checkout / "profiles" / "local"),
          "--configfile", str(checkout / "config" / "config.yaml")],
         cwd=finished_demo, capture_output=True, text=True, timeout=300,

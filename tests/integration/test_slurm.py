@@ -32,7 +32,15 @@ pytestmark = requires_slurm
 
 def run_workflow(workdir: Path, config: Path, *extra: str, slurm: bool = True):
     """snakemake on the corpus chain of the demo, bounded by timeout -k."""
-    cmd = ["timeout", "-k", "10", "240", str(BIN / "snakemake"), "-s", str(REPO / "Snakefile")]
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        "240",
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+    ]
     if slurm:
         cmd += SLURM_PROFILE_ARGS
     else:
@@ -57,7 +65,7 @@ def test_demo_chain_runs_as_slurm_jobs_like_a_local_run(tmp_path):
     on_slurm.mkdir()
     result = run_workflow(on_slurm, config)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert job_counts(result.stderr) == {"corpus": 2, "generate_demo_data": 2, "total": 4}
+    assert job_counts(result.stderr) == {"corpus": 2, "demo_data": 2, "total": 4}
 
     submitted = [job for job in slurm_jobs() if job["id"] not in before]
     assert len(submitted) == 4 and all(job["state"] == "COMPLETED" for job in submitted)
@@ -65,8 +73,8 @@ def test_demo_chain_runs_as_slurm_jobs_like_a_local_run(tmp_path):
     assert comments == [
         "rule_corpus_wildcards_biomed",
         "rule_corpus_wildcards_finance",
-        "rule_generate_demo_data_wildcards_biomed",
-        "rule_generate_demo_data_wildcards_finance",
+        "rule_demo_data_wildcards_biomed",
+        "rule_demo_data_wildcards_finance",
     ]
 
     local = tmp_path / "local"

@@ -41,7 +41,7 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
         "tables", "-n", "--directory", str(tmp_path), "--configfile", str(config_file)
     )
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"paper_table": 1, "tables": 1, "total": 2}
+    assert job_counts(result.stdout) == {"table": 1, "tables": 1, "total": 2}
 
 
 @pytest.mark.parametrize(
@@ -49,12 +49,12 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
     [
         (
             "exp_biomed_smollm2_135m_instruct_chat",
-            {"generate_demo_data": 1, "base_model": 1, "evaluate": 1},
+            {"demo_data": 1, "base_model": 1, "evaluate": 1},
         ),
         (
             "exp_finance_smollm2_135m_instruct_negcft",
             {
-                "generate_demo_data": 1,
+                "demo_data": 1,
                 "corpus": 1,
                 "base_model": 1,
                 "tokenize": 1,
@@ -65,10 +65,10 @@ def test_tables_target_plans_only_table_jobs_when_results_exist(tmp_path, conver
         (
             "exp_biomed_smollm2_135m_instruct_autocft",
             {
-                "generate_demo_data": 1,
+                "demo_data": 1,
                 "corpus": 1,
                 "base_model": 1,
-                "autogen_prompts": 1,
+                "autogen": 1,
                 "tokenize": 1,
                 "train": 1,
                 "evaluate": 1,

@@ -21,16 +21,16 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["download_model"] == 4
     assert counts["base_model"] == 4
     assert counts["corpus"] == 2
-    assert counts["autogen_prompts"] == 2  # one per domain
+    assert counts["autogen"] == 2  # one per domain
     assert counts["tokenize"] == 2 * 2 * 4  # domains x grid models x trained methods
-    assert counts["export_tuning_set"] == 2
+    assert counts["export"] == 2
     # domains x grid models x methods other than chat x the two training seeds
     assert counts["train"] == 2 * 2 * 4 * 2
     # (domain, model, method, seed, task): 7 medical and 3 financial tasks for the grid, the
     # chat row once and every trained row per seed, plus the AdaptLLM chat rows of their domain
     assert counts["evaluate"] == (7 + 3) * 2 * (1 + 4 * 2) + 7 + 3
     assert counts["download_eval_task"] == 7 + 3
-    assert "generate_demo_data" not in counts  # the paper config never touches demo data
+    assert "demo_data" not in counts  # the paper config never touches demo data
 
 
 def test_paper_config_plans_two_seeds_and_the_authors_synthetic_tasks(paper_config):
@@ -47,7 +47,7 @@ def test_paper_config_plans_two_seeds_and_the_authors_synthetic_tasks(paper_conf
     assert counts["synthetic_finetune"] == 3 * 3 * 3  # tasks x conditions x seeds
     assert result.stdout.count("task=relu") == 3 * 3
     settings = {
-        task: stage_settings(paper_config, "synthetic", scale="paper", task=task)
+        task: stage_settings(paper_config, "synthetic_finetune", scale="paper", task=task)
         for task in ("polynomial", "sumdot", "relu")
     }
     assert {task: s["x_covariance"] for task, s in settings.items()} == {
@@ -76,12 +76,12 @@ def test_demo_plans_offline_jobs_only():
     result = snakemake("-n", "--forceall")  # whatever results/ already holds
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["generate_demo_data"] == 2 and counts["corpus"] == 2
+    assert counts["demo_data"] == 2 and counts["corpus"] == 2
     assert counts["base_model"] == 1
-    assert counts["tokenize"] == 2 * 4 and counts["autogen_prompts"] == 2  # trained methods
+    assert counts["tokenize"] == 2 * 4 and counts["autogen"] == 2  # trained methods
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
     assert counts["evaluate"] == 5 * 2  # one demo task per domain
-    assert "demo_finben" not in counts  # the FinBen-format sets are not in the demo suites
+    assert "finben_demo" not in counts  # the FinBen-format sets are not in the demo suites
     # synthetic experiment: a pretraining per seed, a fine-tuning per (condition, seed)
     assert counts["synthetic_pretrain"] == 3 and counts["synthetic_finetune"] == 3 * 3
     assert counts["synthetic_summary"] == 1
@@ -121,7 +121,7 @@ def test_corpus_stage_runs_end_to_end(tmp_path):
         "packing.export",
         "training",
         "evaluation.evaluate",
-        "evaluation.curves",
+        "evaluation.knowledge_curve",
         "tables.table",
         "synthetic",
         "core.restore",
@@ -141,11 +141,12 @@ SHIPPED_CONFIGS = {
     "demo": ["config/config.yaml"],
     "paper": ["config/paper.yaml"],
     "recommended": ["config/paper.yaml", "config/recommended.yaml"],
+    "test": [".test/config/config.yaml"],
 }
 LINTERS = {
     "ruff check": [str(BIN / "ruff"), "check", "."],
     "ruff format": [str(BIN / "ruff"), "format", "--check", "."],
-    "snakefmt": [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+    "snakefmt": [str(BIN / "snakefmt"), "--check", "workflow/Snakefile", "workflow/rules"],
     **{
         f"snakemake --lint ({name})": [str(BIN / "snakemake"), "--lint", "--configfile", *files]
         for name, files in SHIPPED_CONFIGS.items()
@@ -154,8 +155,11 @@ LINTERS = {
 
 
 def test_every_shipped_config_is_linted():
-    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "config").glob("*.yaml")}
-    shipped.discard("config/schema.yaml")
+    shipped = {
+        p.relative_to(REPO).as_posix()
+        for folder in ("config", ".test/config")
+        for p in (REPO / folder).glob("*.yaml")
+    }
     assert shipped == {f for files in SHIPPED_CONFIGS.values() for f in files}
 
 
@@ -174,7 +178,7 @@ def test_paper_cells_plans_exactly_the_cells_with_a_paper_number():
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["train"] == 12 * 2
-    assert counts["autogen_prompts"] == 1  # TextAdaptCFT is reported for biomed only
+    assert counts["autogen"] == 1  # TextAdaptCFT is reported for biomed only
     # untrained rows: chat x 2 models x (7 + 3 tasks) and AdaptLLM medicine (7); trained:
     # 7 biomed cells x 7 tasks and 5 finance cells x 3 tasks, each per seed
     assert counts["evaluate"] == 2 * (7 + 3) + 7 + (7 * 7 + 5 * 3) * 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cft.evaluation.curves import save_steps_for
+from cft.evaluation.knowledge_curve import save_steps_for
 
 
 @pytest.mark.parametrize(

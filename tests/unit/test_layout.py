@@ -80,3 +80,18 @@ def test_no_module_is_over_400_lines():
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+# The one core module that reads stages' policies: the stage registry computes each stage's
+# config slice, which for train and evaluate is the stage's own resolution of the config.
+CORE_READS_STAGES = {"cft.core.settings"}
+
+
+def test_the_core_imports_no_stage_package():
+    """cft.core is the bottom layer: the stage packages import it, not the reverse."""
+    upward = {
+        name: sorted(t for t in targets if not t.startswith("cft.core") and t != "cft")
+        for name, targets in import_graph().items()
+        if name.startswith("cft.core.") and name not in CORE_READS_STAGES
+    }
+    assert {name: targets for name, targets in upward.items() if targets} == {}

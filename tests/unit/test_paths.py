@@ -1,7 +1,7 @@
 """One owner for each fact: the layout under results/ and resources/ is cft.core.paths' (no other
 module, entry script or rule file spells a path template there); a task's data and reported
 metric are its task YAML's (no code decides them by the task's name); the synthetic function
-classes and conditions are cft.synthetic's."""
+classes and conditions are cft.core.methods' (cft.synthetic, which implements them, aside)."""
 
 from __future__ import annotations
 
@@ -95,11 +95,12 @@ def test_task_facts_come_from_the_task_yamls():
 
 
 def test_synthetic_names_have_one_owner():
-    owner = REPO / "src" / "cft" / "synthetic"
+    owner = REPO / "src" / "cft" / "core" / "methods.py"
+    implementation = REPO / "src" / "cft" / "synthetic"
     offenders = [
         f"{where}: {text!r}"
         for path, where, text in code_strings()
-        if owner not in path.parents and SYNTHETIC_NAME.search(text)
+        if path != owner and implementation not in path.parents and SYNTHETIC_NAME.search(text)
     ]
     assert offenders == []
 

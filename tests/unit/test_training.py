@@ -267,7 +267,7 @@ def test_metrics_record_on_cpu_and_without_logged_losses(paper_config):
 def test_the_recipe_has_one_field_per_schema_key(demo_config, paper_config):
     import yaml
 
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     keys = set(schema["properties"]["training"]["properties"])
     assert {f.name for f in dataclasses.fields(Recipe)} == keys
     for config in (demo_config, paper_config):

@@ -2,7 +2,7 @@
 # prompt sets are config files, read directly by the tokenize rule).
 
 
-rule autogen_prompts:
+rule autogen:
     input:
         corpus=paths.corpus_table("{domain}"),
         generator=lambda wildcards: paths.base_model_dir(autogen_model(config)),
@@ -10,12 +10,12 @@ rule autogen_prompts:
         table=paths.autogen_table("{domain}"),
         stats=paths.autogen_stats("{domain}"),
     log:
-        "logs/prompts/{domain}_autogen.log",
+        "logs/autogen/{domain}.log",
     benchmark:
-        "benchmarks/prompts/{domain}_autogen.tsv"
+        "benchmarks/autogen/{domain}.tsv"
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        stage_env("autogen", "../../envs/prompts.yaml")
+        stage_env("autogen", "../envs/packing.yaml")
     threads: config["autogen"]["cpus_per_task"]
     resources:
         mem_mb=config["autogen"]["mem_mb"],

@@ -8,12 +8,12 @@ rule base_model:
     output:
         directory(paths.base_model_dir("{model}")),
     log:
-        "logs/base_models/{model}.log",
+        "logs/base_model/{model}.log",
     benchmark:
-        "benchmarks/base_models/{model}.tsv"
+        "benchmarks/base_model/{model}.tsv"
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        "../../envs/base_model.yaml"
+        "../envs/data.yaml"
     # one: a two-core job waits behind a stream of one-core jobs until both cores are free
     threads: 1
     resources:

@@ -8,7 +8,10 @@ from snakemake.utils import update_config
 
 # The rules and every job's entry script (workflow/scripts, through the environment it
 # inherits) import the package from the checkout, installed or not (cluster conda envs).
-SOURCE_DIR = str(Path(workflow.basedir) / "src")
+# workflow.basedir is workflow/ (the Snakefile's folder); config paths and src/ are relative
+# to the checkout.
+REPO_DIR = Path(workflow.basedir).parent
+SOURCE_DIR = str(REPO_DIR / "src")
 sys.path.insert(0, SOURCE_DIR)
 SEARCH_PATH = os.environ.get("PYTHONPATH", "").split(os.pathsep)
 if SOURCE_DIR not in SEARCH_PATH:
@@ -54,7 +57,7 @@ for config_file in workflow.configfiles:
 # --config leaves nested values as strings: typed again, as in a config file
 OVERRIDES = typed_overrides(workflow.config_settings.config)
 update_config(config, OVERRIDES)
-# JSON Schema (config/schema.yaml, via snakemake.utils.validate) plus cross-reference and path
+# JSON Schema (workflow/schemas/config.schema.yaml, via snakemake.utils.validate) plus cross-reference and path
 # checks; stops before any job with a message naming the key, the bad value and what is allowed.
 validate_config(
     config,
@@ -62,7 +65,7 @@ validate_config(
         [*map(str, workflow.configfiles), *(["--config"] if OVERRIDES else [])]
     )
     or "config",
-    base_dir=Path(workflow.basedir),
+    base_dir=REPO_DIR,
 )
 
 GRID = config["grid"]
@@ -104,7 +107,7 @@ def script_digest(name):
     compares modification times, which every fresh checkout renews (a clone in front of
     finished results replanned 37 jobs), so the profiles turn that check off (rerun-triggers
     without `code`) and the content is compared here."""
-    return file_sha256(Path(workflow.basedir) / "workflow" / "scripts" / name)
+    return file_sha256(Path(workflow.basedir) / "scripts" / name)
 
 
 def foreign_folder_guard(*templates):
@@ -139,7 +142,7 @@ def raw_corpus_dir(domain):
     if source["type"] == "demo":
         return paths.demo_data_dir(domain)
     if source.get("local_path"):
-        return str(resolve_path(source["local_path"], Path(workflow.basedir)))
+        return str(resolve_path(source["local_path"], REPO_DIR))
     return paths.downloaded_corpus_dir(domain)
 
 
@@ -187,7 +190,7 @@ def stage_env(section, env_file):
     section's backend is vllm (vLLM pins its own torch and transformers, see cft.core.vllm_env),
     else the given env file. Paths are relative to the rule files, as conda expects them.
     """
-    return "../../envs/vllm.yaml" if config[section]["backend"] == "vllm" else env_file
+    return "../envs/vllm.yaml" if config[section]["backend"] == "vllm" else env_file
 
 
 def tokenize_input(wildcards):
@@ -349,7 +352,7 @@ def synthetic_reference_input():
         return []
     if reference == "download":
         return [paths.SYNTHETIC_REFERENCE_DIR]
-    return [str(resolve_path(reference, Path(workflow.basedir)))]
+    return [str(resolve_path(reference, REPO_DIR))]
 
 
 def synthetic_outputs():

@@ -13,7 +13,7 @@ rule corpus:
         "benchmarks/corpus/{domain}.tsv"
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     resources:
         mem_mb=8000,
         runtime=120,

@@ -1,4 +1,4 @@
-# Knowledge-acquisition curves (cft.evaluation.curves), the named target `knowledge_curves`: each method of
+# Knowledge-acquisition curves (cft.evaluation.knowledge_curve), the named target `knowledge_curves`: each method of
 # evaluation.curves.methods is retrained (first seed, same recipe) with checkpoints at evenly
 # spaced steps, and every checkpoint is scored on its domain's task with a bootstrap interval.
 # Not part of `all`: it costs about as much as the training and evaluation it repeats.
@@ -14,9 +14,9 @@ rule knowledge_curve:
     output:
         curve_json("{domain}", "{model}", "{method}", "{seed}"),
     log:
-        "logs/curves/{domain}/{model}/{method}/seed{seed}.log",
+        "logs/knowledge_curve/{domain}/{model}/{method}/seed{seed}.log",
     conda:
-        "../../envs/curves.yaml"
+        "../envs/evaluation.yaml"
     threads: lambda wildcards: curve_job_resources(wildcards)["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards: curve_job_resources(wildcards)["mem_mb"]
@@ -27,10 +27,10 @@ rule knowledge_curve:
         gres=curve_gres,
         tasks_per_gpu=0,
     params:
-        settings=settings_of("curves"),
-        script=script_digest("curves.py"),
+        settings=settings_of("knowledge_curve"),
+        script=script_digest("knowledge_curve.py"),
     script:
-        "../scripts/curves.py"
+        "../scripts/knowledge_curve.py"
 
 
 rule knowledge_curve_figure:
@@ -45,13 +45,14 @@ rule knowledge_curve_figure:
         ),
         svg=paths.figure("{domain}", "{model}", "knowledge", "svg"),
     log:
-        "logs/curves/{domain}/{model}_figure.log",
+        "logs/knowledge_curve_figure/{domain}/{model}.log",
     conda:
-        "../../envs/report.yaml"
+        "../envs/tables.yaml"
     params:
-        script=script_digest("figures.py"),
+        settings=settings_of("knowledge_curve_figure"),
+        script=script_digest("knowledge_curve_figure.py"),
     script:
-        "../scripts/figures.py"
+        "../scripts/knowledge_curve_figure.py"
 
 
 rule knowledge_curves:

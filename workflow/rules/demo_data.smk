@@ -2,7 +2,7 @@
 # fictional corpus and held-out questions, and the FinBen-format sets.
 
 
-rule generate_demo_data:
+rule demo_data:
     output:
         documents=paths.demo_file("{domain}", "documents.jsonl"),
         questions=paths.demo_file("{domain}", "questions.jsonl"),
@@ -11,7 +11,7 @@ rule generate_demo_data:
         "logs/demo_data/{domain}.log",
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     params:
         settings=settings_of("demo_data"),
         script=script_digest("demo_data.py"),
@@ -19,15 +19,15 @@ rule generate_demo_data:
         "../scripts/demo_data.py"
 
 
-rule demo_finben:
+rule finben_demo:
     input:
         guard=foreign_folder_guard(*map(paths.finben_demo_set, finben_demo.SETS)),
     output:
         [directory(paths.finben_demo_set(name)) for name in finben_demo.SETS],
     log:
-        "logs/demo_data/finben.log",
+        "logs/finben_demo.log",
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     params:
         settings=settings_of("finben_demo"),
         script=script_digest("finben_demo.py"),

@@ -20,28 +20,28 @@ rule download_corpus:
     output:
         directory(paths.downloaded_corpus_dir("{domain}")),
     log:
-        "logs/download/corpus_{domain}.log",
+        "logs/download_corpus/{domain}.log",
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     params:
         settings=settings_of("download_corpus"),
-        script=script_digest("download.py"),
+        script=script_digest("download_corpus.py"),
     script:
-        "../scripts/download.py"
+        "../scripts/download_corpus.py"
 
 
 rule download_model:
     output:
         paths.model_manifest("{model}"),
     log:
-        "logs/download/model_{model}.log",
+        "logs/download_model/{model}.log",
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     params:
         settings=settings_of("download_model"),
-        script=script_digest("download.py"),
+        script=script_digest("download_model.py"),
     script:
-        "../scripts/download.py"
+        "../scripts/download_model.py"
 
 
 rule download_corpora:
@@ -70,10 +70,11 @@ rule download_eval_task:
     output:
         paths.eval_data_manifest("{task}"),
     log:
-        "logs/download/eval_{task}.log",
+        "logs/download_eval_task/{task}.log",
     conda:
-        "../../envs/eval.yaml"
+        "../envs/evaluation.yaml"
     params:
+        settings=settings_of("download_eval_task"),
         script=script_digest("download_eval_task.py"),
     script:
         "../scripts/download_eval_task.py"
@@ -90,11 +91,12 @@ rule download_synthetic_reference:
     output:
         directory(paths.SYNTHETIC_REFERENCE_DIR),
     log:
-        "logs/download/synthetic_reference.log",
+        "logs/download_synthetic_reference.log",
     conda:
-        "../../envs/synthetic.yaml"
+        "../envs/synthetic.yaml"
     params:
         url=config["synthetic"]["reference_url"],
-        script=script_digest("synthetic.py"),
+        settings=settings_of("download_synthetic_reference"),
+        script=script_digest("download_synthetic_reference.py"),
     script:
-        "../scripts/synthetic.py"
+        "../scripts/download_synthetic_reference.py"

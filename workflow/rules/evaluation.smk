@@ -16,12 +16,12 @@ rule evaluate:
             )
         ),
     log:
-        "logs/eval/{domain}/{model}/{run}/{task}.log",
+        "logs/evaluate/{domain}/{model}/{run}/{task}.log",
     benchmark:
-        "benchmarks/eval/{domain}/{model}/{run}/{task}.tsv"
+        "benchmarks/evaluate/{domain}/{model}/{run}/{task}.tsv"
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        stage_env("evaluation", "../../envs/eval.yaml")
+        stage_env("evaluation", "../envs/evaluation.yaml")
     threads: config["evaluation"]["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards, attempt: config["evaluation"]["mem_mb"] * attempt,
@@ -31,6 +31,6 @@ rule evaluate:
         tasks_per_gpu=0,
     params:
         settings=settings_of("evaluate"),
-        script=script_digest("evaluation.py"),
+        script=script_digest("evaluate.py"),
     script:
-        "../scripts/evaluation.py"
+        "../scripts/evaluate.py"

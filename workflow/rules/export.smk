@@ -3,16 +3,16 @@
 # (docs/fidelity.md, "Gemini").
 
 
-rule export_tuning_set:
+rule export:
     input:
         paths.corpus_table("{domain}"),
     output:
         jsonl=paths.export_file("{domain}"),
         stats=str(paths.export_stats(paths.export_file("{domain}"))),
     log:
-        "logs/export/{domain}_tuning_set.log",
+        "logs/export/{domain}.log",
     conda:
-        "../../envs/tokenize.yaml"
+        "../envs/packing.yaml"
     params:
         settings=settings_of("export"),
         script=script_digest("export.py"),

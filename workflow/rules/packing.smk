@@ -15,7 +15,7 @@ rule tokenize:
         "benchmarks/tokenize/{domain}/{model}/{method}.tsv"
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        "../../envs/tokenize.yaml"
+        "../envs/packing.yaml"
     threads: config["packing"]["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards, attempt: config["packing"]["mem_mb"] * attempt,
@@ -23,6 +23,6 @@ rule tokenize:
         runtime=120,
     params:
         settings=settings_of("tokenize"),
-        script=script_digest("packing.py"),
+        script=script_digest("tokenize.py"),
     script:
-        "../scripts/packing.py"
+        "../scripts/tokenize.py"

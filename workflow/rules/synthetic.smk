@@ -9,14 +9,14 @@ rule synthetic_pretrain:
     output:
         directory(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
     log:
-        "logs/synthetic/{scale}/pretrain_seed{seed}.log",
+        "logs/synthetic_pretrain/{scale}/seed{seed}.log",
     benchmark:
-        "benchmarks/synthetic/{scale}/pretrain_seed{seed}.tsv"
+        "benchmarks/synthetic_pretrain/{scale}/seed{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
     priority: SYNTHETIC_PRETRAIN_PRIORITY
     conda:
-        "../../envs/synthetic.yaml"
+        "../envs/synthetic.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
@@ -24,11 +24,11 @@ rule synthetic_pretrain:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("synthetic"),
+        settings=settings_of("synthetic_pretrain"),
         work_dir=paths.work_dir(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
-        script=script_digest("synthetic.py"),
+        script=script_digest("synthetic_pretrain.py"),
     script:
-        "../scripts/synthetic.py"
+        "../scripts/synthetic_pretrain.py"
 
 
 rule synthetic_finetune:
@@ -40,15 +40,15 @@ rule synthetic_finetune:
     output:
         directory(paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")),
     log:
-        "logs/synthetic/{scale}/{task}_{condition}_seed{seed}.log",
+        "logs/synthetic_finetune/{scale}/{task}_{condition}_seed{seed}.log",
     benchmark:
-        "benchmarks/synthetic/{scale}/{task}_{condition}_seed{seed}.tsv"
+        "benchmarks/synthetic_finetune/{scale}/{task}_{condition}_seed{seed}.tsv"
     wildcard_constraints:
         task="|".join(SYNTHETIC_TASKS),
         condition="|".join(SYNTHETIC_CONDITIONS),
         seed=r"\d+",
     conda:
-        "../../envs/synthetic.yaml"
+        "../envs/synthetic.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
@@ -56,13 +56,13 @@ rule synthetic_finetune:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("synthetic"),
+        settings=settings_of("synthetic_finetune"),
         work_dir=paths.work_dir(
             paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
         ),
-        script=script_digest("synthetic.py"),
+        script=script_digest("synthetic_finetune.py"),
     script:
-        "../scripts/synthetic.py"
+        "../scripts/synthetic_finetune.py"
 
 
 rule synthetic_summary:
@@ -85,11 +85,11 @@ rule synthetic_summary:
             task=config["synthetic"]["tasks"],
         ),
     log:
-        "logs/synthetic/{scale}/summary.log",
+        "logs/synthetic_summary/{scale}.log",
     conda:
-        "../../envs/synthetic.yaml"
+        "../envs/synthetic.yaml"
     params:
-        settings=settings_of("synthetic"),
-        script=script_digest("synthetic.py"),
+        settings=settings_of("synthetic_summary"),
+        script=script_digest("synthetic_summary.py"),
     script:
-        "../scripts/synthetic.py"
+        "../scripts/synthetic_summary.py"

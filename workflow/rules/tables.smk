@@ -14,7 +14,7 @@ localrules:
     paper_cells,
 
 
-rule paper_table:
+rule table:
     input:
         # exactly the records the table is built from (cft.core.grid), and their per-sample logs
         evals=lambda wildcards: table_records(config, wildcards.domain, wildcards.model),
@@ -38,14 +38,14 @@ rule paper_table:
         ),
         svg=table_file("{domain}", "{model}", "svg"),
     log:
-        "logs/tables/{domain}/{model}.log",
+        "logs/table/{domain}/{model}.log",
     conda:
-        "../../envs/report.yaml"
+        "../envs/tables.yaml"
     params:
         settings=settings_of("table"),
-        script=script_digest("tables.py"),
+        script=script_digest("table.py"),
     script:
-        "../scripts/tables.py"
+        "../scripts/table.py"
 
 
 rule loss_figure:
@@ -64,14 +64,14 @@ rule loss_figure:
         ),
         svg=paths.figure("{domain}", "{model}", "loss", "svg"),
     log:
-        "logs/tables/{domain}/{model}_loss.log",
+        "logs/loss_figure/{domain}/{model}.log",
     conda:
-        "../../envs/report.yaml"
+        "../envs/tables.yaml"
     params:
         settings=settings_of("loss_figure"),
-        script=script_digest("figures.py"),
+        script=script_digest("loss_figure.py"),
     script:
-        "../scripts/figures.py"
+        "../scripts/loss_figure.py"
 
 
 rule tables:

@@ -26,7 +26,7 @@ rule train:
         method="|".join(trained_methods()) or "^$",
     priority: MODEL_CHAIN_PRIORITY
     conda:
-        "../../envs/train.yaml"
+        "../envs/training.yaml"
     threads: lambda wildcards: train_job_resources(wildcards)["cpus_per_task"]
     resources:
         mem_mb=lambda wildcards: train_job_resources(wildcards)["mem_mb"],
@@ -43,6 +43,6 @@ rule train:
     params:
         settings=settings_of("train"),
         checkpoint_dir=paths.checkpoint_dir("{domain}", "{model}", "{method}", "{seed}"),
-        script=script_digest("training.py"),
+        script=script_digest("train.py"),
     script:
-        "../scripts/training.py"
+        "../scripts/train.py"

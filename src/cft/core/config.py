@@ -1,9 +1,9 @@
 """Loading and validating the workflow config.
 
-Two layers: the JSON Schema in config/schema.yaml (checked with ``snakemake.utils.validate``,
-which also fills in defaults), then cross-reference and path checks that a schema cannot
-express. Both raise :class:`ConfigError` with a message that names the key, the bad value and
-what is allowed.
+Two layers: the JSON Schema in workflow/schemas/config.schema.yaml (checked with
+``snakemake.utils.validate``, which also fills in defaults), then cross-reference and path
+checks that a schema cannot express. Both raise :class:`ConfigError` with a message that
+names the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import yaml
 
 from cft.core.errors import CftError
 from cft.core.io import non_regular_kind
+from cft.core.methods import SYNTHETIC_CONDITIONS, SYNTHETIC_TASKS
 from cft.core.yaml_files import load_yaml
-from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS
-from cft.synthetic import TASKS as SYNTHETIC_TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
-PROMPT_SCHEMA_PATH = REPO_ROOT / "config" / "prompts" / "schema.yaml"
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PROMPT_SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "prompts.schema.yaml"
 
 
 class ConfigError(CftError, ValueError):

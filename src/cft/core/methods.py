@@ -48,6 +48,12 @@ UNTRAINED = CHAT.name  # the method whose row is the base model (and every exter
 # before training.
 REFERENCE_METHODS = (CPT.name, CHAT.name)
 
+# The synthetic experiment's vocabulary (cft.synthetic implements it): its function classes,
+# and its fine-tuning conditions, the LLM methods' analogues named as they are. Here, in the
+# core, so that the config check reads them without importing a stage.
+SYNTHETIC_TASKS = ("polynomial", "sumdot", "relu")
+SYNTHETIC_CONDITIONS = (CPT.name, CFT.name, NEGCFT.name)
+
 
 def method(name: str) -> Method:
     """The registry entry of ``name``; KeyError naming the known methods."""

@@ -136,7 +136,7 @@ def samples_path(eval_json: str | os.PathLike) -> Path:
 
 
 def curve_json(domain: str, model: str, method: str, seed: int | str) -> str:
-    """The knowledge-acquisition curve of one training run (cft.evaluation.curves)."""
+    """The knowledge-acquisition curve of one training run (cft.evaluation.knowledge_curve)."""
     return f"{RESULTS}/curves/{domain}/{model}/{run_name(method, seed)}.json"
 
 

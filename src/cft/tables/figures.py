@@ -1,5 +1,6 @@
 """The figures: each table's bar chart (ours with intervals beside the paper's values), the
-training-loss curves per method, and the knowledge-acquisition curves (cft.evaluation.curves).
+training-loss curves per method, and the knowledge-acquisition curves
+(cft.evaluation.knowledge_curve).
 Readable in black and white: hatches, line styles and markers, not colours, tell the rows apart."""
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> No
 
 
 def knowledge_figure(curve_files: list[Path], title: str, png: Path, svg: Path) -> None:
-    """Knowledge-acquisition curves (cft.evaluation.curves): accuracy, with its interval as a band,
-    against training tokens, one line per method."""
+    """Knowledge-acquisition curves (cft.evaluation.knowledge_curve): accuracy, with its
+    interval as a band, against training tokens, one line per method."""
     plt = pyplot()
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D"]

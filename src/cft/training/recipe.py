@@ -84,7 +84,7 @@ class Recipe:
         if unknown or missing:
             raise ConfigError(
                 f"training: unknown keys {unknown}, missing keys {missing}; validate the config "
-                f"against config/schema.yaml first (it fills in the defaults)"
+                f"against workflow/schemas/config.schema.yaml first (it fills in the defaults)"
             )
         lora = section["lora"]
         return cls(

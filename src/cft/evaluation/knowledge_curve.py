@@ -7,7 +7,8 @@ base model, at 0 tokens) on the domain's knowledge task with lm-eval, each with 
 interval (cft.tables.uncertainty). Scoring between steps does not move the run, so on CPU its last
 point is the train stage's model.
 
-    python -m cft.evaluation.curves --domain biomed --model smollm2-135m-instruct --method cft
+    python -m cft.evaluation.knowledge_curve --domain biomed --model smollm2-135m-instruct \
+        --method cft
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def run(
         "save_steps": train_cfg["save_steps"],
         "interval": f"{boot.level:.0%} bootstrap over {boot.resample} ({boot.iters} resamples)",
         "provenance": stage_provenance(
-            "curves",
-            stage_settings(config, "curves", domain=domain, model=model),
+            "knowledge_curve",
+            stage_settings(config, "knowledge_curve", domain=domain, model=model),
             seed=seed,
             backend=device,
         ),

@@ -1,12 +1,12 @@
-"""Snakemake entry point: one knowledge-acquisition curve (cft.evaluation.curves)."""
+"""Snakemake entry point: one knowledge-acquisition curve (cft.evaluation.knowledge_curve)."""
 
 from pathlib import Path
 
 from cft.core.logging_utils import start_job
-from cft.evaluation import curves
+from cft.evaluation import knowledge_curve
 
 start_job(snakemake)
-curves.run(
+knowledge_curve.run(
     snakemake.config,
     snakemake.wildcards.domain,
     snakemake.wildcards.model,
