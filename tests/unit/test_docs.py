@@ -32,11 +32,24 @@ def test_every_schema_key_is_in_the_config_reference():
     import yaml
 
     text = (REPO / "docs" / "config.md").read_text()
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     for section, node in schema["properties"].items():
         assert f"| `{section}` |" in text, section
         for key in node.get("properties", {}):
             assert f"| `{section}.{key}` |" in text, f"{section}.{key}"
+
+
+def test_no_page_refers_to_the_project_s_issue_tracker():
+    """The docs are for readers, who cannot see the tracker: a page says what holds and why,
+    not which ticket asked for it (the dated record is in docs/archive/ and git history)."""
+    pages = [*PAGES, *(REPO / "src").rglob("*.md")]
+    cited = [
+        f"{page.relative_to(REPO)}:{number}"
+        for page in pages
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if re.search(r"\bissues?\b", line, re.I)
+    ]
+    assert not cited, cited
 
 
 def test_every_relative_link_resolves():
