@@ -134,7 +134,7 @@ def time_evaluation(backend: str, python: Path, model_dir: Path, task: str, tmp:
         "backend": backend,
         "task": task,
         "questions": record["n_samples"].get("effective"),
-        "dtype": record["settings"]["dtype"],
+        "dtype": record["lm_eval_arguments"]["dtype"],
         "wall_s": wall,
         "stage_s": record["wall_seconds"],
         "metrics": record["metrics"],

@@ -60,7 +60,7 @@ def test_the_test_config_runs_every_stage_end_to_end(tmp_path):
     for row in table["rows"]:
         score = table["ours"][f"{row}|demo_knowledge_biomed_cloze"]
         assert 0 <= score <= 100
-    assert table["provenance"]["settings_digest"]
+    assert table["provenance"]["stage_digest"]
 
     again = snakemake(*args, "-n", env=env)
     assert again.returncode == 0, again.stderr

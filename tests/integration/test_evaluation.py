@@ -299,7 +299,7 @@ def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp
         "task",
         "metrics",
         "n_samples",
-        "settings",
+        "lm_eval_arguments",
         "model_fingerprint",
         "date",
         "wall_seconds",
@@ -315,9 +315,9 @@ def test_result_json_records_metrics_and_provenance(eval_config, tiny_model, tmp
     assert score(outcomes)[0] == pytest.approx(on_disk["metrics"]["acc"])
     assert len(set(outcomes.clusters)) == len(questions) // 4  # 4 wordings per fact
     assert outcomes.margins is not None and np.all(np.isfinite(outcomes.margins))
-    settings = on_disk["settings"]
-    assert settings["num_fewshot"] == 0 and settings["apply_chat_template"] is False
-    assert settings["dtype"] == "float32" and settings["batch_size"] == 8
+    arguments = on_disk["lm_eval_arguments"]
+    assert arguments["num_fewshot"] == 0 and arguments["apply_chat_template"] is False
+    assert arguments["dtype"] == "float32" and arguments["batch_size"] == 8
     assert on_disk["provenance"]["packages"]["lm_eval"] == "0.4.13"
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == len(questions)
 

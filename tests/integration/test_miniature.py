@@ -192,7 +192,7 @@ def test_builtin_medical_and_finben_tasks_were_scored_offline(miniature):
             assert record["lm_eval_task"] == f"{task}_generative"
             assert {"weighted_f1", "micro_f1", "mcc", "missing"} <= set(record["metrics"])
     baseline = read(workdir, "results/eval/biomed/adaptllm-medicine-chat/chat/mmlu_anatomy.json")
-    assert baseline["settings"]["device"] == "cpu"
+    assert baseline["lm_eval_arguments"]["device"] == "cpu"
 
 
 def test_prompts_were_generated_by_vllm_on_cpu(miniature):

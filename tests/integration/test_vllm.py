@@ -198,7 +198,7 @@ def test_vllm_and_hf_backends_score_alike(
             },
         )
         record = json.loads(out.read_text())
-        assert record["settings"]["backend"] == backend
+        assert record["lm_eval_arguments"]["backend"] == backend
         if backend == "vllm":  # the engine stopped before the stage returned, not at exit
             assert log.index("[shutdown] MPClient: complete") < log.index(f"chat {task}: {{")
         records[backend] = samples(out.with_name(f"{task}.samples.jsonl"))

@@ -14,7 +14,7 @@ import pytest
 
 from cft.core.config import resolve_path, validate_config
 from cft.core.provenance import config_hash
-from cft.core.settings import settings_digest, stage_settings
+from cft.core.settings import stage_digest, stage_settings
 from cft.data import CorpusError
 from cft.data.corpus import clean_text, run, split_of
 
@@ -108,7 +108,7 @@ def test_openmedtext_drops_are_counted(omt_config, tmp_path):
     made_with = stats["provenance"]
     corpus_settings = stage_settings(omt_config, "corpus", domain="biomed")
     assert made_with["config_hash"] == config_hash(corpus_settings)
-    assert made_with["settings_digest"] == settings_digest(omt_config, "corpus", domain="biomed")
+    assert made_with["stage_digest"] == stage_digest(omt_config, "corpus", domain="biomed")
 
 
 def test_every_file_of_a_snapshot_is_read_or_named(omt_config, openmedtext_dir, tmp_path, caplog):

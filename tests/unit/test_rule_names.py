@@ -1,9 +1,9 @@
-"""One name per stage: a job rule, its settings key (cft.core.settings.STAGES), its entry script,
+"""One name per stage: a job rule, its key in cft.core.settings.STAGES, its entry script,
 its log and benchmark folders carry the same name, and its conda env is named for the package
 its code lives in (workflow/envs/<package>.yaml; envs/vllm.yaml where a backend switches).
 
 Read from the rule files as written (snakefmt layout), so a renamed rule that keeps an old log
-folder, script or settings key fails here."""
+folder, script or stage key fails here."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_every_job_rule_is_a_stage_and_every_stage_a_rule():
 def test_a_rule_carries_its_own_name_everywhere(rule):
     body = JOB_RULES[rule]
     params = directive(body, "params")
-    assert f'settings=settings_of("{rule}")' in params, f"rule {rule}: settings key"
+    assert f'digest=digest_of("{rule}")' in params, f"rule {rule}: stage digest"
     assert f'script=script_digest("{rule}.py")' in params, f"rule {rule}: script digest"
     assert directive(body, "script").strip() == f'"../scripts/{rule}.py"', f"rule {rule}: script"
     assert (REPO / "workflow" / "scripts" / f"{rule}.py").is_file()

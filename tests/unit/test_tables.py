@@ -84,7 +84,7 @@ def write_eval(root: Path, domain, model, method, task, correct, seed=DEMO_SEED)
         "task": task,
         "metrics": metrics,
         "n_samples": {"original": len(correct), "effective": len(correct)},
-        "settings": {"backend": "hf"},
+        "lm_eval_arguments": {"backend": "hf"},
         # made with the demo config's evaluation settings, beside this very log
         "settings_hash": evaluation_settings_hash(DEMO_CONFIG, model, task),
         "provenance": {"config_hash": "x"},
@@ -351,7 +351,7 @@ def test_a_record_made_with_other_evaluation_settings_is_refused(config, tmp_pat
     limited = validate_config({**config, "evaluation": {**config["evaluation"], "limit": 5}})
     for made_with, refused in ((config, False), (limited, True)):
         record["settings_hash"] = evaluation_settings_hash(made_with, DEMO_MODEL, task)
-        record["settings"]["limit"] = made_with["evaluation"]["limit"]
+        record["lm_eval_arguments"]["limit"] = made_with["evaluation"]["limit"]
         path.write_text(json.dumps(record))
         if refused:
             expected = r"other evaluation settings .*evaluation\.limit = 5"

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 
 from cft.core.config import ConfigError, validate_config
-from cft.core.settings import settings_digest
+from cft.core.settings import stage_digest
 from cft.training.checkpoints import checkpoint_due, run_key
 from cft.training.launch import BatchPlan, launch_command, parallelism_of, plan_batch
 from cft.training.metrics import (
@@ -238,8 +238,8 @@ def test_metrics_record_of_a_run(paper_config):
     assert record["provenance"]["backend"] == "cuda"
     assert record["data"]["fingerprint"] == "sha256:d"
     # the digest the train rule reruns on, of the same settings slice
-    digest = settings_digest(facts.job.config, "train", model="llama-2-7b-chat")
-    assert record["provenance"]["settings_digest"] == digest
+    digest = stage_digest(facts.job.config, "train", model="llama-2-7b-chat")
+    assert record["provenance"]["stage_digest"] == digest
 
 
 def test_mfu_counts_attention_over_the_real_sequence_lengths(paper_config):

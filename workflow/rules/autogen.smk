@@ -24,7 +24,7 @@ rule autogen:
         gres=autogen_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("autogen"),
+        digest=digest_of("autogen"),
         script=script_digest("autogen.py"),
     script:
         "../scripts/autogen.py"

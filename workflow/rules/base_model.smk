@@ -20,7 +20,7 @@ rule base_model:
         mem_mb=base_model_mem_mb,
         runtime=60,
     params:
-        settings=settings_of("base_model"),
+        digest=digest_of("base_model"),
         script=script_digest("base_model.py"),
     script:
         "../scripts/base_model.py"

@@ -45,7 +45,7 @@ from cft.core.paths import (  # noqa: E402
     table_file,
 )
 from cft.core.io import OutputError, check_output, file_sha256  # noqa: E402
-from cft.core.settings import settings_digest  # noqa: E402
+from cft.core.settings import stage_digest  # noqa: E402
 from cft.tables.table import load_reference, reported_rows  # noqa: E402
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
@@ -92,12 +92,12 @@ wildcard_constraints:
     ),
 
 
-def settings_of(stage):
-    """A rule's `settings` param: the digest of the config slice and code its job depends on
+def digest_of(stage):
+    """A rule's `digest` param: the digest of the config slice and code its job depends on
     (cft.core.settings), so that a change of either reruns exactly that job and its dependants.
     """
     keys = ("domain", "model", "method", "task", "scale")
-    return lambda wildcards: settings_digest(
+    return lambda wildcards: stage_digest(
         config, stage, **{key: getattr(wildcards, key, None) for key in keys}
     )
 

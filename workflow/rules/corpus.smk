@@ -18,7 +18,7 @@ rule corpus:
         mem_mb=8000,
         runtime=120,
     params:
-        settings=settings_of("corpus"),
+        digest=digest_of("corpus"),
         raw_dir=lambda wildcards: raw_corpus_dir(wildcards.domain),
         script=script_digest("corpus.py"),
     script:

@@ -27,7 +27,7 @@ rule knowledge_curve:
         gres=curve_gres,
         tasks_per_gpu=0,
     params:
-        settings=settings_of("knowledge_curve"),
+        digest=digest_of("knowledge_curve"),
         script=script_digest("knowledge_curve.py"),
     script:
         "../scripts/knowledge_curve.py"
@@ -49,7 +49,7 @@ rule knowledge_curve_figure:
     conda:
         "../envs/tables.yaml"
     params:
-        settings=settings_of("knowledge_curve_figure"),
+        digest=digest_of("knowledge_curve_figure"),
         script=script_digest("knowledge_curve_figure.py"),
     script:
         "../scripts/knowledge_curve_figure.py"

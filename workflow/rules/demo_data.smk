@@ -13,7 +13,7 @@ rule demo_data:
     conda:
         "../envs/data.yaml"
     params:
-        settings=settings_of("demo_data"),
+        digest=digest_of("demo_data"),
         script=script_digest("demo_data.py"),
     script:
         "../scripts/demo_data.py"
@@ -29,7 +29,7 @@ rule finben_demo:
     conda:
         "../envs/data.yaml"
     params:
-        settings=settings_of("finben_demo"),
+        digest=digest_of("finben_demo"),
         script=script_digest("finben_demo.py"),
     script:
         "../scripts/finben_demo.py"

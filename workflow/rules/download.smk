@@ -24,7 +24,7 @@ rule download_corpus:
     conda:
         "../envs/data.yaml"
     params:
-        settings=settings_of("download_corpus"),
+        digest=digest_of("download_corpus"),
         script=script_digest("download_corpus.py"),
     script:
         "../scripts/download_corpus.py"
@@ -38,7 +38,7 @@ rule download_model:
     conda:
         "../envs/data.yaml"
     params:
-        settings=settings_of("download_model"),
+        digest=digest_of("download_model"),
         script=script_digest("download_model.py"),
     script:
         "../scripts/download_model.py"
@@ -74,7 +74,7 @@ rule download_eval_task:
     conda:
         "../envs/evaluation.yaml"
     params:
-        settings=settings_of("download_eval_task"),
+        digest=digest_of("download_eval_task"),
         script=script_digest("download_eval_task.py"),
     script:
         "../scripts/download_eval_task.py"
@@ -96,7 +96,7 @@ rule download_synthetic_reference:
         "../envs/synthetic.yaml"
     params:
         url=config["synthetic"]["reference_url"],
-        settings=settings_of("download_synthetic_reference"),
+        digest=digest_of("download_synthetic_reference"),
         script=script_digest("download_synthetic_reference.py"),
     script:
         "../scripts/download_synthetic_reference.py"

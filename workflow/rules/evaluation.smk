@@ -30,7 +30,7 @@ rule evaluate:
         gres=evaluate_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("evaluate"),
+        digest=digest_of("evaluate"),
         script=script_digest("evaluate.py"),
     script:
         "../scripts/evaluate.py"

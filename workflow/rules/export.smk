@@ -14,7 +14,7 @@ rule export:
     conda:
         "../envs/packing.yaml"
     params:
-        settings=settings_of("export"),
+        digest=digest_of("export"),
         script=script_digest("export.py"),
     script:
         "../scripts/export.py"

@@ -22,7 +22,7 @@ rule tokenize:
         cpus_per_task=config["packing"]["cpus_per_task"],
         runtime=120,
     params:
-        settings=settings_of("tokenize"),
+        digest=digest_of("tokenize"),
         script=script_digest("tokenize.py"),
     script:
         "../scripts/tokenize.py"

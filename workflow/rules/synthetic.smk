@@ -24,7 +24,7 @@ rule synthetic_pretrain:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("synthetic_pretrain"),
+        digest=digest_of("synthetic_pretrain"),
         work_dir=paths.work_dir(paths.synthetic_pretrain_dir("{scale}", "{seed}")),
         script=script_digest("synthetic_pretrain.py"),
     script:
@@ -56,7 +56,7 @@ rule synthetic_finetune:
         gres=synthetic_gres(),
         tasks_per_gpu=0,
     params:
-        settings=settings_of("synthetic_finetune"),
+        digest=digest_of("synthetic_finetune"),
         work_dir=paths.work_dir(
             paths.synthetic_run_dir("{scale}", "{task}", "{condition}", "{seed}")
         ),
@@ -89,7 +89,7 @@ rule synthetic_summary:
     conda:
         "../envs/synthetic.yaml"
     params:
-        settings=settings_of("synthetic_summary"),
+        digest=digest_of("synthetic_summary"),
         script=script_digest("synthetic_summary.py"),
     script:
         "../scripts/synthetic_summary.py"

@@ -42,7 +42,7 @@ rule table:
     conda:
         "../envs/tables.yaml"
     params:
-        settings=settings_of("table"),
+        digest=digest_of("table"),
         script=script_digest("table.py"),
     script:
         "../scripts/table.py"
@@ -68,7 +68,7 @@ rule loss_figure:
     conda:
         "../envs/tables.yaml"
     params:
-        settings=settings_of("loss_figure"),
+        digest=digest_of("loss_figure"),
         script=script_digest("loss_figure.py"),
     script:
         "../scripts/loss_figure.py"

@@ -41,7 +41,7 @@ rule train:
             "srun" if train_job_resources(wildcards)["nodes"] > 1 else ""
         ),
     params:
-        settings=settings_of("train"),
+        digest=digest_of("train"),
         checkpoint_dir=paths.checkpoint_dir("{domain}", "{model}", "{method}", "{seed}"),
         script=script_digest("train.py"),
     script:

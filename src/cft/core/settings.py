@@ -1,11 +1,11 @@
 """What each stage's result depends on: the slice of the config and the code behind it, declared
 once per stage in :data:`STAGES`.
 
-Both uses read that one declaration: the rules pass :func:`settings_digest` as a ``params``
+Both uses read that one declaration: the rules pass :func:`stage_digest` as a ``params``
 value, so Snakemake reruns a job exactly when its effective settings or its stage's code change
 (and its dependants, through their inputs), and nothing else; and every result's provenance
 block (:func:`stage_provenance`) hashes the same slice and records the same digest
-(``settings_digest``). Keys that only say where or how fast a job runs (memory, runtime, cores,
+(``stage_digest``). Keys that only say where or how fast a job runs (memory, runtime, cores,
 checkpoint frequency) are left out, and the digest is the SHA-256 of canonical JSON (sorted
 keys), so writing the same config in another key order changes nothing.
 """
@@ -167,7 +167,7 @@ class Stage:
 TASK_FILES = "evaluation/lm_eval_tasks"
 
 # One entry per job rule, under the rule's own name (tests/unit/test_rule_names.py holds the
-# rules to it: the rule passes settings_of("<its name>"), logs under logs/<its name>/ and runs in
+# rules to it: the rule passes digest_of("<its name>"), logs under logs/<its name>/ and runs in
 # workflow/envs/<package of its code>.yaml).
 STAGES = {
     "download_corpus": Stage(
@@ -295,7 +295,7 @@ def _digest(stage: str, settings: dict) -> str:
     return config_hash({"settings": settings, "code": code_digest(stage)})
 
 
-def settings_digest(config: dict, stage: str, **keys: str | None) -> str:
+def stage_digest(config: dict, stage: str, **keys: str | None) -> str:
     """SHA-256 of a job's settings and its stage's code (a rule's ``params`` value)."""
     return _digest(stage, stage_settings(config, stage, **keys))
 
@@ -304,7 +304,7 @@ def stage_provenance(stage: str, settings: dict, **kwargs) -> dict:
     """The provenance block of a result of ``stage`` made with ``settings`` (its
     :func:`stage_settings` slice): the slice's hash, and the digest the stage's rule reruns on.
     ``kwargs``: seed, backend and extra fields, as :func:`cft.core.provenance.provenance` takes."""
-    return provenance(settings, **kwargs) | {"settings_digest": _digest(stage, settings)}
+    return provenance(settings, **kwargs) | {"stage_digest": _digest(stage, settings)}
 
 
 def evaluation_settings_hash(config: dict, model: str, task: str) -> str:

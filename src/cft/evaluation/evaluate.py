@@ -67,7 +67,7 @@ def run(
         loaded, fingerprint = load_checked_model(Path(model_dir), where.dtype, where.device)
     else:
         fingerprint = check_weights(Path(model_dir))
-    results, settings = evaluate(config, task, Path(model_dir), where=where, model=loaded)
+    results, arguments = evaluate(config, task, Path(model_dir), where=where, model=loaded)
     if lm_task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {lm_task!r}")
     record = {
@@ -77,7 +77,7 @@ def run(
         "metrics": metrics_of(results["results"][lm_task]),
         "n_samples": results.get("n-samples", {}).get(lm_task, {}),
         "task_version": results.get("versions", {}).get(lm_task),
-        "settings": settings,
+        "lm_eval_arguments": arguments,
         "settings_hash": evaluation_settings_hash(config, model, task),
         "model_dir": str(model_dir),
         "model_fingerprint": fingerprint,
@@ -87,7 +87,7 @@ def run(
             "evaluate",
             stage_settings(config, "evaluate", model=model, task=task),
             seed=SEEDS["random_seed"],
-            backend=f"lm-eval/{settings['backend']} on {settings['device']}",
+            backend=f"lm-eval/{arguments['backend']} on {arguments['device']}",
             lm_eval=package_versions(("lm_eval",))["lm_eval"],
         ),
     }

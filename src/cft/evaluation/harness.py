@@ -1,6 +1,6 @@
 """One lm-evaluation-harness run: the backend (hf, the project's shared-context hf, or vLLM)
 on the job's device and dtype, decided once, the task index narrowed to the task, the seeds,
-and lm-eval's results with the settings that made them."""
+and lm-eval's results with the arguments that made them."""
 
 from __future__ import annotations
 
@@ -118,9 +118,9 @@ def evaluate(
     limit=None,
     model=None,
 ) -> tuple[dict, dict]:
-    """Run lm-eval on one task; returns (lm-eval's results, the settings used). ``where``: the
-    job's placement, decided once (else from the config, on ``device`` if given). ``model``:
-    the folder's model already loaded
+    """Run lm-eval on one task; returns (lm-eval's results, the arguments it was run with: the
+    record's ``lm_eval_arguments``). ``where``: the job's placement, decided once (else from the
+    config, on ``device`` if given). ``model``: the folder's model already loaded
     (:func:`~cft.evaluation.weights.load_checked_model`, hf backend), else lm-eval loads it
     from ``model_dir``."""
     import lm_eval
@@ -140,7 +140,7 @@ def evaluate(
         if evaluation["logprobs_dtype"] == "float32":
             fp32_logits(model)
         model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
-    settings = {
+    arguments = {
         "backend": backend,
         "device": device,
         "dtype": model_args["dtype"],
@@ -155,13 +155,13 @@ def evaluate(
         "limit": limit if limit is not None else evaluation["limit"],
         "seeds": SEEDS,
     }
-    lm = lm_eval_backend(backend, settings["share_context"])
+    lm = lm_eval_backend(backend, arguments["share_context"])
     if backend == "vllm":  # built here so that its engine is shut down before the stage returns
         from lm_eval.api.registry import get_model
 
         log.info("lm-eval's vllm backend, with arguments %s", model_args)
         lm = get_model(lm).create_from_arg_obj(
-            model_args, {"batch_size": settings["batch_size"], "device": device}
+            model_args, {"batch_size": arguments["batch_size"], "device": device}
         )
     try:
         results = lm_eval.simple_evaluate(
@@ -169,13 +169,13 @@ def evaluate(
             model_args=model_args,
             tasks=[task],
             task_manager=manager,
-            num_fewshot=settings["num_fewshot"],
-            batch_size=settings["batch_size"],
+            num_fewshot=arguments["num_fewshot"],
+            batch_size=arguments["batch_size"],
             device=device,
-            bootstrap_iters=settings["bootstrap_iters"],
-            apply_chat_template=settings["apply_chat_template"],
-            system_instruction=settings["system_instruction"],
-            limit=settings["limit"],
+            bootstrap_iters=arguments["bootstrap_iters"],
+            apply_chat_template=arguments["apply_chat_template"],
+            system_instruction=arguments["system_instruction"],
+            limit=arguments["limit"],
             log_samples=True,  # the tables' intervals are computed from the per-sample log
             **SEEDS,
             fewshot_random_seed=SEEDS["numpy_random_seed"],
@@ -185,4 +185,4 @@ def evaluate(
     finally:
         if backend == "vllm":
             shut_down(lm.model)
-    return results, settings
+    return results, arguments

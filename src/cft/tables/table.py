@@ -138,8 +138,8 @@ def checked_outcomes(path: Path, record: dict, metric: str, settings_hash: str):
         raise TableError(f"{path}: the record's metrics have no {metric!r}; rerun the evaluation")
     if record["settings_hash"] != settings_hash:
         raise TableError(
-            f"{path}: made with other evaluation settings than the config's (e.g. "
-            f"evaluation.limit = {record.get('settings', {}).get('limit')!r} there); rerun the "
+            f"{path}: made with other evaluation settings than the config's (e.g. evaluation.limit"
+            f" = {record.get('lm_eval_arguments', {}).get('limit')!r} there); rerun the "
             f"evaluation, or build the table with the config it was made with"
         )
     if file_sha256(samples_path(path)) != record["samples_sha256"]:
