@@ -18,25 +18,35 @@ from conftest import REPO
 from miniature.build import hub_cache
 
 from cft.core.config import validate_config
-from cft.core.hub import HubUnavailableError
+from cft.core.hub import HubUnavailableError, fetch_model
 from cft.data import corpus, download
 
 
 class FakeHub:
     """Stands in for snapshot_download: serves repos from local folders in their hub layout,
-    honouring allow_patterns with huggingface_hub's own filter; can fail after n files."""
+    honouring allow_patterns and ignore_patterns with huggingface_hub's own filter; can fail
+    after n files. Without local_dir the files land in ``cache`` (a folder per repo)."""
 
-    def __init__(self, repos: dict[str, Path], fail_after: int | None = None):
-        self.repos, self.fail_after, self.calls = repos, fail_after, []
+    def __init__(
+        self, repos: dict[str, Path], fail_after: int | None = None, cache: Path | None = None
+    ):
+        self.repos, self.fail_after, self.calls, self.cache = repos, fail_after, [], cache
 
-    def __call__(self, repo_id, *, repo_type, revision, local_dir, allow_patterns, token, **kw):
+    def __call__(
+        self, repo_id, *, repo_type, revision, local_dir, allow_patterns, token,
+        ignore_patterns=None, **kw,
+    ):  # fmt: skip
         from huggingface_hub.errors import LocalEntryNotFoundError
         from huggingface_hub.utils import filter_repo_objects
 
         self.calls.append({"repo_id": repo_id, "token": token, "local_dir": local_dir})
         root = self.repos[repo_id]
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-        for i, rel in enumerate(filter_repo_objects(files, allow_patterns=allow_patterns)):
+        local_dir = local_dir or self.cache / repo_id
+        wanted = filter_repo_objects(
+            files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns
+        )
+        for i, rel in enumerate(wanted):
             if self.fail_after is not None and i >= self.fail_after:
                 raise LocalEntryNotFoundError("Got: ConnectError: connection reset")
             dst = Path(local_dir) / rel
@@ -177,3 +187,44 @@ def test_download_model_manifest(tmp_path, paper_config):
     record = json.loads(manifest.read_text())
     assert record["snapshot"].endswith(commit)
     assert "model.safetensors" in record["files"]
+
+
+def test_a_model_download_takes_one_copy_of_the_weights(monkeypatch, tmp_path):
+    """A repo laid out like Mistral-7B-Instruct-v0.3 and Llama-3.1-8B-Instruct together: the
+    transformers shards with their index, a consolidated copy for mistral-inference, and Meta's
+    original/ folder. Only what transformers reads is fetched."""
+    root = tmp_path / "hub" / "acme" / "chat-v3"
+    files = {
+        "config.json": "{}",
+        "generation_config.json": "{}",
+        "model.safetensors.index.json": "{}",
+        "model-00001-of-00002.safetensors": "w1",
+        "model-00002-of-00002.safetensors": "w2",
+        "consolidated.safetensors": "w1w2",
+        "params.json": "{}",
+        "tokenizer.json": "{}",
+        "tokenizer_config.json": "{}",
+        "tokenizer.model": "spm",
+        "original/consolidated.00.pth": "w1w2",
+        "original/params.json": "{}",
+        "original/tokenizer.model": "tiktoken",
+        "README.md": "# chat",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    hub = FakeHub({"acme/chat-v3": root}, cache=tmp_path / "cache")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    folder = fetch_model("chat-v3", "acme/chat-v3", "main")
+    fetched = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert fetched == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "params.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+    }

@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 # PyTorch .bin otherwise (see fetch_model).
 MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt", "*.tiktoken"]
 MODEL_FALLBACK_PATTERNS = ["*.bin"]
+# Second copies of the weights some repos carry for other tools, which transformers never reads:
+# Mistral's consolidated*.safetensors (v0.3 ships its weights twice) and Llama-3's original/
+# (Meta's own format). Fetched, they double the download; left in the folder, the evaluation
+# loader would read and hash them as well.
+MODEL_IGNORE_PATTERNS = ["consolidated*", "original/*"]
 
 
 class HubUnavailableError(CftError, RuntimeError):
@@ -35,6 +40,7 @@ def snapshot(
     repo_type: str,
     revision: str,
     allow_patterns: list[str],
+    ignore_patterns: list[str] | None = None,
     local_dir: Path | None = None,
     local_files_only: bool = False,
     how_to_fix: str,
@@ -58,6 +64,7 @@ def snapshot(
             revision=revision,
             local_dir=local_dir,
             allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
             local_files_only=local_files_only,
             token=hf_token(),
         )
@@ -90,6 +97,7 @@ def fetch_model(name: str, repo_id: str, revision: str, *, local_files_only: boo
         repo_type="model",
         revision=revision,
         allow_patterns=MODEL_PATTERNS,
+        ignore_patterns=MODEL_IGNORE_PATTERNS,
         local_files_only=local_files_only,
         how_to_fix=how_to_fix,
     )
@@ -100,6 +108,7 @@ def fetch_model(name: str, repo_id: str, revision: str, *, local_files_only: boo
             repo_type="model",
             revision=revision,
             allow_patterns=MODEL_PATTERNS + MODEL_FALLBACK_PATTERNS,
+            ignore_patterns=MODEL_IGNORE_PATTERNS,
             local_files_only=local_files_only,
             how_to_fix=how_to_fix,
         )
