@@ -202,6 +202,61 @@ def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tin
     assert not Path(job.checkpoint_dir).exists()  # keep_checkpoints is false by default
 
 
+def test_a_multimodal_gemma3_checkpoint_trains_as_a_text_model(
+    demo_config, tmp_path, packaged_tokenizer, tiny_data
+):
+    """Gemma-3 4B/12B/27B are Gemma3ForConditionalGeneration checkpoints, whose config keeps the
+    language model's shape in its text config: a tiny random one (a 1-layer vision tower, a
+    2-layer text model with a sliding window shorter than the blocks) trains on text blocks, and
+    its FLOP count reads the text model's layers and width."""
+    import json
+
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+    )
+
+    from cft.core.fingerprints import record_fingerprint
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_tokenizer)
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "head_dim": 16, "sliding_window": 8, "max_position_embeddings": 256,
+        },
+        vision_config={
+            "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+        },
+        mm_tokens_per_image=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-gemma3-mm"
+    Gemma3ForConditionalGeneration(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    record_fingerprint(model_dir)
+
+    job = make_job(demo_config, tmp_path, model_dir, tiny_data, epochs=1)
+    metrics = train(job)
+    on_disk = json.loads((Path(job.out_dir) / METRICS_FILE).read_text())
+    assert on_disk["optimizer_steps"] == 12 == metrics["optimizer_steps"]
+    assert np.isfinite(on_disk["eval_loss"])
+    # 6 N + 12 L d s: the text model's 2 layers of width 32 over 32-token blocks
+    non_embedding = on_disk["parameters"] - on_disk["embedding_parameters"]
+    assert on_disk["flops_per_token"] == pytest.approx(
+        6 * non_embedding + 12 * 2 * 32 * on_disk["attention_span"]
+    )
+    trained = AutoModelForCausalLM.from_pretrained(job.out_dir)
+    assert type(trained).__name__ == "Gemma3ForConditionalGeneration"
+    # the count leaves the vision tower out: the text model and its (tied) head only
+    text_model = trained.model.language_model
+    assert on_disk["parameters"] == sum(p.numel() for p in text_model.parameters())
+    assert on_disk["parameters"] < trained.num_parameters()
+
+
 def test_paper_train_jobs_become_correct_sbatch_commands():
     jobs = planned_resources("train", "--configfile", "config/paper.yaml")
     assert len(jobs) == 2 * 2 * 4 * 2  # domains x models x trained methods x seeds

@@ -52,6 +52,18 @@ def lookup_only_parameters(model) -> int:
     return 0 if tied else embedding.numel()
 
 
+def language_model_parameters(model) -> int:
+    """The parameters a text token passes through: the decoder's and the output head's (once,
+    if tied). A multimodal checkpoint's vision tower and projector are left out: text-only
+    training runs no FLOPs in them."""
+    decoder = model.get_decoder()
+    counted = {id(p): p.numel() for p in decoder.parameters()}
+    head = model.get_output_embeddings()
+    if head is not None:
+        counted.setdefault(id(head.weight), head.weight.numel())
+    return sum(counted.values())
+
+
 def peak_flops(device_name: str | None) -> float | None:
     """Peak dense bf16 FLOP/s of a GPU by its name; None for CPUs and unknown GPUs."""
     if not device_name:
@@ -101,18 +113,21 @@ def loss_curve_rows(log_history: list[dict]) -> list[dict]:
 class ModelShape:
     """What the FLOP count needs of the model."""
 
-    parameters: int
+    parameters: int  # the language model's (a vision tower does no work on text)
     embedding_parameters: int  # lookup-only (0 when tied to the output head)
     num_hidden_layers: int
     hidden_size: int
 
     @classmethod
     def of(cls, model) -> ModelShape:
+        # The language model's shape: a multimodal checkpoint (Gemma-3 4B and up,
+        # Gemma3ForConditionalGeneration) keeps it in its text config, and trains as a text model.
+        text = model.config.get_text_config()
         return cls(
-            parameters=sum(p.numel() for p in model.parameters()),
+            parameters=language_model_parameters(model),
             embedding_parameters=lookup_only_parameters(model),
-            num_hidden_layers=model.config.num_hidden_layers,
-            hidden_size=model.config.hidden_size,
+            num_hidden_layers=text.num_hidden_layers,
+            hidden_size=text.hidden_size,
         )
 
 
