@@ -288,3 +288,23 @@ def test_same_config_gives_identical_bytes(config, corpus_table, packaged_tokeni
     config["seed"] += 1
     c = run_stage(config, "negcft", corpus_table, packaged_tokenizer, tmp_path / "c")
     assert c["fingerprint"] != a["fingerprint"]
+
+
+def test_the_stage_ends_documents_with_end_of_text_not_the_chat_end_of_turn(
+    config, corpus_table, packaged_tokenizer, tmp_path
+):
+    """SmolLM2-Instruct's eos_token is <|im_end|>, its chat end of turn: CPT blocks separate the
+    documents with <|endoftext|> instead, once per document, and stats.json names it."""
+    from datasets import load_from_disk
+
+    record = run_stage(config, "cpt", corpus_table, packaged_tokenizer, tmp_path / "cpt")
+    assert record["special_tokens"]["separator"] == {"id": 0, "token": "<|endoftext|>"}
+    on_disk = json.loads((tmp_path / "cpt" / "stats.json").read_text())
+    assert on_disk["special_tokens"] == record["special_tokens"]
+    data = load_from_disk(str(tmp_path / "cpt"))
+    documents = len(pd.read_parquet(corpus_table).query("split == 'train'"))
+    ids = np.concatenate([np.array(row) for row in data["train"]["input_ids"]])
+    labels = np.concatenate([np.array(row) for row in data["train"]["labels"]])
+    attended = np.concatenate([np.array(row) for row in data["train"]["attention_mask"]]) == 1
+    assert int((labels == 0).sum()) == documents
+    assert int((ids[attended] == 2).sum()) == 0  # no <|im_end|> but as padding

@@ -101,7 +101,7 @@ def _corpus(config: dict, *, domain: str, **_) -> dict:
     return {"source": source, "corpus": corpus}
 
 
-def _tokenize(config: dict, *, method: str, **_) -> dict:
+def _tokenize(config: dict, *, model: str, method: str, **_) -> dict:
     kind = METHODS[method].prompts
     unused = (
         PROMPT_KEYS
@@ -114,6 +114,8 @@ def _tokenize(config: dict, *, method: str, **_) -> dict:
         "packing": _without(config["packing"], *SCHEDULING_KEYS, *unused),
         "max_seq_len": config["training"]["max_seq_len"],
         "method": method,
+        # the document separator, where the config names it (cft.packing.tokens)
+        "end_of_text": config["models"][model].get("end_of_text"),
         "prompts": _prompt_files(config, kind) if kind in config["prompts"] else {},
         "seed": config["seed"],
     }

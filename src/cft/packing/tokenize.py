@@ -39,8 +39,8 @@ from cft.packing.packer import (
     make_condition,
     pack,
     stable_int,
-    tokenizer_bos,
 )
+from cft.packing.tokens import SequenceTokens, sequence_tokens
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ def pack_split(
     tokenizer,
     condition,
     *,
+    tokens: SequenceTokens,
     packing: dict,
     max_seq_len: int,
     arrow_file: Path,
@@ -174,22 +175,21 @@ def pack_split(
     from tqdm.auto import tqdm
 
     stats = PackStats()
-    eos_id = tokenizer.eos_token_id
     if packing["mode"] == "document":
         blocks = chunk_documents(
             documents,
             max_seq_len=max_seq_len,
-            bos_id=tokenizer_bos(tokenizer),
-            eos_id=eos_id,
+            bos_id=tokens.bos,
+            eos_id=tokens.separator,
             condition=condition,
             stats=stats,
         )
     else:
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokens.separator
         blocks = pack(
             documents,
             max_seq_len=max_seq_len,
-            eos_id=eos_id,
+            eos_id=tokens.separator,
             pad_id=pad_id,
             condition=condition,
             stats=stats,
@@ -236,6 +236,9 @@ def run(
     packing = config["packing"]
     max_seq_len = config["training"]["max_seq_len"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokens = sequence_tokens(
+        tokenizer, config["models"][model].get("end_of_text"), key=f"models.{model}"
+    )
     prompt_kind = METHODS[method].prompts
     prompts, prompt_names = load_prompts(config, prompt_kind)
     autogen = load_autogen_table(autogen_table) if METHODS[method].generated_prompts else None
@@ -249,6 +252,7 @@ def run(
         "method": method,
         "seed": seed,
         "tokenizer": str(tokenizer_dir),
+        "special_tokens": tokens.record(tokenizer),
     }
     split_stats = {}
     with scratch_dir(Path(out_dir).parent, f"{Path(out_dir).name}.pack", target=out_dir) as scratch:
@@ -266,6 +270,7 @@ def run(
                 iter_split(tokenized, split),
                 tokenizer,
                 condition,
+                tokens=tokens,
                 packing=packing,
                 max_seq_len=max_seq_len,
                 arrow_file=Path(scratch) / f"{split}.arrow",
@@ -283,10 +288,13 @@ def run(
             "prompt_sampling": (
                 packing["prompt_sampling"] if METHODS[method].fixed_prompts else None
             ),
+            "special_tokens": tokens.record(tokenizer),
             "splits": split_stats,
             "fingerprint": dataset_fingerprint(dataset_dict),
             "provenance": stage_provenance(
-                "tokenize", stage_settings(config, "tokenize", method=method), seed=seed
+                "tokenize",
+                stage_settings(config, "tokenize", model=model, method=method),
+                seed=seed,
             ),
         }
         with atomic_path(out_dir) as tmp:

@@ -1,0 +1,110 @@
+"""Llama-3.1, Qwen3 and Gemma-3 through the tokenize stage with their real tokenizers (npm,
+tests/modern_tokenizers.py): documents end with the model's end-of-text token, never with the
+chat template's end of turn its instruct eos_token names; a block opens with BOS only where the
+model has one, once; stats.json names the tokens. Every packing mode and prompt format."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from modern_tokenizers import FAMILIES, fetch
+
+from cft.core.config import validate_config
+from cft.packing.tokenize import run
+from cft.packing.tokens import sequence_tokens
+
+pytestmark = pytest.mark.network
+
+SEQ = 96
+VARIANTS = {  # (method, packing overrides)
+    "cpt packed": ("cpt", {"mode": "packed", "prompt_format": "plain"}),
+    "cft packed plain": ("cft", {"mode": "packed", "prompt_format": "plain"}),
+    "cft packed chat": ("cft", {"mode": "packed", "prompt_format": "chat"}),
+    "cft document": ("cft", {"mode": "document", "prompt_format": "plain"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request):
+    from transformers import AutoTokenizer
+
+    folder = fetch(request.param)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    expected = {
+        key: None if token is None else tokenizer.convert_tokens_to_ids(token)
+        for key, token in FAMILIES[request.param][2].items()
+    }
+    return request.param, folder, tokenizer, expected
+
+
+@pytest.fixture(scope="module")
+def corpus_table(tmp_path_factory):
+    from cft.data.demo_data import generate
+
+    docs, _ = generate("biomed", 6, 2, seed=3)
+    path = tmp_path_factory.mktemp("corpus") / "documents.parquet"
+    pd.DataFrame(
+        {
+            "doc_id": [d["doc_id"] for d in docs],
+            "split": ["validation" if i % 6 == 0 else "train" for i in range(len(docs))],
+            "text": [d["text"] for d in docs],
+        }
+    ).to_parquet(path)
+    return path
+
+
+def test_the_tokens_are_the_model_s_own(family):
+    name, _, tokenizer, expected = family
+    tokens = sequence_tokens(tokenizer, key=f"models.{name}")
+    assert tokens.separator == expected["end_of_text"] != tokenizer.eos_token_id
+    assert tokens.end_of_turn == expected["end_of_turn"] == tokenizer.eos_token_id
+    assert tokens.bos == expected["bos"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_blocks_separate_documents_with_end_of_text_and_open_once(
+    family, variant, corpus_table, demo_config, tmp_path
+):
+    name, folder, _, expected = family
+    method, packing = VARIANTS[variant]
+    config = copy.deepcopy(demo_config)
+    config["models"] = {name: {"source": "local", "path": str(folder)}}
+    config["grid"] = {**config["grid"], "models": [name]}
+    config["autogen"] = {**config["autogen"], "model": name}
+    config["training"] = {"max_seq_len": SEQ}
+    config["packing"] = {**config["packing"], **packing}
+    config = validate_config(config)
+    out = tmp_path / "tokenized"
+    record = run(
+        config, "biomed", name, method, corpus_table=corpus_table, tokenizer_dir=folder,
+        out_dir=out,
+    )  # fmt: skip
+    separator, turn, bos = expected["end_of_text"], expected["end_of_turn"], expected["bos"]
+    on_disk = json.loads((out / "stats.json").read_text())["special_tokens"]
+    assert on_disk["separator"]["id"] == separator
+    assert on_disk["separator"]["token"] == FAMILIES[name][2]["end_of_text"]
+
+    from datasets import load_from_disk
+
+    train = load_from_disk(str(out))["train"]
+    documents = len(pd.read_parquet(corpus_table).query("split == 'train'"))
+    separators = 0
+    for ids, labels, mask in zip(
+        train["input_ids"], train["labels"], train["attention_mask"], strict=True
+    ):
+        ids, labels = np.array(ids)[np.array(mask) == 1], np.array(labels)[np.array(mask) == 1]
+        learned = labels[labels != -100]
+        assert turn not in learned, f"{variant}: the end of turn is a target"
+        separators += int((learned == separator).sum())
+        if bos is not None and packing["prompt_format"] == "plain":
+            assert ids[0] == bos
+            if packing["mode"] == "packed":
+                assert (ids == bos).sum() == 1, f"{variant}: BOS twice in a block"
+        if packing["mode"] == "document":
+            assert ids[-1] == separator  # every chunk ends with the end-of-text
+    if packing["mode"] == "packed":
+        assert separators == documents == record["splits"]["train"]["documents"]
