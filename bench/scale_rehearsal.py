@@ -535,6 +535,7 @@ def length_sweep(seed: int) -> dict:
                     eos_id=0,
                     condition=lambda i, d: Conditioning(prefix=(1, 2, 3), prompt_index=0),
                     stats=PackStats(),
+                    wrapping="authors",
                 )
             ),
         )

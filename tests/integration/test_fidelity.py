@@ -52,6 +52,7 @@ def test_document_mode_stage_is_exact_and_byte_identical(tmp_path, packaged_toke
 
     config = validate_config(copy.deepcopy(demo_config))
     config["packing"]["mode"] = "document"
+    config["packing"]["document_wrapping"] = "authors"  # vectorlm's, as paper.yaml
     config["training"]["max_seq_len"] = 48
     rng = np.random.default_rng(0)
     words = ["the", "liver", "kidney", "drug", "dose", "enzyme", "gene", "protein", "cell", "blood"]

@@ -34,7 +34,7 @@ def text_ids(tokenizer, n: int) -> np.ndarray:
     return np.asarray(ids[:n], dtype=np.int32)
 
 
-def chunks(tokenizer, docs, prompt: str, *, bos_id):
+def chunks(tokenizer, docs, prompt: str, *, bos_id, wrapping="authors"):
     cond = prompt_conditioning(tokenizer, prompt, prompt_format="plain", separator="\n\n")
     if bos_id is not None:  # a Llama-style tokenizer adds BOS: the conditioning starts with it
         cond = Conditioning(prefix=(bos_id, *cond.prefix), prompt_index=0)
@@ -49,6 +49,7 @@ def chunks(tokenizer, docs, prompt: str, *, bos_id):
             eos_id=tokenizer.eos_token_id,
             condition=lambda index, doc_id: cond,
             stats=stats,
+            wrapping=wrapping,
         )
     )
     prompt_ids = tokenizer(prompt + "\n\n", add_special_tokens=False).input_ids
@@ -109,6 +110,37 @@ def test_document_chunks_equal_hand_computed_expectations(tokenizer, with_bos):
     assert stats.pad_tokens == 0 and stats.documents == 3
 
 
+@pytest.mark.parametrize("with_bos", [True, False], ids=["bos", "no-bos"])
+def test_single_wrapping_opens_each_chunk_once_and_ends_the_document_once(tokenizer, with_bos):
+    """packing.document_wrapping: single, by hand: the stream is prompt text [EOS] (labels -100
+    x prompt, text, EOS), cut into pieces of max_seq_len - 1 (BOS) or max_seq_len, each opened
+    with BOS: one BOS per chunk, one EOS per document, at its end."""
+    bos = tokenizer.bos_token_id if with_bos else None
+    eos = tokenizer.eos_token_id
+    head = [bos] if with_bos else []
+    prompt = "Compare and contrast"
+    p = tokenizer(prompt + "\n\n", add_special_tokens=False).input_ids
+    room = MAX - len(head)
+    long = text_ids(tokenizer, 2 * room + 7)
+    short = text_ids(tokenizer, 5)
+    out, stats, _ = chunks(tokenizer, [("long", long), ("short", short)], prompt, bos_id=bos,
+                           wrapping="single")  # fmt: skip
+    expected = []
+    for text in (long, short):
+        stream = [*p, *text, eos]
+        targets = [*([-100] * len(p)), *text, eos]
+        for i in range(0, len(stream), room):
+            expected.append(([*head, *stream[i : i + room]],
+                             [-100] * len(head) + targets[i : i + room]))  # fmt: skip
+    assert [(c["input_ids"].tolist(), c["labels"].tolist()) for c in out] == expected
+    for chunk in out:
+        ids = chunk["input_ids"].tolist()
+        assert ids.count(eos) <= 1 and (not with_bos or (ids.count(bos) == 1 and ids[0] == bos))
+    assert sum(c["input_ids"].tolist().count(eos) for c in out) == 2  # one per document
+    labelled = sum(int(np.count_nonzero(c["labels"] != -100)) for c in out)
+    assert stats.text_tokens == stats.document_tokens == labelled == len(long) + len(short) + 2
+
+
 def test_a_prompt_that_fills_the_chunk_is_an_error(tokenizer):
     from cft.packing.packer import PackingError
 
@@ -126,6 +158,7 @@ def test_paper_config_resolves_to_the_authors_settings():
     config = load_config(REPO / "config" / "paper.yaml")
     train_cfg = config["training"]
     assert config["packing"]["mode"] == "document"
+    assert config["packing"]["document_wrapping"] == "authors"
     assert config["packing"]["prompt_format"] == "plain"
     assert train_cfg["master_weights"] == "bf16" and train_cfg["precision"] == "bf16"
     assert train_cfg["loss_normalization"] == "micro_batch_mean"

@@ -208,6 +208,7 @@ def chunk_documents(
     eos_id: int,
     condition: Callable[[int, str], Conditioning],
     stats: PackStats,
+    wrapping: str,
 ) -> Iterator[dict[str, np.ndarray | int]]:
     """The ``document`` mode, as vectorlm's ``preprocess_data.py`` (9045f08) prepares data.
 
@@ -219,9 +220,18 @@ def chunk_documents(
     So a document's first sequence starts with two BOS and its last ends with two EOS; only
     the first piece holds the prompt; the last piece is stored unpadded.
     ``condition(document_index, doc_id)`` gives the document's prompt.
+
+    ``wrapping="single"`` (``packing.document_wrapping``) wraps once: every piece opens with
+    BOS, and EOS ends the document's last piece only, as a target; no doubled BOS or EOS, no
+    EOS to learn in the middle of a document.
     """
+    authors = wrapping == "authors"
+    if wrapping not in ("authors", "single"):
+        raise PackingError(f"unknown document wrapping {wrapping!r}; expected authors or single")
     head = [bos_id] if bos_id is not None else []
-    room = max_seq_len - len(head) - 1  # the wrapper's BOS and EOS slots
+    own_head = head if authors else []  # the document's own BOS, inside the stream
+    tail = [eos_id] if authors else []  # every piece's wrapper EOS
+    room = max_seq_len - len(head) - len(tail)
     for index, (doc_id, ids) in enumerate(documents):
         cond = condition(index, doc_id)
         if cond.suffix:
@@ -230,20 +240,21 @@ def chunk_documents(
                 "the chat format's closing template tokens have no place in a chunk"
             )
         prompt = list(cond.prefix[len(head) :])
-        if len(head) + len(prompt) >= room:
+        if len(own_head) + len(prompt) >= room:
             raise PackingError(
                 f"prompt {cond.prompt_index} takes {len(prompt)} tokens, which leaves no room "
                 f"for text in a sequence of max_seq_len {max_seq_len}; shorten the prompt or "
                 f"raise training.max_seq_len"
             )
         text = np.asarray(ids, dtype=np.int32)
-        stream = np.concatenate([head, prompt, text, [eos_id]]).astype(np.int32)
-        targets = np.concatenate([head, [-100] * len(prompt), text, [eos_id]]).astype(np.int32)
+        stream = np.concatenate([own_head, prompt, text, [eos_id]]).astype(np.int32)
+        targets = np.concatenate([own_head, [-100] * len(prompt), text, [eos_id]])
+        targets = targets.astype(np.int32)
         stats.documents += 1
         stats.prompt_counts[cond.prompt_index] = stats.prompt_counts.get(cond.prompt_index, 0) + 1
         for start in range(0, len(stream), room):
-            input_ids = np.concatenate([head, stream[start : start + room], [eos_id]])
-            labels = np.concatenate([[-100] * len(head), targets[start : start + room], [eos_id]])
+            input_ids = np.concatenate([head, stream[start : start + room], tail])
+            labels = np.concatenate([[-100] * len(head), targets[start : start + room], tail])
             input_ids, labels = input_ids.astype(np.int32), labels.astype(np.int32)
             loss_tokens = int(np.count_nonzero(labels != -100))
             stats.blocks += 1

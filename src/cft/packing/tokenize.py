@@ -183,6 +183,7 @@ def pack_split(
             eos_id=tokens.separator,
             condition=condition,
             stats=stats,
+            wrapping=packing["document_wrapping"],
         )
     else:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokens.separator
