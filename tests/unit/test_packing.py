@@ -308,3 +308,44 @@ def test_the_stage_ends_documents_with_end_of_text_not_the_chat_end_of_turn(
     attended = np.concatenate([np.array(row) for row in data["train"]["attention_mask"]]) == 1
     assert int((labels == 0).sum()) == documents
     assert int((ids[attended] == 2).sum()) == 0  # no <|im_end|> but as padding
+
+
+def model_folder_with(packaged_tokenizer, folder, **text_config):
+    """The packaged tokenizer beside a config.json (no weights: the stage reads the config)."""
+    import shutil
+
+    from transformers import LlamaConfig
+
+    shutil.copytree(packaged_tokenizer, folder)
+    LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, **text_config).save_pretrained(folder)  # fmt: skip
+    return folder
+
+
+def test_a_block_longer_than_the_model_s_context_is_refused(
+    config, corpus_table, packaged_tokenizer, tmp_path
+):
+    folder = model_folder_with(
+        packaged_tokenizer, tmp_path / "model", vocab_size=49152, max_position_embeddings=64
+    )
+    with pytest.raises(PackingError, match=r"max_seq_len = 128 exceeds the context of "
+                       r"models\.smollm2-135m-instruct, 64 tokens"):  # fmt: skip
+        run_stage(config, "cpt", corpus_table, folder, tmp_path / "cpt")
+    assert not (tmp_path / "cpt").exists()
+
+
+def test_token_ids_beyond_the_model_s_embedding_are_refused(
+    config, corpus_table, packaged_tokenizer, tmp_path
+):
+    """A tokenizer with more entries than the model has embedding rows (Gemma-3 IT's extra
+    <image_soft_token>): the stage names the first id that does not fit."""
+    from datasets import load_from_disk
+
+    fits = model_folder_with(packaged_tokenizer, tmp_path / "fits", vocab_size=49152)
+    run_stage(config, "cpt", corpus_table, fits, tmp_path / "cpt")
+    packed = load_from_disk(str(tmp_path / "cpt"))
+    largest = max(max(row) for split in packed.values() for row in split["input_ids"])
+    small = model_folder_with(packaged_tokenizer, tmp_path / "small", vocab_size=largest)
+    with pytest.raises(PackingError, match=rf"token id {largest} .* has {largest} embedding rows"):
+        run_stage(config, "cpt", corpus_table, small, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()

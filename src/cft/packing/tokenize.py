@@ -40,7 +40,7 @@ from cft.packing.packer import (
     pack,
     stable_int,
 )
-from cft.packing.tokens import SequenceTokens, sequence_tokens
+from cft.packing.tokens import ModelLimits, SequenceTokens, sequence_tokens
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,14 @@ def write_blocks(blocks: Iterator[dict], path: Path, *, batch_blocks: int = 64):
                 rows = []
         if rows:
             writer.write_batch(record_batch(rows))
+
+
+def largest_id(dataset) -> int:
+    """The largest token id of a packed split, chunk by chunk of its Arrow column."""
+    import pyarrow.compute as pc
+
+    chunks = dataset.data.table.column("input_ids").chunks
+    return max((pc.max(chunk.flatten()).as_py() or 0 for chunk in chunks), default=0)
 
 
 def load_autogen_table(path: Path) -> dict[str, str]:
@@ -237,9 +245,11 @@ def run(
     packing = config["packing"]
     max_seq_len = config["training"]["max_seq_len"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    tokens = sequence_tokens(
-        tokenizer, config["models"][model].get("end_of_text"), key=f"models.{model}"
-    )
+    key = f"models.{model}"
+    tokens = sequence_tokens(tokenizer, config["models"][model].get("end_of_text"), key=key)
+    limits = ModelLimits.of(tokenizer_dir)
+    if limits is not None:
+        limits.check_length(max_seq_len, key)
     prompt_kind = METHODS[method].prompts
     prompts, prompt_names = load_prompts(config, prompt_kind)
     autogen = load_autogen_table(autogen_table) if METHODS[method].generated_prompts else None
@@ -278,6 +288,8 @@ def run(
                 fingerprint=config_hash([settings, split])[:32],
                 prompt_names=prompt_names,
             )
+        if limits is not None:
+            limits.check_ids(max(largest_id(d) for d in splits.values()), tokenizer, key)
         dataset_dict = DatasetDict(splits)
         record = {
             "domain": domain,

@@ -114,3 +114,46 @@ def sequence_tokens(tokenizer, end_of_text: str | None = None, *, key: str) -> S
         f"and it holds none of the end-of-text tokens {list(END_OF_TEXT_TOKENS)}: set "
         f"{key}.end_of_text to the token that separates documents in the model's pretraining"
     )
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a model folder's config allows a sequence: its context and its embedding rows."""
+
+    context: int | None
+    vocab_size: int
+    source: str  # the config file they were read from
+
+    @classmethod
+    def of(cls, model_dir) -> ModelLimits | None:
+        """From ``model_dir/config.json`` (the language model's part of a multimodal one);
+        None for a folder holding a tokenizer only."""
+        from pathlib import Path
+
+        from transformers import AutoConfig
+
+        config_file = Path(model_dir) / "config.json"
+        if not config_file.is_file():
+            return None
+        text = AutoConfig.from_pretrained(model_dir).get_text_config()
+        return cls(
+            getattr(text, "max_position_embeddings", None), text.vocab_size, str(config_file)
+        )
+
+    def check_length(self, max_seq_len: int, key: str) -> None:
+        if self.context is not None and max_seq_len > self.context:
+            raise PackingError(
+                f"training.max_seq_len = {max_seq_len} exceeds the context of {key}, "
+                f"{self.context} tokens (max_position_embeddings in {self.source})"
+            )
+
+    def check_ids(self, largest_id: int, tokenizer, key: str) -> None:
+        """Every id the packer wrote must index a row of the model's embedding (Gemma-3's IT
+        tokenizer has one entry more than its model has rows)."""
+        if largest_id >= self.vocab_size:
+            raise PackingError(
+                f"the packed data hold token id {largest_id} "
+                f"({tokenizer.convert_ids_to_tokens(largest_id)!r}) but {key} has "
+                f"{self.vocab_size} embedding rows (vocab_size in {self.source}): its tokenizer "
+                f"and its weights do not match"
+            )
