@@ -107,3 +107,57 @@ def test_blocks_separate_documents_with_end_of_text_and_open_once(
             assert (ids == separator).sum() <= 1, f"{variant}: two end-of-text in a chunk"
     # one end-of-text per document (document mode: packing.document_wrapping single, the default)
     assert separators == documents == record["splits"]["train"]["documents"]
+
+
+def test_qwen3_template_arguments_reach_every_rendering(
+    monkeypatch, corpus_table, demo_config, tmp_path
+):
+    """models.<name>.chat_template_kwargs ({enable_thinking: false} for Qwen3) in every use of
+    the chat template: packing's chat format, TextAdaptCFT's generation inputs (where Qwen3 then
+    answers after an empty thinking block instead of reasoning first), lm-eval's arguments."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+    from cft.core.config import model_setting
+    from cft.evaluation.harness import Placement, model_arguments
+    from cft.packing.generators import build_inputs
+
+    folder = fetch("qwen3")
+    config = copy.deepcopy(demo_config)
+    config["models"] = {
+        "qwen3": {
+            "source": "local",
+            "path": str(folder),
+            "chat_template_kwargs": {"enable_thinking": False},
+        }
+    }
+    config["grid"] = {**config["grid"], "models": ["qwen3"]}
+    config["autogen"] = {**config["autogen"], "model": "qwen3"}
+    config["training"] = {"max_seq_len": SEQ}
+    config["packing"] = {**config["packing"], "prompt_format": "chat"}
+    config = validate_config(config)
+    template_kwargs = model_setting(config, "qwen3", "chat_template_kwargs")
+
+    calls = []
+    render = PreTrainedTokenizerBase.apply_chat_template
+
+    def spy(self, conversation, *args, **kwargs):
+        calls.append(kwargs.get("enable_thinking"))
+        return render(self, conversation, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "apply_chat_template", spy)
+    run(
+        config, "biomed", "qwen3", "cft", corpus_table=corpus_table, tokenizer_dir=folder,
+        out_dir=tmp_path / "tokenized",
+    )  # fmt: skip
+    assert calls and set(calls) == {False}, calls
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    think = tokenizer.convert_tokens_to_ids("<think>")
+    ids = build_inputs(tokenizer, ["A text."], "Write a prompt.", "{text}", 100, template_kwargs)
+    assert ids[0][-6:].count(think) == 1  # the empty thinking block closes the request
+    unset = build_inputs(tokenizer, ["A text."], "Write a prompt.", "{text}", 100)
+    assert think not in unset[0]  # left to itself, Qwen3 starts by thinking
+
+    where = Placement(backend="hf", device="cpu", dtype="float32")
+    arguments = model_arguments(folder, config["evaluation"], where, template_kwargs)
+    assert arguments["chat_template_args"] == {"enable_thinking": False}

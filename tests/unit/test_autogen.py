@@ -31,6 +31,11 @@ DOC = (
             "Ask what links genes to organs.",
         ),
         ("Prompt: Think about   treatment\n choices.", "Think about treatment choices."),
+        (  # a reasoning model's thinking goes before the prompt (Qwen3 left thinking)
+            "<think>\nOkay, the user wants a prompt about a rare disease. Let me see.\n</think>"
+            "\n\nAsk how one gene can explain a whole disease.",
+            "Ask how one gene can explain a whole disease.",
+        ),
     ],
 )
 def test_wrappers_are_stripped(raw, expected):
@@ -45,6 +50,9 @@ def test_wrappers_are_stripped(raw, expected):
         ('Sure, here is the prompt: ""', "empty"),
         ("Text:", "empty"),
         ("Read it.", "too_short"),
+        # a reply that ran out of tokens while reasoning, and a thinking block alone
+        ("<think> Okay, the user wants a prompt that makes the reader think about", "reasoning"),
+        ("<think>The text is about a disease.</think>", "reasoning"),
         ("I'm sorry, but I cannot help with medical content.", "refusal"),
         ("As an AI language model, I will summarise this text for you in detail.", "refusal"),
         (

@@ -8,6 +8,8 @@ names the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 from pathlib import Path
@@ -288,6 +290,20 @@ def _check_path(value: str | None, key: str, source: str, base_dir: Path) -> Non
 def autogen_model(config: dict) -> str:
     """The model that writes TextAdaptCFT prompts."""
     return config["autogen"]["model"] or config["grid"]["models"][0]
+
+
+def model_setting(config: dict, model: str, key: str):
+    """``models.<model>.<key>``, or the default its schema definition gives (validation fills
+    in no default inside the per-source model schemas it picks conditionally)."""
+    entry = config["models"][model]
+    if key in entry:
+        return entry[key]
+    return copy.deepcopy(_schema_defs()[key]["default"])
+
+
+@functools.cache
+def _schema_defs() -> dict:
+    return load_yaml(SCHEMA_PATH.read_text())["$defs"]
 
 
 def training_seeds(config: dict) -> list[int]:

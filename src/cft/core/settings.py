@@ -23,6 +23,7 @@ from cft.core.config import (
     autogen_model,
     domain_source,
     load_prompt_file,
+    model_setting,
     resolve_path,
 )
 from cft.core.methods import AUTOGEN_PROMPTS, CFT_PROMPTS, METHODS
@@ -114,8 +115,12 @@ def _tokenize(config: dict, *, model: str, method: str, **_) -> dict:
         "packing": _without(config["packing"], *SCHEDULING_KEYS, *unused),
         "max_seq_len": config["training"]["max_seq_len"],
         "method": method,
-        # the document separator, where the config names it (cft.packing.tokens)
-        "end_of_text": config["models"][model].get("end_of_text"),
+        # the model's token choices: its document separator and chat template arguments
+        # (cft.packing.tokens), where the config sets them
+        "model_tokens": {
+            key: model_setting(config, model, key)
+            for key in ("end_of_text", "chat_template_kwargs")
+        },
         "prompts": _prompt_files(config, kind) if kind in config["prompts"] else {},
         "seed": config["seed"],
     }

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cft.core.cli import model_folder, stage_config, stage_parser
-from cft.core.config import training_seeds
+from cft.core.config import model_setting, training_seeds
 from cft.core.grid import CellKey
 from cft.core.io import atomic_path, check_output, file_sha256, write_json
 from cft.core.logging_utils import setup_logging
@@ -67,7 +67,10 @@ def run(
         loaded, fingerprint = load_checked_model(Path(model_dir), where.dtype, where.device)
     else:
         fingerprint = check_weights(Path(model_dir))
-    results, arguments = evaluate(config, task, Path(model_dir), where=where, model=loaded)
+    results, arguments = evaluate(
+        config, task, Path(model_dir), where=where, model=loaded,
+        template_kwargs=model_setting(config, model, "chat_template_kwargs"),
+    )  # fmt: skip
     if lm_task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {lm_task!r}")
     record = {

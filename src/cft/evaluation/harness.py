@@ -53,9 +53,14 @@ def placement(evaluation: dict, what: str, *, device: str | None = None) -> Plac
     return Placement(evaluation["backend"], device, dtype)
 
 
-def model_arguments(model_dir: Path, evaluation: dict, where: Placement) -> dict:
-    """lm-eval's ``model_args`` for the model folder on ``where``."""
+def model_arguments(
+    model_dir: Path, evaluation: dict, where: Placement, template_kwargs: dict | None = None
+) -> dict:
+    """lm-eval's ``model_args`` for the model folder on ``where``; ``template_kwargs``: the
+    model's chat template arguments (``models.<name>.chat_template_kwargs``)."""
     args = {"pretrained": str(model_dir), "dtype": where.dtype}
+    if template_kwargs:
+        args["chat_template_args"] = dict(template_kwargs)
     backend = where.backend
     if backend == "vllm" and evaluation["gpus"]:  # tensor parallel over the job's GPUs
         args["tensor_parallel_size"] = evaluation["gpus"]
@@ -117,6 +122,7 @@ def evaluate(
     where: Placement | None = None,
     limit=None,
     model=None,
+    template_kwargs: dict | None = None,
 ) -> tuple[dict, dict]:
     """Run lm-eval on one task; returns (lm-eval's results, the arguments it was run with: the
     record's ``lm_eval_arguments``). ``where``: the job's placement, decided once (else from the
@@ -131,7 +137,7 @@ def evaluate(
     task = protocol_task(config, task)  # the FinBen protocol's variant, where one is chosen
     manager = task_manager(task)
     check_task(task, manager)
-    model_args = model_arguments(model_dir, evaluation, where)
+    model_args = model_arguments(model_dir, evaluation, where, template_kwargs)
     if model is not None and backend != "hf":
         raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
     if backend == "hf":
@@ -151,6 +157,7 @@ def evaluate(
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],
         "system_instruction": evaluation["system_instruction"],
+        "chat_template_args": dict(template_kwargs or {}),
         "bootstrap_iters": evaluation["bootstrap_iters"],
         "limit": limit if limit is not None else evaluation["limit"],
         "seeds": SEEDS,

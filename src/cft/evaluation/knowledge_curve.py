@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cft.core import paths
 from cft.core.cli import stage_config, stage_parser
-from cft.core.config import training_seeds
+from cft.core.config import model_setting, training_seeds
 from cft.core.errors import CftError
 from cft.core.io import write_json
 from cft.core.logging_utils import setup_logging
@@ -49,11 +49,17 @@ def save_steps_for(n_blocks: int, train_cfg: dict, points: int) -> int:
 
 
 def score_point(
-    config: dict, task: str, folder: Path, boot: Bootstrap, scratch: Path, device: str
+    config: dict,
+    task: str,
+    folder: Path,
+    boot: Bootstrap,
+    scratch: Path,
+    device: str,
+    template_kwargs: dict,
 ) -> dict:
     """The knowledge task's accuracy of one model folder on ``device`` (the training
     process's own), with its interval, in percent."""
-    results, _ = evaluate(config, task, folder, device=device)
+    results, _ = evaluate(config, task, folder, device=device, template_kwargs=template_kwargs)
     samples = scratch / f"{folder.name}.samples.jsonl"
     samples.write_text("".join(json.dumps(s, default=str) + "\n" for s in results["samples"][task]))
     outcomes = read_outcomes(samples, METRIC)
@@ -71,7 +77,13 @@ def score_point(
 
 
 def checkpoint_scorer(
-    config: dict, task: str, base_model_dir: Path, boot, scratch: Path, device: str
+    config: dict,
+    task: str,
+    base_model_dir: Path,
+    boot,
+    scratch: Path,
+    device: str,
+    template_kwargs: dict,
 ):
     """A TrainerCallback that scores each checkpoint as soon as it is saved (before the
     Trainer's rotation removes older ones)."""
@@ -91,7 +103,7 @@ def checkpoint_scorer(
             # lm-eval reseeds the global RNGs; the Trainer's data order does not depend on
             # them (accelerate's sampler is seeded from data_seed and the epoch), so the run
             # keeps the train stage's trajectory (tested).
-            point = score_point(config, task, folder, boot, scratch, device)
+            point = score_point(config, task, folder, boot, scratch, device, template_kwargs)
             point |= {"step": state.global_step, "tokens": int(state.num_input_tokens_seen)}
             log.info(
                 "step %d: %.1f%% [%.1f, %.1f]",
@@ -144,12 +156,19 @@ def run(
             seed=seed,
         )
         device = "cuda" if job.cuda else "cpu"  # scoring runs where the model trains
-        base = score_point(run_config, task, Path(base_model_dir), boot, scratch, device)
-        scorer = checkpoint_scorer(run_config, task, Path(base_model_dir), boot, scratch, device)
+        template_kwargs = model_setting(run_config, model, "chat_template_kwargs")
+        base = score_point(
+            run_config, task, Path(base_model_dir), boot, scratch, device, template_kwargs
+        )
+        scorer = checkpoint_scorer(
+            run_config, task, Path(base_model_dir), boot, scratch, device, template_kwargs
+        )
         scorer.points = [base | {"step": 0, "tokens": 0}]
         metrics = train(job, callbacks=[scorer])
         if scorer.points[-1]["step"] != metrics["optimizer_steps"]:  # the last step, if unsaved
-            final = score_point(run_config, task, scratch / "model", boot, scratch, device)
+            final = score_point(
+                run_config, task, scratch / "model", boot, scratch, device, template_kwargs
+            )
             total = metrics["tokens_this_run"]
             scorer.points.append(final | {"step": metrics["optimizer_steps"], "tokens": total})
     record = {

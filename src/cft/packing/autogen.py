@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from cft.core import paths
 from cft.core.cli import corpus_path, model_folder, stage_config, stage_parser
-from cft.core.config import autogen_model, load_prompt_file, resolve_path
+from cft.core.config import autogen_model, load_prompt_file, model_setting, resolve_path
 from cft.core.errors import DataFileError
 from cft.core.fingerprints import recorded_fingerprint
 from cft.core.io import atomic_path, check_output, write_json
@@ -40,7 +40,10 @@ from cft.packing.packer import stable_int
 
 log = logging.getLogger(__name__)
 
-FALLBACK_REASONS = ("empty", "too_short", "refusal", "copied_text")
+FALLBACK_REASONS = ("empty", "reasoning", "too_short", "refusal", "copied_text")
+# A reasoning model's thinking (Qwen3 without enable_thinking: false; DeepSeek-R1 and its
+# distillations): never a prompt. An unclosed block is a reply that ran out while thinking.
+_REASONING = re.compile(r"<think>.*?(</think>|$)", re.S)
 
 # Chatty wrappers that models put around the answer.
 _PREAMBLE = re.compile(
@@ -104,7 +107,9 @@ def clean_generated(
 ) -> tuple[str | None, str | None, bool]:
     """Turn a model's reply into a prompt. ``seen``: the document text the generator was shown
     (what it could have copied). Returns (prompt or None, fallback reason, truncated)."""
-    text = raw.strip()
+    text = _REASONING.sub("", raw).strip()
+    if not text and "<think>" in raw:
+        return None, "reasoning", False
     for _ in range(3):  # wrappers can nest: 'Sure! Here is the prompt: **Prompt:** "..."'
         stripped = _LABEL.sub("", _PREAMBLE.sub("", _AFFIRMATION.sub("", text)))
         stripped = stripped.replace("**", "").strip().strip(_QUOTES).strip()
@@ -215,6 +220,7 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
                 spec["meta_prompt"],
                 spec["document_template"],
                 settings["max_input_chars"],
+                model_setting(config, autogen_model(config), "chat_template_kwargs"),
             )
             seeds = [stable_int(seed, doc_id, "sample") for doc_id in part.doc_id]
             raw = generator.generate(inputs, seeds, shard_seed=stable_int(seed, index))
@@ -244,6 +250,8 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         "fallbacks": {reason: int(counts.get(reason, 0)) for reason in FALLBACK_REASONS},
         "fallback_total": int(table.fallback.notna().sum()),
         "truncated": int(table.truncated.sum()),
+        # replies whose reasoning block was removed before cleaning (with or without an answer)
+        "reasoning_removed": int(table.raw.str.contains("<think>", regex=False).sum()),
         "mean_prompt_chars": float(table.prompt.str.len().mean()),
         "backend": settings["backend"],
         "generator_model": str(model_dir),

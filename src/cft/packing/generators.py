@@ -16,14 +16,23 @@ from cft.packing.packer import stable_int
 log = logging.getLogger(__name__)
 
 
-def build_inputs(tokenizer, documents: list[str], meta_prompt: str, template: str, max_chars: int):
-    """Chat-formatted generator inputs as token ids (the same for both backends)."""
+def build_inputs(
+    tokenizer,
+    documents: list[str],
+    meta_prompt: str,
+    template: str,
+    max_chars: int,
+    template_kwargs: dict | None = None,
+):
+    """Chat-formatted generator inputs as token ids (the same for both backends);
+    ``template_kwargs``: the generator's ``models.<name>.chat_template_kwargs`` (Qwen3 answers
+    without reasoning first under ``enable_thinking: false``)."""
     inputs = []
     for doc in documents:
         content = meta_prompt + template.format(text=doc[:max_chars])
         messages = [{"role": "user", "content": content}]
         rendered = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
+            messages, add_generation_prompt=True, tokenize=False, **(template_kwargs or {})
         )
         inputs.append(tokenizer(rendered, add_special_tokens=False).input_ids)
     return inputs

@@ -64,9 +64,16 @@ def tokenizer_bos(tokenizer) -> int | None:
 
 
 def prompt_conditioning(
-    tokenizer, text: str | None, *, prompt_format: str, separator: str, index: int = -1
+    tokenizer,
+    text: str | None,
+    *,
+    prompt_format: str,
+    separator: str,
+    index: int = -1,
+    template_kwargs: dict | None = None,
 ) -> Conditioning:
-    """Tokenize the conditioning of a block: nothing but BOS (text None), or a prompt."""
+    """Tokenize the conditioning of a block: nothing but BOS (text None), or a prompt.
+    ``template_kwargs``: the chat template's arguments (``models.<name>.chat_template_kwargs``)."""
     bos = tokenizer_bos(tokenizer)
     head = (bos,) if bos is not None else ()
     if text is None:
@@ -84,7 +91,9 @@ def prompt_conditioning(
             {"role": "user", "content": text},
             {"role": "assistant", "content": TEXT_SENTINEL},
         ]
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+        rendered = tokenizer.apply_chat_template(
+            messages, tokenize=False, **(template_kwargs or {})
+        )
         before, _, after = rendered.partition(TEXT_SENTINEL)
         prefix = tokenizer(before, add_special_tokens=False).input_ids
         suffix = tokenizer(after, add_special_tokens=False).input_ids if after else []
@@ -280,9 +289,11 @@ def make_condition(
     autogen: dict[str, str] | None,
     packing: dict,
     seed: int,
+    template_kwargs: dict | None = None,
 ) -> Callable[[int, str], Conditioning]:
     """The block -> conditioning function for a method."""
     fmt, sep = packing["prompt_format"], packing["prompt_separator"]
+    chat = {"template_kwargs": template_kwargs}
     if METHODS[method].prompts is None:
         plain = prompt_conditioning(tokenizer, None, prompt_format="plain", separator=sep)
         return lambda block, doc_id: plain
@@ -296,13 +307,13 @@ def make_condition(
                 raise PackingError(f"no generated prompt for document {doc_id!r}")
             if doc_id not in cache:
                 cache[doc_id] = prompt_conditioning(
-                    tokenizer, autogen[doc_id], prompt_format=fmt, separator=sep, index=0
+                    tokenizer, autogen[doc_id], prompt_format=fmt, separator=sep, index=0, **chat
                 )
             return cache[doc_id]
 
         return from_table
     tokenized = [
-        prompt_conditioning(tokenizer, text, prompt_format=fmt, separator=sep, index=i)
+        prompt_conditioning(tokenizer, text, prompt_format=fmt, separator=sep, index=i, **chat)
         for i, text in enumerate(prompts)
     ]
     if packing["prompt_sampling"] == "per_document":

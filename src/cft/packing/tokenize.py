@@ -19,7 +19,7 @@ import numpy as np
 
 from cft.core import paths
 from cft.core.cli import corpus_path, model_folder, stage_config, stage_parser
-from cft.core.config import ConfigError, load_prompt_file, resolve_path
+from cft.core.config import ConfigError, load_prompt_file, model_setting, resolve_path
 from cft.core.fingerprints import dataset_fingerprint
 from cft.core.io import (
     atomic_path,
@@ -246,7 +246,13 @@ def run(
     max_seq_len = config["training"]["max_seq_len"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     key = f"models.{model}"
-    tokens = sequence_tokens(tokenizer, config["models"][model].get("end_of_text"), key=key)
+    template_kwargs = model_setting(config, model, "chat_template_kwargs")
+    tokens = sequence_tokens(
+        tokenizer,
+        model_setting(config, model, "end_of_text"),
+        key=key,
+        template_kwargs=template_kwargs,
+    )
     limits = ModelLimits.of(tokenizer_dir)
     if limits is not None:
         limits.check_length(max_seq_len, key)
@@ -275,7 +281,7 @@ def run(
         for split in (s for s in SPLITS if s in present):
             condition = make_condition(
                 method, tokenizer, prompts=prompts, autogen=autogen, packing=packing,
-                seed=stable_int(seed, split),
+                seed=stable_int(seed, split), template_kwargs=template_kwargs,
             )  # fmt: skip
             splits[split], split_stats[split] = pack_split(
                 iter_split(tokenized, split),

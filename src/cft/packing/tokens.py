@@ -65,7 +65,7 @@ def special_ids(tokenizer) -> set[int]:
     return ids
 
 
-def end_of_turn(tokenizer) -> int | None:
+def end_of_turn(tokenizer, template_kwargs: dict | None = None) -> int | None:
     """The first special token after an assistant message in the chat template, if any (Llama-2
     writes a space before its ``</s>``)."""
     if not tokenizer.chat_template:
@@ -75,7 +75,9 @@ def end_of_turn(tokenizer) -> int | None:
         {"role": "assistant", "content": _SENTINEL},
     ]
     try:
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+        rendered = tokenizer.apply_chat_template(
+            messages, tokenize=False, **(template_kwargs or {})
+        )
     except Exception:
         return None
     after = rendered.partition(_SENTINEL)[2]
@@ -84,11 +86,13 @@ def end_of_turn(tokenizer) -> int | None:
     return next((i for i in ids if i in special), None)
 
 
-def sequence_tokens(tokenizer, end_of_text: str | None = None, *, key: str) -> SequenceTokens:
+def sequence_tokens(
+    tokenizer, end_of_text: str | None = None, *, key: str, template_kwargs: dict | None = None
+) -> SequenceTokens:
     """Decide the separator (module docstring); ``key`` names the config entry to fix it by,
     e.g. ``models.llama-3-8b-instruct``."""
     bos = tokenizer_bos(tokenizer)
-    turn = end_of_turn(tokenizer)
+    turn = end_of_turn(tokenizer, template_kwargs)
     if end_of_text is not None:
         separator = token_id(tokenizer, end_of_text)
         if separator is None:
