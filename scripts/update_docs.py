@@ -118,7 +118,11 @@ def demo_table(domain: str) -> str:
         cells = [row, _estimate(table["intervals"].get(key))]
         cells += [_estimate(table["paired"][ref].get(key), signed=True) for ref in refs]
         lines.append("| " + " | ".join(cells) + " |")
-    source = f"`make demo` at commit {run['commit'][:10]}, {run['cpu']}, {run['date']}"
+    source = f"`make demo` at commit {run['commit'][:10]}, {run['cpu']}"
+    if "precision" in run:  # records before 2026-12-07 did not name it
+        precision = run["precision"]
+        source += f", trained in {precision['training']}, scored in {precision['evaluation']}"
+    source += f", {run['date']}"
     if run["code_changed_since"]:
         source += f"; code changed since: {', '.join(run['code_changed_since'])}"
     lines += ["", f"({source})"]
@@ -175,6 +179,20 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
+def demo_precision(results: Path) -> dict:
+    """The dtypes the demo trained and scored in (``precision: auto`` and ``dtype: native``
+    choose per CPU), read off its train metrics and eval records."""
+    trained = {
+        json.loads(path.read_text())["precision"]["chosen"]
+        for path in results.glob("models/*/*/*/seed*/train_metrics.json")
+    }
+    scored = {
+        json.loads(path.read_text())["lm_eval_arguments"]["dtype"]
+        for path in results.glob("eval/**/*.json")
+    }
+    return {"training": ", ".join(sorted(trained)), "evaluation": ", ".join(sorted(scored))}
+
+
 def record_demo(tables_root: Path = DEMO_TABLES) -> None:
     """docs/demo_run.json from a finished demo's table.json files: the commit their provenance
     names, the code files changed between it and HEAD (none, for a demo run on HEAD), and the
@@ -198,6 +216,7 @@ def record_demo(tables_root: Path = DEMO_TABLES) -> None:
             "diff", "--name-only", commit, "HEAD", "--", *CODE_PATHS
         ).split(),
         "cpu": cpu_model(),
+        "precision": demo_precision(tables_root.parent),
         "date": datetime.date.today().isoformat(),
         "command": "make demo",
         "tables": tables,
