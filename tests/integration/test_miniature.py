@@ -204,7 +204,7 @@ def test_prompts_were_generated_by_vllm_on_cpu(miniature):
     for domain in ("biomed", "finance"):
         stats = read(workdir, f"results/prompts/{domain}/autogen_stats.json")
         assert stats["backend"] == "vllm" and stats["documents"] > 0
-        log = (workdir / "logs" / "prompts" / f"{domain}_autogen.log").read_text()
+        log = (workdir / "logs" / "autogen" / f"{domain}.log").read_text()
         assert "running in the vLLM environment" in log and "vLLM CPU engine" in log
         table = pd.read_parquet(workdir / f"results/prompts/{domain}/autogen.parquet")
         assert len(table) == stats["documents"] and table.doc_id.is_unique
