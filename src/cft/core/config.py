@@ -294,8 +294,9 @@ def autogen_model(config: dict) -> str:
 
 def model_setting(config: dict, model: str, key: str):
     """``models.<model>.<key>``, or the default its schema definition gives (validation fills
-    in no default inside the per-source model schemas it picks conditionally)."""
-    entry = config["models"][model]
+    in no default inside the per-source model schemas it picks conditionally). A model the
+    config does not define (a folder evaluated under a name of its own) takes the defaults."""
+    entry = config["models"].get(model, {})
     if key in entry:
         return entry[key]
     return copy.deepcopy(_schema_defs()[key]["default"])
