@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from cft.core.config import ConfigError, load_config, read_config_file, validate_config
+from cft.core.config import (
+    ConfigError,
+    load_config,
+    model_setting,
+    read_config_file,
+    validate_config,
+)
 
 
 def _set(config, dotted, value):
@@ -215,3 +221,19 @@ def test_nested_command_line_values_are_typed_as_in_a_config_file():
         "note": "x",
         "domains": {"biomed": {"source": {"name": "open_med_text"}}},
     }
+
+
+def test_a_model_setting_falls_back_to_its_schema_default(demo_config):
+    """Validation fills no default inside the per-source model schemas: model_setting reads the
+    schema's, for a defined model without the key and for a folder evaluated by its own name."""
+    config = validate_config(demo_config)
+    assert "end_of_text" not in config["models"]["smollm2-135m-instruct"]
+    assert model_setting(config, "smollm2-135m-instruct", "end_of_text") is None
+    assert model_setting(config, "a-folder", "chat_template_kwargs") == {}
+    config["models"]["smollm2-135m-instruct"]["chat_template_kwargs"] = {"enable_thinking": False}
+    assert model_setting(config, "smollm2-135m-instruct", "chat_template_kwargs") == {
+        "enable_thinking": False
+    }
+    # the default is a copy: editing it changes nothing for the next reader
+    model_setting(config, "a-folder", "chat_template_kwargs")["x"] = 1
+    assert model_setting(config, "a-folder", "chat_template_kwargs") == {}
