@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cft.packing.packer import PackingError, tokenizer_bos
+from cft.packing.packer import PackingError, prompt_conditioning, tokenizer_bos
 
 # The end-of-text tokens of the model families, as their tokenizers spell them: Llama-3,
 # Qwen and SmolLM2 (GPT-2's), Gemma, Llama-2 and Mistral.
 END_OF_TEXT_TOKENS = ("<|end_of_text|>", "<|endoftext|>", "<eos>", "</s>")
-_SENTINEL = "\u0000CFT_TURN\u0000"
 
 
 @dataclass(frozen=True)
@@ -67,23 +66,19 @@ def special_ids(tokenizer) -> set[int]:
 
 def end_of_turn(tokenizer, template_kwargs: dict | None = None) -> int | None:
     """The first special token after an assistant message in the chat template, if any (Llama-2
-    writes a space before its ``</s>``)."""
+    writes a space before its ``</s>``): read off the closing tokens the chat packing format
+    puts after a block's text."""
     if not tokenizer.chat_template:
         return None
-    messages = [
-        {"role": "user", "content": "question"},
-        {"role": "assistant", "content": _SENTINEL},
-    ]
     try:
-        rendered = tokenizer.apply_chat_template(
-            messages, tokenize=False, **(template_kwargs or {})
-        )
-    except Exception:
+        closing = prompt_conditioning(
+            tokenizer, "question", prompt_format="chat", separator="",
+            template_kwargs=template_kwargs,
+        ).suffix  # fmt: skip
+    except Exception:  # a template that cannot render a turn names no end of it
         return None
-    after = rendered.partition(_SENTINEL)[2]
-    ids = tokenizer(after, add_special_tokens=False).input_ids if after else []
     special = special_ids(tokenizer)
-    return next((i for i in ids if i in special), None)
+    return next((i for i in closing if i in special), None)
 
 
 def sequence_tokens(
