@@ -14,6 +14,7 @@ from cft.core.methods import METHODS, UNTRAINED, label, method
 NOT_METHODS = {
     # packing.prompt_format's value: the chat template, not the untrained method
     ("src/cft/packing/packer.py", "chat"),
+    ("src/cft/packing/tokens.py", "chat"),
     # the authors' own name for their CFT condition, in their files' column headers
     ("src/cft/synthetic/reference.py", "cft"),
 }
