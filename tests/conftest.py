@@ -200,6 +200,51 @@ def tiny_model(tmp_path_factory, packaged_tokenizer):
     return path
 
 
+def tiny_sliding_model(kind: str, folder: Path, tokenizer_dir: Path, window: int = 8) -> Path:
+    """A random tiny model whose attention slides over ``window`` tokens, with the packaged
+    tokenizer and its fingerprint record: ``gemma3_text`` (layers alternate sliding and full),
+    ``gemma3`` (the same text model in Gemma-3 4B+'s multimodal wrapper, a 1-layer vision
+    tower) or ``mistral`` (Mistral v0.1: every layer slides)."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Gemma3Config,
+        Gemma3ForCausalLM,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        MistralConfig,
+        MistralForCausalLM,
+    )
+
+    from cft.core.fingerprints import record_fingerprint
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    shape = {
+        "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 16, "sliding_window": window, "max_position_embeddings": 256,
+    }  # fmt: skip
+    text = {**shape, "layer_types": ["sliding_attention", "full_attention"]}
+    torch.manual_seed(0)
+    if kind == "gemma3_text":
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**text))
+    elif kind == "gemma3":
+        vision = {
+            "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+        }  # fmt: skip
+        config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+        model = Gemma3ForConditionalGeneration(config)
+    elif kind == "mistral":
+        model = MistralForCausalLM(MistralConfig(**shape))
+    else:
+        raise ValueError(f"unknown tiny sliding-window model {kind!r}")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record_fingerprint(folder)
+    return folder
+
+
 SEQ = 32
 
 

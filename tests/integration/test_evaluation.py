@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, tiny_sliding_model
 from sklearn.metrics import f1_score
 
 from cft.core.config import validate_config
@@ -593,6 +593,67 @@ def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_
             len(tokenizer(f" {o}")["input_ids"]) > 1 for o in shared["doc"]["choices"]
         )
     assert multi_token > len(questions)  # most options are several tokens long
+
+
+@pytest.mark.parametrize("kind", ["gemma3_text", "gemma3", "mistral"])
+def test_shared_contexts_keep_sliding_windows(kind, eval_config, packaged_tokenizer, tmp_path,
+                                              monkeypatch):  # fmt: skip
+    """Gemma-3 (sliding and full layers, text-only and in its multimodal wrapper) and Mistral
+    v0.1 (every layer sliding) with an 8-token window under questions of 15+ tokens: every
+    option's log-likelihood and greedy flag equal lm-eval's own hf backend's, which runs the
+    model's own sliding-window masks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cft.evaluation.shared_context import layer_windows
+
+    window = 8
+    model = tiny_sliding_model(kind, tmp_path / kind, packaged_tokenizer, window)
+    _, task = demo_cloze_task(tmp_path, monkeypatch, 3)
+    eval_config["evaluation"].update(dtype="float32", batch_size=8)
+    runs = {}
+    for share in (True, False):
+        eval_config["evaluation"]["share_context"] = share
+        results, _ = evaluate(eval_config, task, model, device="cpu")
+        runs[share] = results["samples"][task]
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    assert min(len(tokenizer(s["arguments"][0][0])["input_ids"]) for s in runs[True]) > window
+    # the shared pass ran (its masks, not a fallback to lm-eval's code)
+    loaded = AutoModelForCausalLM.from_pretrained(model)
+    expected = (
+        {"": window} if kind == "mistral" else {"full_attention": None, "sliding_attention": window}
+    )
+    assert layer_windows(loaded) == expected
+    for shared, plain in zip(runs[True], runs[False], strict=True):
+        for ours, theirs in zip(shared["resps"], plain["resps"], strict=True):
+            assert ours[0][0] == pytest.approx(theirs[0][0], abs=1e-4)
+            assert ours[0][1] == theirs[0][1]
+
+
+def test_layer_windows_name_what_the_shared_pass_can_reproduce():
+    """Full attention everywhere, one window everywhere, a window per layer type; layer types
+    the shared pass has no mask for (chunked attention) and kernels that take no boolean mask
+    (eager) go to lm-eval's own code (None)."""
+    from types import SimpleNamespace
+
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen3Config
+
+    from cft.evaluation.shared_context import layer_windows
+
+    def windows(config, kernel="sdpa"):
+        config._attn_implementation = kernel
+        return layer_windows(SimpleNamespace(config=config))
+
+    assert windows(LlamaConfig()) == {"": None}
+    assert windows(Qwen3Config()) == {"": None}  # use_sliding_window is false
+    assert windows(Qwen3Config(use_sliding_window=True, max_window_layers=0)) == {"": 4096}
+    assert windows(MistralConfig(sliding_window=4096)) == {"": 4096}
+    assert windows(MistralConfig(sliding_window=None)) == {"": None}
+    gemma = Gemma3TextConfig(sliding_window=512)
+    assert windows(gemma) == {"full_attention": None, "sliding_attention": 512}
+    assert windows(gemma, "eager") is None
+    chunked = LlamaConfig()
+    chunked.layer_types = ["chunked_attention", "full_attention"]
+    assert windows(chunked) is None
 
 
 def test_models_placed_by_their_mask_are_not_given_shared_contexts():

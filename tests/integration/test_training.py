@@ -19,7 +19,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SEQ, first_step_gradient, make_job, planned_resources
+from conftest import (
+    REPO,
+    SEQ,
+    first_step_gradient,
+    make_job,
+    planned_resources,
+    tiny_sliding_model,
+)
 
 from cft.core.config import ConfigError
 from cft.core.fingerprints import METRICS_FILE
@@ -211,34 +218,9 @@ def test_a_multimodal_gemma3_checkpoint_trains_as_a_text_model(
     its FLOP count reads the text model's layers and width."""
     import json
 
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-    )
+    from transformers import AutoModelForCausalLM
 
-    from cft.core.fingerprints import record_fingerprint
-
-    tokenizer = AutoTokenizer.from_pretrained(packaged_tokenizer)
-    config = Gemma3Config(
-        text_config={
-            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-            "head_dim": 16, "sliding_window": 8, "max_position_embeddings": 256,
-        },
-        vision_config={
-            "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
-        },
-        mm_tokens_per_image=4,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model_dir = tmp_path / "tiny-gemma3-mm"
-    Gemma3ForConditionalGeneration(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    record_fingerprint(model_dir)
-
+    model_dir = tiny_sliding_model("gemma3", tmp_path / "tiny-gemma3-mm", packaged_tokenizer)
     job = make_job(demo_config, tmp_path, model_dir, tiny_data, epochs=1)
     metrics = train(job)
     on_disk = json.loads((Path(job.out_dir) / METRICS_FILE).read_text())

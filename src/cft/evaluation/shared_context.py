@@ -11,9 +11,17 @@ log-probabilities are therefore those of the plain backend up to float rounding
 fraction of the tokens: the demo's cloze questions (a 16-token context, four options of ~3
 tokens) need 2.6x fewer.
 
-Requests longer than the model's window, which the hf backend truncates from the left,
-encoder-decoder models and models that take no position ids (ALiBi) go to the hf backend's own
-code unchanged.
+Sliding-window attention (Gemma-2/3, Mistral v0.1, Qwen with ``use_sliding_window``) keeps
+its semantics: a sliding layer's mask also hides keys whose position is a window or more
+before the query's, computed from the same position ids, and models whose layers mix full and
+sliding attention get one mask per layer type (the ``{layer_type: mask}`` form transformers'
+hybrid models take). Without this, a prepared 4-D mask would turn every sliding layer into a
+full one past the window.
+
+Requests longer than the model's context, which the hf backend truncates from the left,
+encoder-decoder models, models that take no position ids (ALiBi), layer types other than full
+and sliding attention, and attention kernels other than sdpa (eager attention adds a mask to
+the scores, flash-attention takes none) go to the hf backend's own code unchanged.
 """
 
 from __future__ import annotations
@@ -49,17 +57,60 @@ def packed_group(context: list[int], continuations: list[list[int]]):
     return tokens, positions, segments, targets
 
 
-def attention_mask(segments: torch.Tensor) -> torch.Tensor:
+def attention_mask(
+    segments: torch.Tensor, positions: torch.Tensor | None = None, window: int | None = None
+) -> torch.Tensor:
     """Boolean (batch, 1, T, T) mask, True where a query may attend: causal, and a
     continuation sees the context (segment 0) and its own segment; padding (segment -1) sees
-    itself only, so that no row is empty."""
+    itself only, so that no row is empty. ``window``: a sliding layer's, where a query sees
+    only the keys whose ``positions`` are less than ``window`` before its own, as in its own
+    ``context + option`` sequence."""
     length = segments.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     query, key = segments[:, :, None], segments[:, None, :]
     visible = (key == 0) | (key == query)
     mask = causal & visible & (query >= 0) & (key >= 0)
+    if window is not None:
+        mask &= positions[:, :, None] - positions[:, None, :] < window
     mask |= torch.eye(length, dtype=torch.bool)
     return mask[:, None]
+
+
+# The layer types whose masks are known here; others (chunked, linear attention) go to lm-eval.
+FULL, SLIDING = "full_attention", "sliding_attention"
+# The attention kernel whose prepared boolean 4-D masks are used as given (eager attention
+# adds the mask to the scores; flash-attention takes none).
+MASK_KERNEL = "sdpa"
+
+
+def layer_windows(model) -> dict[str, int | None] | None:
+    """The attention window of each layer type of ``model`` (None: full attention), keyed by
+    the names the model's ``layer_types`` use, or ``{"": window}`` where every layer has the
+    same; None where the shared-context pass cannot reproduce the model's attention."""
+    text = model.config.get_text_config()
+    if getattr(text, "_attn_implementation", None) != MASK_KERNEL:
+        return None
+    window = getattr(text, "sliding_window", None) or None
+    types = set(getattr(text, "layer_types", None) or ())
+    if not types <= {FULL, SLIDING}:
+        return None
+    if not types:  # no per-layer types: every layer slides where the config names a window
+        return {"": window}
+    if window is None or types == {FULL}:
+        return {"": None}
+    if types == {SLIDING}:
+        return {"": window}
+    return {FULL: None, SLIDING: window}
+
+
+def model_mask(segments, positions, windows: dict[str, int | None]):
+    """The ``attention_mask`` argument: one mask, or one per layer type."""
+    masks = {kind: attention_mask(segments, positions, window) for kind, window in windows.items()}
+    return masks.get("", masks)
+
+
+def to_device(mask, device):
+    return {k: m.to(device) for k, m in mask.items()} if isinstance(mask, dict) else mask.to(device)
 
 
 def takes_position_ids(model) -> bool:
@@ -74,7 +125,8 @@ class SharedContextHFLM(HFLM):
     """lm-eval's ``HFLM`` whose log-likelihood requests share one forward pass per context."""
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        if self.backend != "causal" or not takes_position_ids(self.model):
+        windows = layer_windows(self.model)
+        if self.backend != "causal" or not takes_position_ids(self.model) or windows is None:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
         results: list = [None] * len(requests)
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -105,7 +157,8 @@ class SharedContextHFLM(HFLM):
         )
         for start in range(0, len(packed), batch_size):
             batch = packed[start : start + batch_size]
-            for members, scores in zip((g[0] for g in batch), self._score(batch), strict=True):
+            scored = self._score(batch, windows)
+            for members, scores in zip((g[0] for g in batch), scored, strict=True):
                 for index, answer in zip(members, scores, strict=True):
                     results[index] = answer
                     self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
@@ -113,8 +166,9 @@ class SharedContextHFLM(HFLM):
         progress.close()
         return results
 
-    def _score(self, batch) -> list[list[tuple[float, bool]]]:
-        """(log-likelihood, greedy) of every continuation of every group in one forward pass."""
+    def _score(self, batch, windows) -> list[list[tuple[float, bool]]]:
+        """(log-likelihood, greedy) of every continuation of every group in one forward pass;
+        ``windows``: :func:`layer_windows` of the model."""
         length = max(len(group[1]) for group in batch)
         shape = (len(batch), length)
         tokens = torch.zeros(shape, dtype=torch.long)  # padding: any id, it sees itself only
@@ -134,7 +188,7 @@ class SharedContextHFLM(HFLM):
         ):
             logits = self.model(
                 input_ids=tokens.to(self.device),
-                attention_mask=attention_mask(segments).to(self.device),
+                attention_mask=to_device(model_mask(segments, positions, windows), self.device),
                 position_ids=positions.to(self.device),
             ).logits
         logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
