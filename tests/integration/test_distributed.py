@@ -81,6 +81,26 @@ def test_two_processes_give_the_losses_of_one(demo_config, tmp_path, tiny_model,
         torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-5)
 
 
+def test_fsdp2_ranks_with_the_chunked_loss_give_the_full_loss_of_one_process(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """The chunked loss reads the output head's weight inside the root module's forward, where
+    FSDP2 has gathered it, and recomputes each chunk in the backward pass: two sharded ranks
+    train as one process with the full logits."""
+    single = make_job(demo_config, tmp_path / "one", tiny_model, tiny_data, max_grad_norm=1e9)
+    single = replace(single, resources={**single.resources, "per_device_batch_size": 1})
+    train(single)
+    double = two_process_job(
+        demo_config, tmp_path / "two", tiny_model, tiny_data, max_grad_norm=1e9,
+        chunked_loss=True,
+    )  # fmt: skip
+    launch(double)
+    record = metrics(double)
+    assert record["parallelism"] == "fsdp2" and record["loss_chunk_rows"] is not None
+    assert losses(double) == pytest.approx(losses(single), rel=2e-4)
+    assert record["eval_loss"] == pytest.approx(metrics(single)["eval_loss"], rel=2e-4)
+
+
 def test_two_nodes_shard_within_each_node_and_replicate_across(
     demo_config, tmp_path, tiny_model, tiny_data
 ):

@@ -411,3 +411,102 @@ def test_a_padding_free_run_trains_as_the_padded_one(demo_config, tmp_path, tiny
     assert flat["loss_tokens_this_run"] == padded["loss_tokens_this_run"]
     assert flat["attention_span"] == pytest.approx(padded["attention_span"])
     assert flat["train_loss_mean"] == pytest.approx(padded["train_loss_mean"], rel=1e-4)
+
+
+def full_and_chunked(model, ids, labels, rows, num_items=None):
+    """The loss and gradients of ``model`` (fp32) by transformers' full logits, then by the
+    chunked loss on a copy of the same weights."""
+    import copy
+
+    from cft.training.loss import use_chunked_loss
+
+    results = []
+    for chunk in (None, rows):
+        twin = copy.deepcopy(model)
+        if chunk:
+            use_chunked_loss(twin, chunk)
+        output = twin(input_ids=ids, labels=labels, num_items_in_batch=num_items)
+        assert (output.logits is None) == bool(chunk)  # no full logits on the chunked path
+        loss = output.loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in twin.named_parameters()}))
+    return results
+
+
+@pytest.mark.parametrize("count", ["mean", "num_items"])
+def test_chunked_loss_equals_the_full_loss_on_a_128k_vocabulary(count):
+    """Llama-3's 128,256-entry vocabulary, prompts masked as CFT masks them, the loss tokens
+    split into chunks of 7: the same loss and gradients as transformers' full logits to 1e-5,
+    as the token mean and as a sum over the batch's item count (loss_normalization: tokens)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128_256, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    ids = torch.randint(0, 128_256, (2, 24))
+    labels = ids.clone()
+    labels[0, :9] = labels[1, :4] = -100  # the prompts
+    num_items = torch.tensor(60) if count == "num_items" else None
+    (full, full_grads), (ours, our_grads) = full_and_chunked(model, ids, labels, 7, num_items)
+    assert ours.item() == pytest.approx(full.item(), abs=1e-5)
+    assert set(our_grads) == set(full_grads)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-5, atol=1e-5)
+    assert full_grads["lm_head.weight"].abs().sum() > 0
+
+
+def test_chunked_loss_soft_caps_as_gemma_and_refuses_rescaled_logits():
+    """Gemma-2's final logit soft-capping is applied in each chunk as in the full logits; a
+    model whose logits are scaled (Cohere's logit_scale) is refused when the chunked loss is
+    asked for, naming the switch, and keeps its full logits under auto."""
+    from transformers import CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    from cft.training.loss import for_job
+
+    torch.manual_seed(0)
+    small = {
+        "vocab_size": 500, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8,
+    }  # fmt: skip
+    model = Gemma2ForCausalLM(Gemma2Config(**small, final_logit_softcapping=2.0))
+    ids = torch.randint(0, 500, (2, 16))
+    (full, full_grads), (ours, our_grads) = full_and_chunked(model, ids, ids, 5)
+    assert ours.item() == pytest.approx(full.item(), abs=1e-5)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-5, atol=1e-5)
+    cohere = CohereForCausalLM(CohereConfig(**small, logit_scale=0.5))
+    with pytest.raises(TrainingError, match=r"logit_scale.*training\.chunked_loss: false"):
+        for_job(cohere, True, 16)
+    assert for_job(cohere, "auto", 1 << 30) is None  # auto keeps its full logits
+    assert cohere(input_ids=ids, labels=ids).logits is not None
+
+
+def test_chunked_loss_is_chosen_by_the_size_of_a_micro_batch_s_logits():
+    """auto: Llama-3's and Gemma-3's vocabularies at the paper's 4 x 4,096 tokens are chunked,
+    Llama-2's 32k there and the demo's are not; true and false are obeyed."""
+    from cft.training.loss import chunk_rows, chunked
+
+    paper = 4 * 4096
+    assert chunked("auto", paper, 128_256) and chunked("auto", paper, 262_144)
+    assert not chunked("auto", paper, 32_000) and not chunked("auto", 8 * 256, 49_152)
+    assert chunked(True, 16, 500) and not chunked(False, paper, 262_144)
+    assert chunk_rows(128_256) == 523 and chunk_rows(262_144) == 256
+
+
+def test_a_job_with_the_chunked_loss_trains_as_the_full_one(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """`training.chunked_loss: true` through the training stage: the same logged losses and
+    evaluation loss as the full logits, and the record names the chunk."""
+    records = {}
+    for setting in (False, True):
+        job = make_job(
+            demo_config, tmp_path / str(setting), tiny_model, tiny_data, chunked_loss=setting
+        )
+        records[setting] = train(job)
+    assert records[True]["loss_chunk_rows"] == 1365 and records[False]["loss_chunk_rows"] is None
+    assert records[True]["final_loss"] == pytest.approx(records[False]["final_loss"], rel=1e-5)
+    assert records[True]["eval_loss"] == pytest.approx(records[False]["eval_loss"], rel=1e-5)

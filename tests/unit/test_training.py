@@ -60,6 +60,7 @@ def run_facts(paper_config, **changes) -> RunFacts:
         fsdp=True,
         plan=BatchPlan(per_device_batch_size=8, gradient_accumulation_steps=4, world_size=4),
         attn_implementation="sdpa",
+        loss_chunk_rows=None,
         shape=ModelShape(
             parameters=6_738_415_616,
             embedding_parameters=32000 * 4096,

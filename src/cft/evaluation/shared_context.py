@@ -191,12 +191,16 @@ class SharedContextHFLM(HFLM):
                 attention_mask=to_device(model_mask(segments, positions, windows), self.device),
                 position_ids=positions.to(self.device),
             ).logits
-        logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
         scores = []
         for row, (_, _, _, _, targets, continuations) in enumerate(batch):
             group = []
             for target_rows, continuation in zip(targets, continuations, strict=True):
-                rows = logprobs[row, target_rows]  # (len(continuation), vocab)
+                # only the scored positions are upcast: the whole batch's logits in fp32
+                # would cost 4 bytes per token x vocabulary entry (~17 GB at 16 x 1,024
+                # tokens of a 262k vocabulary)
+                rows = F.log_softmax(  # (len(continuation), vocab)
+                    logits[row, target_rows], dim=-1, dtype=self.softmax_dtype
+                )
                 wanted = torch.tensor(continuation, device=rows.device)
                 picked = rows.gather(1, wanted[:, None]).squeeze(1)
                 greedy = bool((rows.argmax(dim=-1) == wanted).all())

@@ -144,6 +144,7 @@ class RunFacts:
     plan: BatchPlan
     attn_implementation: str
     shape: ModelShape
+    loss_chunk_rows: int | None  # the chunked loss's tokens per chunk; None: full logits
     weight_readers: list[int]  # per rank: 1 if it read the weights from disk
     resumed_from: str | None
     optimizer_steps: int
@@ -211,6 +212,7 @@ def metrics_record(facts: RunFacts) -> dict:
         "parameters": shape.parameters,
         "embedding_parameters": shape.embedding_parameters,
         "attn_implementation": facts.attn_implementation,
+        "loss_chunk_rows": facts.loss_chunk_rows,
         "train_seconds_this_run": facts.loop_seconds,
         "checkpoint_seconds_this_run": facts.checkpoint_seconds,
         "final_save_seconds": facts.final_save_seconds,

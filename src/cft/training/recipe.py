@@ -58,6 +58,7 @@ class Recipe:
     precision: str  # auto, bf16, fp16 or fp32 (auto: see resolved)
     master_weights: str
     loss_normalization: str
+    chunked_loss: str | bool  # auto, true or false (cft.training.loss)
     grad_clipping: str
     weight_decay_params: str
     max_seq_len: int

@@ -79,6 +79,7 @@ class Measured:
     read_weights: bool  # this rank read the base model's weights from disk
     shape: ModelShape
     attn: str  # the attention implementation
+    loss_chunk_rows: int | None  # tokens per chunk of the chunked loss; None: full logits
     resume: Path | None  # the checkpoint the run resumed from
     throughput: Throughput
     probe: PrecisionProbe
@@ -95,6 +96,7 @@ def train(job: Job, callbacks=()) -> dict | None:
     import torch
     from transformers import AutoTokenizer
 
+    from cft.training import loss as chunked_loss
     from cft.training.metrics import ModelShape, PrecisionProbe, Throughput
     from cft.training.model import attention_implementation, load_model, with_lora
     from cft.training.trainer import make_trainer, training_arguments
@@ -120,6 +122,8 @@ def train(job: Job, callbacks=()) -> dict | None:
     args = training_arguments(job, where.plan, where.parallel)
     model, read_weights = load_model(job, args, where.parallel, attn)
     shape = ModelShape.of(model)
+    micro_batch_tokens = where.plan.per_device_batch_size * recipe.max_seq_len
+    loss_chunk_rows = chunked_loss.for_job(model, recipe.chunked_loss, micro_batch_tokens)
     if recipe.lora.enabled:
         model = with_lora(model, recipe.lora)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
@@ -133,13 +137,14 @@ def train(job: Job, callbacks=()) -> dict | None:
     if where.world > 1:  # rank 0 may have just removed a different run's checkpoints
         torch.distributed.barrier()
     resume = last_complete_checkpoint(checkpoint_dir)
-    log_start(job, tokenized["train"], where, attn, resume)
+    log_start(job, tokenized["train"], where, attn, resume, loss_chunk_rows)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_loss = None
     if recipe.eval_at_end and "validation" in tokenized:
         eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
     measured = Measured(
         read_weights=read_weights, shape=shape, attn=attn, resume=resume,
+        loss_chunk_rows=loss_chunk_rows,
         throughput=throughput, probe=probe, train_loss_mean=result.training_loss,
         eval_loss=eval_loss, data_stats=data_stats, wall_start=wall_start,
     )  # fmt: skip
@@ -149,15 +154,18 @@ def train(job: Job, callbacks=()) -> dict | None:
     return metrics
 
 
-def log_start(job: Job, train_set, where: Placement, attn: str, resume: Path | None) -> None:
+def log_start(
+    job: Job, train_set, where: Placement, attn: str, resume: Path | None, chunk: int | None
+) -> None:
     plan = where.plan
     layout = "FSDP2" if where.parallel.fsdp else ("DDP" if where.world > 1 else "one process")
     log.info(
         "%s: %d blocks of %d tokens; %d process(es) x micro-batch %d x %d accumulation = "
-        "global batch %d; %s; attention %s; %s",
+        "global batch %d; %s; attention %s; %s; %s",
         job.label, len(train_set), len(train_set[0]["input_ids"]), where.world,
         plan.per_device_batch_size, plan.gradient_accumulation_steps, plan.global_batch_size,
-        layout, attn, f"resuming from {resume}" if resume else "from the start",
+        layout, attn, f"loss in chunks of {chunk} tokens" if chunk else "full logits",
+        f"resuming from {resume}" if resume else "from the start",
     )  # fmt: skip
 
 
@@ -215,6 +223,7 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: Measured) -
             device_name=torch.cuda.get_device_name() if job.cuda else None,
             world=where.world, fsdp=where.parallel.fsdp, plan=where.plan,
             attn_implementation=measured.attn, shape=measured.shape,
+            loss_chunk_rows=measured.loss_chunk_rows,
             weight_readers=readers, resumed_from=str(resume) if resume else None,
             optimizer_steps=trainer.state.global_step, steps_this_run=throughput.steps,
             tokens=tokens[0], loss_tokens=tokens[1], attention_pairs=tokens[2],
