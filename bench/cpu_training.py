@@ -62,17 +62,10 @@ def training_flops_per_token(model_dir: str, seq_len: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from cft.training.metrics import flops_per_token, lookup_only_parameters
+    from cft.training.metrics import ModelShape
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    config = model.config
-    return flops_per_token(
-        sum(p.numel() for p in model.parameters()),
-        lookup_only_parameters(model),
-        config.num_hidden_layers,
-        config.hidden_size,
-        seq_len,
-    )
+    return ModelShape.of(model).flops_per_token(seq_len)
 
 
 def bare_loop(

@@ -168,7 +168,7 @@ def mfu(
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from cft.training.launch import parallelism_of, plan_batch
-    from cft.training.metrics import PrecisionProbe, flops_per_token, peak_flops, throughput_metrics
+    from cft.training.metrics import ModelShape, PrecisionProbe, peak_flops, throughput_metrics
     from cft.training.model import attention_implementation
     from cft.training.trainer import make_trainer, training_arguments
 
@@ -198,7 +198,6 @@ def mfu(
     )
     model.config.use_cache = False
     n_params = sum(p.numel() for p in model.parameters())
-    n_embedding = model.get_input_embeddings().weight.numel()
     plan = plan_batch(recipe.global_batch_size, 1, micro)
     parallel = parallelism_of(recipe, 1, cuda=cuda)
     total = warmup + steps
@@ -213,9 +212,7 @@ def mfu(
     steady = timer.times[warmup - 1 :]
     seconds = steady[-1] - steady[0]
     tokens = (len(steady) - 1) * plan.global_batch_size * seq_len
-    per_token = flops_per_token(
-        n_params, n_embedding, model_config.num_hidden_layers, model_config.hidden_size, seq_len
-    )
+    per_token = ModelShape.of(model).flops_per_token(seq_len)
     device = torch.cuda.get_device_name() if cuda else None
     speed = throughput_metrics(
         tokens=tokens, loss_tokens=tokens, loop_seconds=seconds, world=1,

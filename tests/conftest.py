@@ -222,7 +222,7 @@ def tiny_sliding_model(kind: str, folder: Path, tokenizer_dir: Path, window: int
     shape = {
         "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "head_dim": 16, "sliding_window": window, "max_position_embeddings": 256,
+        "head_dim": 24, "sliding_window": window, "max_position_embeddings": 256,
     }  # fmt: skip
     text = {**shape, "layer_types": ["sliding_attention", "full_attention"]}
     torch.manual_seed(0)

@@ -226,10 +226,14 @@ def test_a_multimodal_gemma3_checkpoint_trains_as_a_text_model(
     on_disk = json.loads((Path(job.out_dir) / METRICS_FILE).read_text())
     assert on_disk["optimizer_steps"] == 12 == metrics["optimizer_steps"]
     assert np.isfinite(on_disk["eval_loss"])
-    # 6 N + 12 L d s: the text model's 2 layers of width 32 over 32-token blocks
+    # 6 N + 12 d (s_full + s_sliding): the text model's full layer over the blocks' lengths
+    # (32, the last 27) and its sliding layer over its 8-token window, queries 2 heads x 24
+    # wide (48, not the hidden size of 32, as Gemma-3's 4 x 256 against 640)
     non_embedding = on_disk["parameters"] - on_disk["embedding_parameters"]
+    assert on_disk["sliding_attention_span"] == 8 < on_disk["attention_span"]
+    assert on_disk["attention_width"] == 2 * 24
     assert on_disk["flops_per_token"] == pytest.approx(
-        6 * non_embedding + 12 * 2 * 32 * on_disk["attention_span"]
+        6 * non_embedding + 12 * 48 * (on_disk["attention_span"] + 8)
     )
     trained = AutoModelForCausalLM.from_pretrained(job.out_dir)
     assert type(trained).__name__ == "Gemma3ForConditionalGeneration"

@@ -64,8 +64,8 @@ def run_facts(paper_config, **changes) -> RunFacts:
         shape=ModelShape(
             parameters=6_738_415_616,
             embedding_parameters=32000 * 4096,
-            num_hidden_layers=32,
-            hidden_size=4096,
+            attention_width=4096,
+            layer_windows=(None,) * 32,
         ),
         weight_readers=[1, 0, 0, 0],
         resumed_from=None,
@@ -74,6 +74,7 @@ def run_facts(paper_config, **changes) -> RunFacts:
         tokens=4_000_000,
         loss_tokens=3_000_000,
         attention_pairs=4_000_000 * 4096,  # full blocks of 4,096 tokens
+        sliding_pairs=0,
         loop_seconds=1000.0,
         checkpoint_seconds=50.0,
         final_save_seconds=20.0,
@@ -180,8 +181,8 @@ def test_resources_for_an_unknown_model_are_a_config_error(demo_config):
 def test_flops_per_token_leaves_out_the_input_embedding():
     """torchtitan's convention: the embedding lookup is no matmul, so its parameters do not
     count; a model that is all embedding costs only attention FLOPs."""
-    assert flops_per_token(1000, 1000, 2, 8, 16) == 12 * 2 * 8 * 16
-    llama7b = flops_per_token(6_738_415_616, 32000 * 4096, 32, 4096, 4096)
+    assert flops_per_token(1000, 1000, 8, [16, 16]) == 12 * 2 * 8 * 16
+    llama7b = flops_per_token(6_738_415_616, 32000 * 4096, 4096, [4096] * 32)
     assert llama7b == 6 * (6_738_415_616 - 32000 * 4096) + 12 * 32 * 4096 * 4096
 
 
@@ -254,6 +255,29 @@ def test_mfu_counts_attention_over_the_real_sequence_lengths(paper_config):
     assert record["flops_per_token"] == per_token
     mixed = [4096, 1024]  # one full block and one short chunk
     assert attention_span(sum(mixed), sum(t * t for t in mixed)) == (4096**2 + 1024**2) / 5120
+
+
+def test_flops_count_sliding_layers_over_their_window_and_the_query_width(paper_config):
+    """Gemma-3-like: five sliding layers of window 512 to one full layer, 8 query heads of 256
+    (width 2,048, not the hidden size), chunks of 800 tokens: a sliding layer's span is
+    min(800, 512), a full layer's 800."""
+    chunks = [800] * 1000
+    shape = ModelShape(
+        parameters=1_000_000_000, embedding_parameters=0, attention_width=8 * 256,
+        layer_windows=(512, 512, 512, 512, 512, None),
+    )  # fmt: skip
+    facts = run_facts(
+        paper_config, shape=shape, tokens=sum(chunks),
+        attention_pairs=sum(t * t for t in chunks),
+        sliding_pairs=sum(t * min(t, 512) for t in chunks),
+    )  # fmt: skip
+    record = metrics_record(facts)
+    assert record["attention_span"] == 800 and record["sliding_attention_span"] == 512
+    assert record["sliding_layers"] == 5 and record["layers"] == 6
+    assert record["flops_per_token"] == 6 * 1_000_000_000 + 12 * 2048 * (5 * 512 + 800)
+    without_windows = metrics_record(run_facts(paper_config))
+    assert without_windows["sliding_attention_span"] is None
+    assert without_windows["sliding_layers"] == 0
 
 
 def test_metrics_record_on_cpu_and_without_logged_losses(paper_config):

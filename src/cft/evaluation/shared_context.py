@@ -35,6 +35,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from cft.core.attention import FULL, SLIDING, layer_attention
+
 # The backend's name in lm-eval's registry (`evaluation.share_context`).
 SHARED_CONTEXT_BACKEND = "hf-shared-context"
 
@@ -76,31 +78,23 @@ def attention_mask(
     return mask[:, None]
 
 
-# The layer types whose masks are known here; others (chunked, linear attention) go to lm-eval.
-FULL, SLIDING = "full_attention", "sliding_attention"
 # The attention kernel whose prepared boolean 4-D masks are used as given (eager attention
 # adds the mask to the scores; flash-attention takes none).
 MASK_KERNEL = "sdpa"
 
 
 def layer_windows(model) -> dict[str, int | None] | None:
-    """The attention window of each layer type of ``model`` (None: full attention), keyed by
-    the names the model's ``layer_types`` use, or ``{"": window}`` where every layer has the
-    same; None where the shared-context pass cannot reproduce the model's attention."""
-    text = model.config.get_text_config()
-    if getattr(text, "_attn_implementation", None) != MASK_KERNEL:
+    """The attention window of each kind of layer of ``model`` (None: full attention), keyed
+    by the names of its ``layer_types``, or ``{"": window}`` where every layer is of one kind;
+    None where the shared-context pass cannot reproduce the model's attention."""
+    if getattr(model.config.get_text_config(), "_attn_implementation", None) != MASK_KERNEL:
         return None
-    window = getattr(text, "sliding_window", None) or None
-    types = set(getattr(text, "layer_types", None) or ())
-    if not types <= {FULL, SLIDING}:
+    windows = dict(layer_attention(model.config))
+    if not set(windows) <= {FULL, SLIDING}:
         return None
-    if not types:  # no per-layer types: every layer slides where the config names a window
-        return {"": window}
-    if window is None or types == {FULL}:
-        return {"": None}
-    if types == {SLIDING}:
-        return {"": window}
-    return {FULL: None, SLIDING: window}
+    if len(windows) == 1:
+        return {"": next(iter(windows.values()))}
+    return windows
 
 
 def model_mask(segments, positions, windows: dict[str, int | None]):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from transformers import TrainerCallback
 
+from cft.core.attention import layer_attention
 from cft.core.settings import stage_provenance, stage_settings
 from cft.training.launch import BatchPlan
 from cft.training.recipe import Job, Recipe
@@ -28,18 +29,22 @@ PEAK_FLOPS = (
 
 
 def flops_per_token(
-    n_params: int, n_embedding_params: int, n_layers: int, d_model: int, seq_len: float
+    n_params: int, n_embedding_params: int, attention_width: int, layer_spans: list[float]
 ) -> float:
     """Training FLOPs per token, torchtitan's convention: 6 per non-embedding parameter (the
-    input embedding is a lookup, not a matmul) plus 12*L*d*T for attention scores and values,
-    T the attention span of the token's sequence (:func:`attention_span` for a mix)."""
-    return 6 * (n_params - n_embedding_params) + 12 * n_layers * d_model * seq_len
+    input embedding is a lookup, not a matmul) plus 12 * d * T per layer for attention scores
+    and values, d the width of the queries (heads x head size, which is not the hidden size in
+    Gemma-3; grouped key/value heads change the projections, counted in the parameters, not
+    the scores) and T the span a token of that layer attends over (:func:`attention_span`:
+    the sequence's, or a sliding layer's window)."""
+    return 6 * (n_params - n_embedding_params) + 12 * attention_width * sum(layer_spans)
 
 
 def attention_span(tokens: int, attention_pairs: int) -> float | None:
-    """The token-weighted mean sequence length, sum(T_i^2) / sum(T_i): the T that makes
-    12*L*d*T per token equal the attention FLOPs of sequences of lengths T_i (12*L*d*T_i^2
-    each). Full blocks give max_seq_len; short document chunks give less."""
+    """The token-weighted mean span, sum(T_i * S_i) / sum(T_i) over sequences of lengths T_i
+    whose tokens attend over S_i = T_i (full attention) or min(T_i, window) (a sliding
+    layer): the T that makes 12*d*T per token equal the layer's attention FLOPs. Full
+    blocks give max_seq_len; short document chunks give less."""
     return attention_pairs / tokens if tokens else None
 
 
@@ -115,19 +120,36 @@ class ModelShape:
 
     parameters: int  # the language model's (a vision tower does no work on text)
     embedding_parameters: int  # lookup-only (0 when tied to the output head)
-    num_hidden_layers: int
-    hidden_size: int
+    attention_width: int  # query heads x head size
+    layer_windows: tuple[int | None, ...]  # each layer's sliding window; None: full attention
 
     @classmethod
     def of(cls, model) -> ModelShape:
         # The language model's shape: a multimodal checkpoint (Gemma-3 4B and up,
         # Gemma3ForConditionalGeneration) keeps it in its text config, and trains as a text model.
         text = model.config.get_text_config()
+        head_size = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         return cls(
             parameters=language_model_parameters(model),
             embedding_parameters=lookup_only_parameters(model),
-            num_hidden_layers=text.num_hidden_layers,
-            hidden_size=text.hidden_size,
+            attention_width=text.num_attention_heads * head_size,
+            layer_windows=tuple(window for _, window in layer_attention(model.config)),
+        )
+
+    @property
+    def sliding_window(self) -> int | None:
+        return next((window for window in self.layer_windows if window), None)
+
+    def flops_per_token(self, span: float, sliding_span: float | None = None) -> float:
+        """:func:`flops_per_token` of this model over sequences of mean span ``span``; a
+        sliding layer's span is ``sliding_span``, or min(window, span) for sequences of one
+        length."""
+        spans = [
+            span if window is None else (sliding_span or min(window, span))
+            for window in self.layer_windows
+        ]
+        return flops_per_token(
+            self.parameters, self.embedding_parameters, self.attention_width, spans
         )
 
 
@@ -152,6 +174,7 @@ class RunFacts:
     tokens: int
     loss_tokens: int
     attention_pairs: int  # sum over trained sequences of their real length squared
+    sliding_pairs: int  # the same, each length times min(length, the sliding window)
     loop_seconds: float  # the training loop, checkpoint saving excluded
     checkpoint_seconds: float
     final_save_seconds: float
@@ -176,18 +199,18 @@ def metrics_record(facts: RunFacts) -> dict:
     MFU, losses and provenance. Pure: everything comes from ``facts``."""
     job, recipe, world, shape = facts.job, facts.recipe, facts.world, facts.shape
     span = attention_span(facts.tokens, facts.attention_pairs) or recipe.max_seq_len
+    window = shape.sliding_window
+    sliding_span = None
+    if window:
+        sliding_span = attention_span(facts.tokens, facts.sliding_pairs)
+        if sliding_span is None:  # no tokens counted
+            sliding_span = min(window, span)
     speed = throughput_metrics(
         tokens=facts.tokens,
         loss_tokens=facts.loss_tokens,
         loop_seconds=facts.loop_seconds,
         world=world,
-        flops_per_token=flops_per_token(
-            shape.parameters,
-            shape.embedding_parameters,
-            shape.num_hidden_layers,
-            shape.hidden_size,
-            span,
-        ),
+        flops_per_token=shape.flops_per_token(span, sliding_span),
         peak_flops_per_device=peak_flops(facts.device_name),
     )
     cuda = facts.device_name is not None
@@ -209,6 +232,10 @@ def metrics_record(facts: RunFacts) -> dict:
         "epochs": recipe.epochs,
         "seq_len": recipe.max_seq_len,
         "attention_span": span,  # the mean attention span the FLOP count used
+        "sliding_attention_span": sliding_span,  # a sliding layer's (None: no sliding layers)
+        "sliding_layers": sum(w is not None for w in shape.layer_windows),
+        "layers": len(shape.layer_windows),
+        "attention_width": shape.attention_width,
         "parameters": shape.parameters,
         "embedding_parameters": shape.embedding_parameters,
         "attn_implementation": facts.attn_implementation,

@@ -185,7 +185,10 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: Measured) -
 
     recipe, out_dir = job.recipe, Path(job.out_dir)
     device = trainer.args.device
-    counts = [trainer.tokens_seen, trainer.loss_tokens_seen, trainer.attention_pairs]
+    counts = [
+        trainer.tokens_seen, trainer.loss_tokens_seen, trainer.attention_pairs,
+        trainer.sliding_pairs,
+    ]  # fmt: skip
     tokens = trainer.accelerator.reduce(torch.tensor(counts, device=device), "sum").tolist()
     readers = trainer.accelerator.gather(
         torch.tensor([int(measured.read_weights)], device=device)
@@ -227,6 +230,7 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: Measured) -
             weight_readers=readers, resumed_from=str(resume) if resume else None,
             optimizer_steps=trainer.state.global_step, steps_this_run=throughput.steps,
             tokens=tokens[0], loss_tokens=tokens[1], attention_pairs=tokens[2],
+            sliding_pairs=tokens[3],
             loop_seconds=throughput.seconds - trainer.checkpoint_seconds,
             checkpoint_seconds=trainer.checkpoint_seconds,
             final_save_seconds=final_save_seconds,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from cft.core.attention import sliding_window
 from cft.training import TrainingError
 from cft.training.checkpoints import CheckpointMarker, TimedCheckpoints, remove_checkpoints_after
 from cft.training.data import collate_blocks, collate_flat, sequence_lengths
@@ -67,8 +68,10 @@ class CftTrainer(Trainer):
         self.recipe, self.cpu_fsdp = recipe, parallel.cpu_fsdp
         self.tokens_seen = self.loss_tokens_seen = 0
         # sum over sequences of (its real length)^2: attention FLOPs grow with each sequence's
-        # own span, not with max_seq_len (document chunks are often much shorter)
-        self.attention_pairs = 0
+        # own span, not with max_seq_len (document chunks are often much shorter); a sliding
+        # layer's with min(length, window) (Gemma-3, Mistral v0.1)
+        self.attention_pairs = self.sliding_pairs = 0
+        self.window = sliding_window(kwargs["model"].config)
         self.checkpoint_seconds = 0.0
         super().__init__(*args, **kwargs)
 
@@ -114,6 +117,8 @@ class CftTrainer(Trainer):
             lengths = sequence_lengths(inputs)
             self.tokens_seen += int(lengths.sum())
             self.attention_pairs += int((lengths**2).sum())
+            if self.window:
+                self.sliding_pairs += int((lengths * lengths.clamp(max=self.window)).sum())
             self.loss_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
         return super().compute_loss(model, inputs, *args, **kwargs)
 
