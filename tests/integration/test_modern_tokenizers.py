@@ -161,3 +161,110 @@ def test_qwen3_template_arguments_reach_every_rendering(
     where = Placement(backend="hf", device="cpu", dtype="float32")
     arguments = model_arguments(folder, config["evaluation"], where, template_kwargs)
     assert arguments["chat_template_args"] == {"enable_thinking": False}
+
+
+def tiny_model_of(name: str, tokenizer, folder):
+    """A random 2-layer model of the family's architecture and vocabulary with its real
+    tokenizer: Llama-3.1 (128,256 rows), Qwen3 (151,936), Gemma-3 (262,144, a sliding layer
+    and a full one)."""
+    import torch
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    from cft.core.fingerprints import record_fingerprint
+
+    shape = {
+        "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8,
+        "max_position_embeddings": 256,
+    }  # fmt: skip
+    torch.manual_seed(0)
+    if name == "llama3_1":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=128_256, **shape))
+    elif name == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(vocab_size=151_936, **shape))
+    else:
+        layers = ["sliding_attention", "full_attention"]
+        config = Gemma3TextConfig(vocab_size=262_144, sliding_window=8, layer_types=layers, **shape)
+        model = Gemma3ForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record_fingerprint(folder)
+    return folder
+
+
+def test_a_tiny_model_of_the_family_packs_trains_and_evaluates(
+    family, corpus_table, demo_config, tmp_path, monkeypatch
+):
+    """The whole chain on a tiny random model with the family's real tokenizer: CFT blocks
+    whose masked tokens are, token by token, [BOS] + the block's prompt + "\\n\\n" and whose
+    every later token up to the padding is its own label; a training run of the tokenized
+    blocks (finite losses, a held-out loss); a real lm-eval evaluation of the trained folder
+    (the shared-context backend, Gemma-3's sliding window included)."""
+    from datasets import load_from_disk
+
+    from cft.data.demo_data import generate, write_jsonl
+    from cft.evaluation.harness import evaluate
+    from cft.packing.tokenize import load_prompts
+    from cft.training.launch import train_resources
+    from cft.training.recipe import Job
+    from cft.training.run import train
+
+    name, _, tokenizer, expected = family
+    model_dir = tiny_model_of(name, tokenizer, tmp_path / "base")
+    config = copy.deepcopy(demo_config)
+    config["models"] = {name: {"source": "local", "path": str(model_dir)}}
+    config["grid"] = {**config["grid"], "models": [name]}
+    config["autogen"] = {**config["autogen"], "model": name}
+    config["training"] = {
+        "max_seq_len": SEQ, "epochs": 1, "global_batch_size": 4, "precision": "fp32",
+        "activation_checkpointing": False, "eval_at_end": True, "warmup_ratio": 0.0,
+    }  # fmt: skip
+    config["packing"] = {**config["packing"], "mode": "packed", "prompt_format": "plain"}
+    config["evaluation"] = {**config["evaluation"], "dtype": "float32", "batch_size": 8}
+    config = validate_config(config)
+    tokenized = tmp_path / "tokenized"
+    run(
+        config, "biomed", name, "cft", corpus_table=corpus_table, tokenizer_dir=model_dir,
+        out_dir=tokenized,
+    )  # fmt: skip
+
+    prompts, _ = load_prompts(config, "cft")
+    bos = [expected["bos"]] if expected["bos"] is not None else []
+    blocks = load_from_disk(str(tokenized))["train"]
+    for block in blocks:
+        ids, labels = block["input_ids"], block["labels"]
+        real = sum(block["attention_mask"])
+        prompt = tokenizer(prompts[block["prompt_index"]] + "\n\n", add_special_tokens=False)
+        prefix = bos + prompt["input_ids"]
+        assert ids[: len(prefix)] == prefix
+        assert labels[: len(prefix)] == [-100] * len(prefix)
+        assert labels[len(prefix) : real] == ids[len(prefix) : real]  # the text: all learned
+        assert labels[real:] == [-100] * (SEQ - real)
+
+    job = Job(
+        config=config, domain="biomed", model=name, method="cft",
+        tokenized_dir=str(tokenized), base_model_dir=str(model_dir),
+        out_dir=str(tmp_path / "trained"), checkpoint_dir=str(tmp_path / "checkpoints"),
+        resources=train_resources(config, name),
+    )  # fmt: skip
+    record = train(job)
+    assert record["optimizer_steps"] == -(-len(blocks) // 4)
+    assert np.isfinite(record["final_loss"]) and np.isfinite(record["eval_loss"])
+    assert record["sliding_layers"] == (1 if name == "gemma3" else 0)
+
+    _, questions = generate("biomed", 2, 2, seed=0)
+    write_jsonl(tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl", questions)
+    monkeypatch.chdir(tmp_path)
+    results, settings = evaluate(config, "demo_knowledge_biomed_cloze", tmp_path / "trained",
+                                 device="cpu")  # fmt: skip
+    assert settings["share_context"] is True
+    samples = results["samples"]["demo_knowledge_biomed_cloze"]
+    assert len(samples) == len(questions)
+    assert all(np.isfinite(r[0][0]) for s in samples for r in s["resps"])
