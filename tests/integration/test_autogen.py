@@ -92,3 +92,26 @@ def test_the_packaged_model_writes_a_shard_of_prompts(tmp_path, demo_config, con
     assert len(table) == stats["documents"] == 3
     assert table.prompt.str.len().min() > 0
     assert stats["generated_this_run"] == 3
+
+
+def test_a_generator_without_a_chat_template_is_refused_by_name(tmp_path, demo_config, tiny_model):
+    """A base model (Gemma-3-270M has no chat template) cannot be asked for a prompt: the stage
+    stops naming autogen.model before generating anything."""
+    import shutil
+
+    import pytest
+    from transformers import AutoTokenizer
+
+    from cft.core.errors import DataFileError
+
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_model, base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = None
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    tokenizer.save_pretrained(base)
+    corpus = write_corpus(tmp_path / "documents.parquet", 2, 1)
+    config = autogen_config(tmp_path, demo_config, shard_size=2)
+    with pytest.raises(DataFileError, match=r"autogen\.model .* has no chat template"):
+        generate_prompts(config, corpus, base, tmp_path / "autogen.parquet")
+    assert not (tmp_path / "autogen.parquet").exists()

@@ -141,6 +141,7 @@ SHIPPED_CONFIGS = {
     "demo": ["config/config.yaml"],
     "paper": ["config/paper.yaml"],
     "recommended": ["config/paper.yaml", "config/recommended.yaml"],
+    "gemma3": ["config/config.yaml", "config/examples/gemma3-270m.yaml"],
     "test": [".test/config/config.yaml"],
 }
 LINTERS = {
@@ -157,7 +158,7 @@ LINTERS = {
 def test_every_shipped_config_is_linted():
     shipped = {
         p.relative_to(REPO).as_posix()
-        for folder in ("config", ".test/config")
+        for folder in ("config", "config/examples", ".test/config")
         for p in (REPO / folder).glob("*.yaml")
     }
     assert shipped == {f for files in SHIPPED_CONFIGS.values() for f in files}

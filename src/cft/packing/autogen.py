@@ -213,6 +213,12 @@ def run(config: dict, domain: str, corpus_table: Path, model_dir: Path, out: Pat
         for index in tqdm(todo, desc=f"autogen {domain}", unit="shard"):
             if generator is None:  # a fully resumed run never loads the model
                 generator = BACKENDS[settings["backend"]](model_dir, settings)
+                if not generator.tokenizer.chat_template:
+                    raise DataFileError(
+                        f"{model_dir}: autogen.model {autogen_model(config)!r} has no chat "
+                        f"template (a base model), so it cannot be asked to write prompts; set "
+                        f"autogen.model to an instruct model of `models`"
+                    )
             part = docs.iloc[index * size : (index + 1) * size]
             inputs = build_inputs(
                 generator.tokenizer,
