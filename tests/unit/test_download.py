@@ -228,3 +228,36 @@ def test_a_model_download_takes_one_copy_of_the_weights(monkeypatch, tmp_path):
         "tokenizer_config.json",
         "tokenizer.model",
     }
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "datasets"])
+def test_a_users_hub_dataset_is_downloaded_then_built(monkeypatch, tmp_path, demo_config, kind):
+    """A user's corpus as a hub dataset repo (its README, a data/ folder of shards, a picture
+    the source does not read): the download takes the files the source reads, and the corpus
+    stage reads them from that snapshot."""
+    root = tmp_path / "hub" / "me" / "rulings"
+    text = "The court held that the contract was void for want of consideration. " * 3
+    rows = [{"id": f"r{i}", "text": f"Ruling {i}. {text}"} for i in range(4)]
+    (root / "data").mkdir(parents=True)
+    (root / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n# rulings")
+    (root / "figure.png").write_bytes(b"\x89PNG")
+    if kind == "jsonl":
+        for shard in range(2):
+            lines = [json.dumps(r) for r in rows[2 * shard : 2 * shard + 2]]
+            (root / "data" / f"part-{shard}.jsonl").write_text("\n".join(lines) + "\n")
+        source = {"type": "jsonl", "repo_id": "me/rulings", "include": ["data/*.jsonl"],
+                  "id_field": "id"}  # fmt: skip
+    else:
+        pd.DataFrame(rows).to_parquet(root / "data" / "train-00000-of-00001.parquet")
+        source = {"type": "datasets", "repo_id": "me/rulings", "id_column": "id"}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", FakeHub({"me/rulings": root}))
+    demo_config["domains"]["biomed"]["source"] = source
+    demo_config["corpus"] = {"min_chars": 10, "validation_fraction": 0.0}
+    config = validate_config(demo_config)
+    out = tmp_path / "resources" / "corpora" / "biomed"
+    download.download_corpus("biomed", config["domains"]["biomed"]["source"], out)
+    assert not (out / "figure.png").exists()
+    stats = corpus.run(config, "biomed", raw_dir=out, out_dir=tmp_path / "corpus")
+    assert stats["documents_out"] == 4
+    table = pd.read_parquet(tmp_path / "corpus" / "documents.parquet")
+    assert sorted(table.doc_id) == ["r0", "r1", "r2", "r3"]

@@ -7,6 +7,10 @@ Sources (``domains.<name>.source.type`` in config):
 - ``financial_news``: a folder laid out like ashraq/financial-news-articles, parquet shards with
   title, text and url; a document is the title and the text.
 - ``demo``: the project's fictional-knowledge ``documents.jsonl`` (see cft.data.demo_data).
+- a user's own (``local_path``, or a hub dataset repo the download rule fetches):
+  ``text_files`` (one document per file, or per piece between separators), ``jsonl`` (one per
+  line, text and id fields named in the config), ``datasets`` (anything
+  ``datasets.load_dataset`` reads from a folder, streamed).
 
 Output: ``documents.parquet`` (doc_id, source, category, title, origin, split, n_chars, text) and
 ``stats.json`` (documents and characters in, dropped by reason, out). The table is streamed to
@@ -56,11 +60,21 @@ SCHEMA = pa.schema(
 DROP_REASONS = ("invalid_utf8", "excluded", "empty", "too_short", "too_long", "duplicate")
 WRITE_BATCH = 2048
 
-# Hub files each source needs (used by the download rule).
+# Hub files each source needs (used by the download rule); text_files and jsonl take their own
+# include globs.
 DOWNLOAD_PATTERNS = {
     "openmedtext": ["*.[tT][xX][tT]", "*.md"],
     "financial_news": ["*.parquet", "*.md"],
+    # what datasets.load_dataset reads from a repo folder; README.md may name its splits
+    "datasets": ["*.parquet", "*.arrow", "*.csv", "*.tsv", "*.json", "*.jsonl", "*.txt", "*.md"],
 }
+
+
+def download_patterns(source: dict) -> list[str] | None:
+    """The hub files a source needs, or None for a source that is not downloaded (demo)."""
+    if source["type"] in ("text_files", "jsonl"):
+        return list(source["include"])
+    return DOWNLOAD_PATTERNS.get(source["type"])
 
 
 # ---- cleaning ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from cft.core.hub import fetch_dataset, fetch_model
 from cft.core.io import check_output, publish, write_json
 from cft.core.logging_utils import setup_logging
 from cft.core.settings import stage_provenance
-from cft.data.corpus import DOWNLOAD_PATTERNS
+from cft.data.corpus import DOWNLOAD_PATTERNS, download_patterns
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,11 @@ def download_corpus(domain: str, source: dict, out_dir: Path) -> None:
     Files go first to ``<out_dir>.partial``, which survives an interrupted job, so a rerun
     resumes instead of starting over.
     """
-    if source["type"] not in DOWNLOAD_PATTERNS:
+    patterns = download_patterns(source)
+    if patterns is None or not source.get("repo_id"):
         raise ConfigError(
             f"domains.{domain}.source.type = {source['type']!r} is not downloadable; "
-            f"expected one of {sorted(DOWNLOAD_PATTERNS)}"
+            f"expected one of {sorted([*DOWNLOAD_PATTERNS, 'text_files', 'jsonl'])} with a repo_id"
         )
     out_dir = check_output(out_dir, directory=True)
     partial = out_dir.with_name(out_dir.name + ".partial")
@@ -42,7 +43,7 @@ def download_corpus(domain: str, source: dict, out_dir: Path) -> None:
         domain,
         source["repo_id"],
         source["revision"],
-        DOWNLOAD_PATTERNS[source["type"]],
+        patterns,
         local_dir=partial,
     )
     files = sorted(
