@@ -17,9 +17,9 @@ def test_local_data_named_in_an_included_template_are_found(tmp_path):
     (tmp_path / "hub.yaml").write_text("include: _template_yaml\ntask: hub\ndataset_path: a/b\n")
     hooks = "include: _template_yaml\ntask: hooks\nprocess_results: !function utils.f\n"
     (tmp_path / "hooks.yaml").write_text(hooks)
-    assert local_data("local", tmp_path) == ["results/sets/x"]
-    assert local_data("hooks", tmp_path) == ["results/sets/x"]  # its hook is not imported
-    assert local_data("hub", tmp_path) == []  # the task's own dataset_path wins
+    assert local_data("local", (tmp_path,)) == ["results/sets/x"]
+    assert local_data("hooks", (tmp_path,)) == ["results/sets/x"]  # its hook is not imported
+    assert local_data("hub", (tmp_path,)) == []  # the task's own dataset_path wins
 
 
 def test_fiqasa_copy_has_the_hubs_valid_split(finben_copies):

@@ -70,6 +70,8 @@ validate_config(
 
 GRID = config["grid"]
 ALL_MODELS = evaluated_models(config)
+# lm-eval task folders: the project's and evaluation.task_paths
+TASK_DIRS = task_folders.task_dirs(config)
 
 
 SEEDS = training_seeds(config)
@@ -237,7 +239,7 @@ def train_gres(wildcards):
 def hub_eval_tasks():
     """Every configured task whose data comes from the hub (fetched by download_eval_task)."""
     tasks = [t for suite in config["evaluation"]["suites"].values() for t in suite]
-    return sorted({t for t in tasks if not task_folders.is_local(t)})
+    return sorted({t for t in tasks if not task_folders.is_local(t, TASK_DIRS)})
 
 
 def eval_outputs():
@@ -247,7 +249,10 @@ def eval_outputs():
 def task_data_input(task):
     """A task's data: the files its YAML reads under results/ (written by a rule), or the
     download manifest of its hub data."""
-    return {"data": task_folders.local_data(task) or paths.eval_data_manifest(task)}
+    return {
+        "data": task_folders.local_data(task, TASK_DIRS)
+        or paths.eval_data_manifest(task)
+    }
 
 
 def evaluate_input(wildcards):

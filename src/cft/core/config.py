@@ -190,6 +190,11 @@ def _check_references(config: dict, source: str, base_dir: Path) -> None:
             source,
             base_dir,
         )
+    for number, folder in enumerate(config["evaluation"]["task_paths"]):
+        key = f"evaluation.task_paths.{number}"
+        _check_path(folder, key, source, base_dir)
+        if not resolve_path(folder, base_dir).is_dir():
+            raise ConfigError(f"{source}: '{key}' = {folder!r} is not a folder of task YAMLs")
     for name in config["training"]["resources"]:
         if name != "default" and name not in models:
             raise ConfigError(

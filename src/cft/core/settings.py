@@ -28,7 +28,7 @@ from cft.core.config import (
 )
 from cft.core.methods import AUTOGEN_PROMPTS, CFT_PROMPTS, METHODS
 from cft.core.provenance import config_hash, provenance
-from cft.evaluation.task_folders import protocol_task
+from cft.evaluation.task_folders import protocol_task, task_dirs, task_fingerprint
 from cft.training.launch import train_resources
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -67,17 +67,30 @@ def _training(config: dict, *, model: str, **_) -> dict:
     }
 
 
+def _user_tasks(config: dict, tasks: list[str]) -> dict:
+    """The files of each of ``tasks`` that is a user's (``evaluation.task_paths``), by digest:
+    editing one reruns its own jobs; the project's tasks are in the stages' code digest."""
+    dirs = task_dirs(config)
+    found = {t: task_fingerprint(protocol_task(config, t), dirs) for t in tasks}
+    return {task: files for task, files in found.items() if files}
+
+
 def _evaluation(config: dict, *, model: str, task: str, **_) -> dict:
     evaluation = _without(
-        config["evaluation"], "suites", "curves", "confidence", "finben", *SCHEDULING_KEYS
-    )
-    return {
+        config["evaluation"],
+        "suites", "curves", "confidence", "finben", "task_paths", *SCHEDULING_KEYS,
+    )  # fmt: skip
+    settings = {
         "evaluation": evaluation,
         "task": task,
         # the FinBen protocol, only where it changes the task that runs
         "lm_eval_task": protocol_task(config, task) if task else None,
         "model": config["models"].get(model),
     }
+    user_task = _user_tasks(config, [task] if task else [])
+    if user_task:
+        settings["task_files"] = user_task[task]
+    return settings
 
 
 def _autogen(config: dict, **_) -> dict:
@@ -127,12 +140,17 @@ def _tokenize(config: dict, *, model: str, method: str, **_) -> dict:
 
 
 def _table(config: dict, *, domain: str, **_) -> dict:
-    return {
+    suite = config["evaluation"]["suites"].get(domain, [])
+    settings = {
         "confidence": config["evaluation"]["confidence"],
-        "suite": config["evaluation"]["suites"].get(domain, []),
+        "suite": suite,
         "methods": config["grid"]["methods"],
         "baselines": config["baselines"],
     }
+    user_tasks = _user_tasks(config, suite)  # a task's YAML names the metric the table reports
+    if user_tasks:
+        settings["task_files"] = user_tasks
+    return settings
 
 
 def _curves(config: dict, *, domain: str, model: str, **_) -> dict:

@@ -32,7 +32,7 @@ from cft.core.provenance import package_versions, provenance
 from cft.core.settings import evaluation_settings_hash, stage_provenance, stage_settings
 from cft.evaluation import EvaluationError
 from cft.evaluation.harness import SEEDS, evaluate, metrics_of, placement
-from cft.evaluation.task_folders import protocol_task
+from cft.evaluation.task_folders import PROJECT, protocol_task, task_dirs
 from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import check_weights, load_checked_model
 
@@ -56,7 +56,8 @@ def run(
     samples_jsonl = check_output(samples_jsonl or samples_path(out_json))
     check_output(out_json)  # before the work, not after
     lm_task = protocol_task(config, task)
-    check_task(lm_task, task_manager(lm_task))  # a typo is named before the weights load
+    dirs = task_dirs(config)
+    check_task(lm_task, task_manager(lm_task, dirs=dirs), dirs)  # named before the weights load
     # The weights are read once: hashed against the recorded fingerprint and checked for NaN
     # (a NaN model would score as if it knew nothing) as they are loaded; vLLM reads the files
     # itself, so there they are checked in a pass of their own.
@@ -107,13 +108,14 @@ def run(
     return record
 
 
-def download_task(task: str, manifest: Path) -> dict:
+def download_task(task: str, manifest: Path, dirs: tuple[Path, ...] = PROJECT) -> dict:
     """Fetch a task's datasets into the Hugging Face cache (HF_HOME) by building the task as
-    lm-eval does, then write a manifest (dataset, splits and rows)."""
+    lm-eval does, then write a manifest (dataset, splits and rows). ``dirs``: the task folders
+    (:func:`~cft.evaluation.task_folders.task_dirs`)."""
     from lm_eval.tasks import get_task_dict
 
-    manager = task_manager(task)
-    check_task(task, manager)
+    manager = task_manager(task, dirs=dirs)
+    check_task(task, manager, dirs)
     tasks = get_task_dict([task], manager)
     record = {"task": task, "datasets": {}}
     for name, task_object in tasks.items():

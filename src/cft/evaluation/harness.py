@@ -11,7 +11,7 @@ from pathlib import Path
 from cft.core.devices import job_device, native_dtype
 from cft.core.vllm_env import cpu_kv_cache_bytes, shut_down
 from cft.evaluation import EvaluationError
-from cft.evaluation.task_folders import protocol_task
+from cft.evaluation.task_folders import protocol_task, task_dirs
 from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import load_model
 
@@ -135,8 +135,9 @@ def evaluate(
     where = where or placement(evaluation, f"evaluation of {model_dir} on {task}", device=device)
     backend, device = where.backend, where.device
     task = protocol_task(config, task)  # the FinBen protocol's variant, where one is chosen
-    manager = task_manager(task)
-    check_task(task, manager)
+    dirs = task_dirs(config)
+    manager = task_manager(task, dirs=dirs)
+    check_task(task, manager, dirs)
     model_args = model_arguments(model_dir, evaluation, where, template_kwargs)
     if model is not None and backend != "hf":
         raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")

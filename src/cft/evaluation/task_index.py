@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 
 from cft.evaluation import EvaluationError
-from cft.evaluation.task_folders import TASKS_DIR
+from cft.evaluation.task_folders import PROJECT
 
 
 def builtin_task_folders(names: tuple[str, ...]) -> list[Path]:
@@ -28,28 +28,30 @@ def builtin_task_folders(names: tuple[str, ...]) -> list[Path]:
 
 
 @functools.cache
-def task_manager(*tasks: str):
-    """lm-eval's index of its own and the project's tasks; with ``tasks``, of the folders that
-    define them only. lm-eval's full index parses ~14k YAML files (10 s of CPU, in every
-    evaluation job); the folders holding a task give the same task, as its YAML and includes
-    are read by path. Any name that the narrow index does not hold as a task (a group, a tag,
-    a Python task, a typo) gets the full index. Cached: the knowledge curves evaluate every
-    checkpoint in one process."""
+def task_manager(*tasks: str, dirs: tuple[Path, ...] = PROJECT):
+    """lm-eval's index of its own tasks and those of ``dirs`` (the project's folder, and
+    ``evaluation.task_paths``: :func:`~cft.evaluation.task_folders.task_dirs`); with
+    ``tasks``, of the folders that define them only. lm-eval's full index parses ~14k YAML
+    files (10 s of CPU, in every evaluation job); the folders holding a task give the same
+    task, as its YAML and includes are read by path. Any name that the narrow index does not
+    hold as a task (a group, a tag, a Python task, a typo) gets the full index. Cached: the
+    knowledge curves evaluate every checkpoint in one process."""
     from lm_eval.tasks import TaskManager
 
     if tasks:
-        folders = [*builtin_task_folders(tasks), TASKS_DIR]  # the project's last: it overrides
+        folders = [*builtin_task_folders(tasks), *dirs]  # the project's and the user's last
         narrow = TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
         if set(tasks) <= set(narrow.all_subtasks):
             return narrow
-    return TaskManager(include_path=str(TASKS_DIR))
+    return TaskManager(include_path=[str(f) for f in dirs])
 
 
-def check_task(name: str, manager) -> None:
+def check_task(name: str, manager, dirs: tuple[Path, ...] = PROJECT) -> None:
     if name not in manager.all_tasks:
         close = difflib.get_close_matches(name, manager.all_tasks, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise EvaluationError(
             f"unknown lm-eval task {name!r} in evaluation.suites: neither an lm-eval task nor "
-            f"one of the project's ({TASKS_DIR}){hint}"
+            f"one of the task folders {', '.join(str(d) for d in dirs)} (the project's and "
+            f"evaluation.task_paths){hint}"
         )

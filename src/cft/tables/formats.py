@@ -8,7 +8,6 @@ import io
 import math
 
 from cft.core.grid import MISSING, task_label
-from cft.evaluation import task_folders
 from cft.tables.model import Table
 from cft.tables.uncertainty import Estimate
 
@@ -84,7 +83,7 @@ def _markdown_grid(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def to_markdown(table: Table) -> str:
-    metric = "; ".join(f"{task_label(t)}: {task_folders.reported_metric(t)}" for t in table.tasks)
+    metric = "; ".join(f"{task_label(t)}: {table.metrics[t]}" for t in table.tasks)
     lines = [f"### {table.domain} / {table.model}", ""]
     header = ["method"] + [task_label(c) for c in table.columns()]
     body = []
@@ -176,9 +175,7 @@ def to_csv(table: Table) -> str:
             ours = table.value(table.ours, row.label, column)
             paper = table.value(table.paper, row.label, column)
             interval = table.intervals.get((row.label, column))
-            metric = (
-                "mean_of_tasks" if column == "average" else task_folders.reported_metric(column)
-            )
+            metric = "mean_of_tasks" if column == "average" else table.metrics[column]
             writer.writerow(
                 [
                     *(table.domain, table.model, row.label, column, metric, _number(ours)),

@@ -15,6 +15,7 @@ class Table:
     model: str
     tasks: list[str]
     rows: list[Row]
+    metrics: dict  # task -> the score reported for it (its YAML's; task_folders.reported_metric)
     ours: dict = field(default_factory=dict)  # (row label, task) -> percent
     paper: dict = field(default_factory=dict)  # (row label, task) -> percent
     missing: list[str] = field(default_factory=list)  # result files not found

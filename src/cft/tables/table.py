@@ -199,7 +199,10 @@ def build_table(
     confidence = config["evaluation"]["confidence"]
     boot = bootstrap or bootstrap_of(confidence)
     tasks = suite(config, domain)
-    table = Table(domain, model, tasks, table_rows(config, domain, model))
+    dirs = task_folders.task_dirs(config)
+    metrics = {t: task_folders.reported_metric(task_folders.protocol_task(config, t), dirs)
+               for t in tasks}  # fmt: skip
+    table = Table(domain, model, tasks, table_rows(config, domain, model), metrics)
     table.bootstrap = {
         "iterations": boot.iters,
         "seed": boot.seed,
@@ -222,7 +225,7 @@ def build_table(
                 value, outcomes = checked_outcomes(
                     path,
                     record,
-                    task_folders.reported_metric(lm_task),
+                    metrics[task],
                     evaluation_settings_hash(config, row.model, task),
                 )
                 values.append(value)
@@ -235,7 +238,7 @@ def build_table(
                     metric: estimate(
                         boot, row.label, {task: [read_outcomes(log, metric) for log in logs]}
                     ).scaled(100)
-                    for metric in task_folders.secondary_metrics(lm_task)
+                    for metric in task_folders.secondary_metrics(lm_task, dirs)
                 }
             if task in paper:
                 table.paper[(row.label, task)] = paper[task]
