@@ -514,3 +514,37 @@ def test_a_job_with_the_chunked_loss_trains_as_the_full_one(
     assert records[True]["loss_chunk_rows"] == 1365 and records[False]["loss_chunk_rows"] is None
     assert records[True]["final_loss"] == pytest.approx(records[False]["final_loss"], rel=1e-5)
     assert records[True]["eval_loss"] == pytest.approx(records[False]["eval_loss"], rel=1e-5)
+
+
+def test_a_second_job_for_a_running_run_is_refused_and_the_first_unaffected(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """A restarted controller that did not see the first job submits a second one for the
+    same run: it stops at once naming the first (its host and pid), before touching the
+    checkpoints; the first trains on and publishes its model; once it has ended, the lock
+    is free again."""
+    import json
+
+    from cft.training.checkpoints import lock_path, run_lock
+
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, epochs=4, save_steps=4)
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cft.training.recipe import Job; "
+         "from cft.training.run import launch; launch(Job.load(sys.argv[1]))", str(spec)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lock = lock_path(Path(job.checkpoint_dir))
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and f'"pid": {first.pid}' in lock.read_text()):
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(TrainingError, match=rf"another job is training this run .*{first.pid}"):
+        launch(job)
+    assert first.wait(timeout=300) == 0
+    record = json.loads((Path(job.out_dir) / METRICS_FILE).read_text())
+    assert record["optimizer_steps"] == 48 and record["resumed_from"] is None
+    with run_lock(Path(job.checkpoint_dir)):  # the first job's lock ended with it
+        pass

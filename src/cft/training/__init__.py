@@ -10,8 +10,10 @@ GPUs. A package along torchtitan's lines; each module owns one concern:
   and logging callbacks.
 - :mod:`~cft.training.data`: the packed blocks checked against their record, and the
   micro-batch collators (padded or padding-free).
-- :mod:`~cft.training.checkpoints`: resumable checkpoints (completion markers, run keys, when
-  one is due) and their Trainer callbacks.
+- :mod:`~cft.training.checkpoints`: one live job per run (a lock), resumable checkpoints
+  (completion markers, run keys, when one is due) and their Trainer callbacks.
+- :mod:`~cft.training.loss`: the causal-LM loss over chunks of loss tokens, for large
+  vocabularies (``chunked_loss``).
 - :mod:`~cft.training.model`: loading the base model (one reader per node under FSDP), LoRA,
   saving the final weights and the files beside them.
 - :mod:`~cft.training.metrics`: FLOPs, MFU, throughput, the probes of speed, dtypes, gradient

@@ -1,11 +1,18 @@
-"""Resumable checkpoints: which folder may be resumed, and which belongs to another run; when
-one is due (by steps or by training time), and the Trainer callbacks that mark a checkpoint
-complete and save by time."""
+"""Resumable checkpoints: one live writer per run (:func:`run_lock`), which folder may be
+resumed, and which belongs to another run; when one is due (by steps or by training time), and
+the Trainer callbacks that mark a checkpoint complete and save by time."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
 import logging
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -13,12 +20,63 @@ from transformers import TrainerCallback
 
 from cft.core.io import OutputError, read_json, write_json
 from cft.core.provenance import config_hash
+from cft.training import TrainingError
 
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "cft_checkpoint_complete"
 RUN_RECORD = "cft_run.json"
 JOB_SPEC = "job.json"  # the job handed to torchrun workers, written beside the checkpoints
+
+
+# Filesystems without lock support (some NFS mounts without lockd, Lustre without -o flock).
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def lock_path(checkpoint_dir: Path) -> Path:
+    """The run's lock file, beside its checkpoint folder (which is removed after training)."""
+    return checkpoint_dir.with_name(checkpoint_dir.name + ".lock")
+
+
+@contextlib.contextmanager
+def run_lock(checkpoint_dir: Path):
+    """Hold the run's exclusive lock for the block: one job at a time writes a run's
+    checkpoints and publishes its model. A second job for the same run (a restarted
+    controller that did not see the first still running) stops at once, naming the holder
+    (host, pid, SLURM job) and how to stop it. The lock is the kernel's (``flock``), so it
+    dies with its holder, whatever kills it; a filesystem that has no locks gets a warning."""
+    path = lock_path(Path(checkpoint_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise TrainingError(
+                f"{checkpoint_dir}: another job is training this run ({holder}); two jobs "
+                f"would write the same checkpoints and publish the model twice. Wait for it, "
+                f"or stop it (scancel <slurm_job>, or kill <pid> on its host) and rerun "
+                f"(docs/cluster.md, 'A crashed controller')"
+            ) from None
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+            log.warning("%s: the filesystem takes no locks (%s); running unlocked", path, err)
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+            "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(holder))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def checkpoint_step(folder: Path) -> int | None:

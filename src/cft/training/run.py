@@ -28,6 +28,7 @@ from cft.training.checkpoints import (
     last_complete_checkpoint,
     prepare_checkpoint_dir,
     run_key,
+    run_lock,
 )
 from cft.training.data import load_tokenized
 from cft.training.launch import (
@@ -263,6 +264,11 @@ def launch(job: Job, command: list | None = None) -> dict | None:
         resources["per_device_batch_size"],
     )  # fail before starting any process
     command = command or launch_command(resources)
+    with run_lock(Path(job.checkpoint_dir)):  # one live job per run, to its publish
+        return _launch(job, command)
+
+
+def _launch(job: Job, command: list) -> dict | None:
     if command == [sys.executable]:
         return train(job)
     spec = Path(job.checkpoint_dir) / JOB_SPEC
