@@ -77,6 +77,7 @@ lint: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --lint --configfile config/paper.yaml config/recommended.yaml
 	$(BIN)/snakemake --lint --configfile config/config.yaml config/examples/gemma3-270m.yaml
+	$(BIN)/snakemake --lint --configfile config/config.yaml config/examples/own_domain.yaml
 	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 
 format: $(STAMP)

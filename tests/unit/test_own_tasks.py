@@ -129,3 +129,18 @@ def test_a_task_path_that_is_not_a_folder_is_refused(demo_config, tmp_path):
     demo_config["evaluation"]["task_paths"] = [str(tmp_path / "file.yaml")]
     with pytest.raises(ConfigError, match=r"'evaluation\.task_paths\.0'.*not a folder"):
         validate_config(demo_config)
+
+
+def test_a_held_out_text_with_nothing_held_out_is_refused(demo_config):
+    from cft.evaluation.task_folders import check_corpus_tasks
+
+    demo_config["evaluation"]["suites"]["biomed"] = ["demo_knowledge_biomed_cloze", "heldout_text"]
+    config = validate_config(demo_config)
+    check_corpus_tasks(config, task_dirs(config))  # a tenth of the documents held out
+    config["corpus"]["validation_fraction"] = 0
+    with pytest.raises(TaskFileError, match=r"evaluation.suites.biomed lists 'heldout_text'.*0"):
+        check_corpus_tasks(config, task_dirs(config))
+    config["corpus"]["validation_fraction"] = 0.1
+    config["evaluation"]["curves"]["tasks"]["finance"] = "heldout_text"
+    with pytest.raises(TaskFileError, match=r"evaluation.curves.tasks.finance = 'heldout_text'"):
+        check_corpus_tasks(config, task_dirs(config))

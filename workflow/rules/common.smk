@@ -72,6 +72,7 @@ GRID = config["grid"]
 ALL_MODELS = evaluated_models(config)
 # lm-eval task folders: the project's and evaluation.task_paths
 TASK_DIRS = task_folders.task_dirs(config)
+task_folders.check_corpus_tasks(config, TASK_DIRS)
 
 
 SEEDS = training_seeds(config)
@@ -246,9 +247,11 @@ def eval_outputs():
     return [path for row in grid.eval_rows(config) for path in row_eval_outputs(*row)]
 
 
-def task_data_input(task):
-    """A task's data: the files its YAML reads under results/ (written by a rule), or the
-    download manifest of its hub data."""
+def task_data_input(task, domain):
+    """A task's data: the domain's corpus for a task that scores it (the held-out text), the
+    files its YAML reads from disk, or the download manifest of its hub data."""
+    if task_folders.corpus_split(task, TASK_DIRS) is not None:
+        return {"data": paths.corpus_table(domain)}
     return {
         "data": task_folders.local_data(task, TASK_DIRS)
         or paths.eval_data_manifest(task)
@@ -258,7 +261,7 @@ def task_data_input(task):
 def evaluate_input(wildcards):
     method, seed = parse_run(wildcards.run)
     inputs = {"model": model_dir(wildcards.domain, wildcards.model, method, seed)}
-    return inputs | task_data_input(wildcards.task)
+    return inputs | task_data_input(wildcards.task, wildcards.domain)
 
 
 # ---- tables and named experiments ------------------------------------------------------
@@ -310,7 +313,7 @@ def curve_input(wildcards):
     }
     task = config["evaluation"]["curves"]["tasks"].get(wildcards.domain)
     if task is not None:
-        inputs |= task_data_input(task)
+        inputs |= task_data_input(task, wildcards.domain)
     return inputs
 
 

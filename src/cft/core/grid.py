@@ -13,8 +13,14 @@ from cft.core.paths import EVAL_ROOT, eval_json, samples_path
 MISSING = "—"  # a cell without its result, in tables and figures
 
 
+# Column titles that say more than the task's name.
+COLUMN_TITLES = {"heldout_text": "held-out bits/byte"}
+
+
 def task_label(task: str) -> str:
     """A task's column title: its name without the suite prefix."""
+    if task in COLUMN_TITLES:
+        return COLUMN_TITLES[task]
     return task.removeprefix("mmlu_").removeprefix("demo_").replace("_", " ")
 
 

@@ -70,7 +70,7 @@ def run(
         fingerprint = check_weights(Path(model_dir))
     results, arguments = evaluate(
         config, task, Path(model_dir), where=where, model=loaded,
-        template_kwargs=model_setting(config, model, "chat_template_kwargs"),
+        template_kwargs=model_setting(config, model, "chat_template_kwargs"), domain=domain,
     )  # fmt: skip
     if lm_task not in results["results"]:
         raise EvaluationError(f"lm-eval returned no result for task {lm_task!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from cft.core.devices import job_device, native_dtype
 from cft.core.vllm_env import cpu_kv_cache_bytes, shut_down
 from cft.evaluation import EvaluationError
-from cft.evaluation.task_folders import protocol_task, task_dirs
+from cft.evaluation.task_folders import protocol_task, task_dirs, task_metadata
 from cft.evaluation.task_index import check_task, task_manager
 from cft.evaluation.weights import load_model
 
@@ -123,12 +123,14 @@ def evaluate(
     limit=None,
     model=None,
     template_kwargs: dict | None = None,
+    domain: str | None = None,
 ) -> tuple[dict, dict]:
     """Run lm-eval on one task; returns (lm-eval's results, the arguments it was run with: the
     record's ``lm_eval_arguments``). ``where``: the job's placement, decided once (else from the
     config, on ``device`` if given). ``model``: the folder's model already loaded
     (:func:`~cft.evaluation.weights.load_checked_model`, hf backend), else lm-eval loads it
-    from ``model_dir``."""
+    from ``model_dir``. ``domain``: the domain scored, for a task that reads its corpus (the
+    held-out text)."""
     import lm_eval
 
     evaluation = config["evaluation"]
@@ -136,7 +138,8 @@ def evaluate(
     backend, device = where.backend, where.device
     task = protocol_task(config, task)  # the FinBen protocol's variant, where one is chosen
     dirs = task_dirs(config)
-    manager = task_manager(task, dirs=dirs)
+    metadata = tuple(task_metadata(task, domain, dirs).items())
+    manager = task_manager(task, dirs=dirs, metadata=metadata)
     check_task(task, manager, dirs)
     model_args = model_arguments(model_dir, evaluation, where, template_kwargs)
     if model is not None and backend != "hf":

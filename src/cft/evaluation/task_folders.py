@@ -23,7 +23,7 @@ import yaml
 
 from cft.core.config import resolve_path
 from cft.core.errors import CftError
-from cft.core.paths import RESULTS
+from cft.core.paths import RESULTS, corpus_table
 from cft.core.yaml_files import TaskLoader, load_yaml
 
 TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
@@ -123,8 +123,53 @@ def _on_disk(name: str) -> bool:
 
 
 def is_local(task: str, dirs: tuple[Path, ...] = PROJECT) -> bool:
-    """Whether ``task`` reads data the workflow writes (else the hub cache)."""
-    return bool(local_data(task, dirs))
+    """Whether ``task`` reads data the workflow writes or the user's own (else the hub
+    cache)."""
+    return bool(local_data(task, dirs)) or corpus_split(task, dirs) is not None
+
+
+def corpus_split(task: str, dirs: tuple[Path, ...] = PROJECT) -> str | None:
+    """The split of the domain's own corpus that ``task`` scores (its YAML's
+    ``metadata.corpus_split``: the held-out text task), or None for a task with data of its
+    own."""
+    path = task_files(dirs).get(task)
+    if path is None:
+        return None
+    return (task_spec(path).get("metadata") or {}).get("corpus_split")
+
+
+def check_corpus_tasks(config: dict, dirs: tuple[Path, ...]) -> None:
+    """Refuse, before any job runs, a suite's held-out text that would score nothing
+    (``corpus.validation_fraction`` 0) and a knowledge curve on it (the curves plot
+    accuracy); the message names the key."""
+    fraction = config["corpus"]["validation_fraction"]
+    for domain, tasks in config["evaluation"]["suites"].items():
+        for task in tasks or []:
+            if corpus_split(task, dirs) == "validation" and fraction == 0:
+                raise TaskFileError(
+                    f"evaluation.suites.{domain} lists {task!r}, which scores the domain's "
+                    f"held-out documents, but corpus.validation_fraction is 0: hold some out "
+                    f"(e.g. 0.01), or drop {task!r} from the suite"
+                )
+    for domain, task in config["evaluation"]["curves"]["tasks"].items():
+        if corpus_split(task, dirs) is not None:
+            raise TaskFileError(
+                f"evaluation.curves.tasks.{domain} = {task!r} scores the domain's corpus in "
+                f"bits per byte; the knowledge curves plot a quiz's accuracy: name a quiz task"
+            )
+
+
+def task_metadata(task: str, domain: str | None, dirs: tuple[Path, ...] = PROJECT) -> dict:
+    """What lm-eval hands a task beyond its YAML (the task manager's ``metadata``): the
+    domain's corpus (``corpus``) for a task that reads one; {} for every other task."""
+    if corpus_split(task, dirs) is None:
+        return {}
+    if domain is None:
+        raise TaskFileError(
+            f"{task_files(dirs)[task]}: task {task!r} scores a domain's corpus; evaluate it "
+            f"for a domain (the evaluation stage's --domain)"
+        )
+    return {"corpus": corpus_table(domain)}
 
 
 def protocol_task(config: dict, task: str) -> str:

@@ -28,22 +28,27 @@ def builtin_task_folders(names: tuple[str, ...]) -> list[Path]:
 
 
 @functools.cache
-def task_manager(*tasks: str, dirs: tuple[Path, ...] = PROJECT):
+def task_manager(*tasks: str, dirs: tuple[Path, ...] = PROJECT, metadata: tuple = ()):
     """lm-eval's index of its own tasks and those of ``dirs`` (the project's folder, and
     ``evaluation.task_paths``: :func:`~cft.evaluation.task_folders.task_dirs`); with
     ``tasks``, of the folders that define them only. lm-eval's full index parses ~14k YAML
     files (10 s of CPU, in every evaluation job); the folders holding a task give the same
     task, as its YAML and includes are read by path. Any name that the narrow index does not
     hold as a task (a group, a tag, a Python task, a typo) gets the full index. Cached: the
-    knowledge curves evaluate every checkpoint in one process."""
+    knowledge curves evaluate every checkpoint in one process. ``metadata``: (key, value) pairs
+    lm-eval hands every task it builds (:func:`~cft.evaluation.task_folders.task_metadata`)."""
     from lm_eval.tasks import TaskManager
 
     if tasks:
         folders = [*builtin_task_folders(tasks), *dirs]  # the project's and the user's last
-        narrow = TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
+        narrow = TaskManager(
+            include_path=[str(f) for f in folders],
+            include_defaults=False,
+            metadata=dict(metadata) or None,
+        )
         if set(tasks) <= set(narrow.all_subtasks):
             return narrow
-    return TaskManager(include_path=[str(f) for f in dirs])
+    return TaskManager(include_path=[str(f) for f in dirs], metadata=dict(metadata) or None)
 
 
 def check_task(name: str, manager, dirs: tuple[Path, ...] = PROJECT) -> None:

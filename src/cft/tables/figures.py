@@ -15,15 +15,38 @@ from cft.tables.model import Table
 
 
 def bar_chart(table: Table, png: Path, svg: Path) -> None:
-    """Grouped bars per column: ours (solid, hatched per row) and the paper's (outlined)."""
+    """Grouped bars per column: ours (solid, hatched per row) and the paper's (outlined); the
+    columns in bits per byte (the held-out text) in a panel of their own."""
     plt = pyplot()
 
+    columns = table.columns()
+    panels = [
+        [c for c in columns if not table.lower_is_better(c)],
+        [c for c in columns if table.lower_is_better(c)],
+    ]
+    panels = [p for p in panels if p]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(6, 1.6 * len(columns) + 2), 4.2),
+        gridspec_kw={"width_ratios": [len(p) + 0.5 for p in panels]},
+        squeeze=False,
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _bars(ax, table, panel)
+    versus = ": ours (bars) vs paper (lines)" if table.has_paper else " (the paper has no values)"
+    fig.suptitle(f"{table.domain} / {table.model}{versus}")
+    axes[0][0].legend(fontsize=8, ncols=2, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, png, svg)
+
+
+def _bars(ax, table: Table, columns: list[str]) -> None:
     hatches = ["", "//", "\\\\", "xx", "..", "--", "++", "oo"]
     greys = ["0.15", "0.35", "0.55", "0.75", "0.9", "0.45", "0.65", "0.25"]
-    columns = table.columns()
+    ratio = table.lower_is_better(columns[0])
     n_rows = len(table.rows)
     width = 0.8 / max(n_rows, 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(columns) + 2), 4.2))
     for i, row in enumerate(table.rows):
         xs = [c + (i - (n_rows - 1) / 2) * width for c in range(len(columns))]
         ours = [table.value(table.ours, row.label, c) for c in columns]
@@ -53,28 +76,29 @@ def bar_chart(table: Table, png: Path, svg: Path) -> None:
             )
         ax.bar_label(
             bars,
-            labels=[f"{v:.2f}" if v is not None else MISSING for v in ours],
+            labels=[f"{v:.{table.digits(c)}f}" if v is not None else MISSING
+                    for v, c in zip(ours, columns, strict=True)],
             fontsize=6,
             padding=1,
             rotation=90,
-        )
+        )  # fmt: skip
         paper = [table.value(table.paper, row.label, c) for c in columns]
         for x, value in zip(xs, paper, strict=True):
             if value is not None:
                 ax.plot([x - width / 2, x + width / 2], [value, value], color="black", lw=2)
-    if table.has_paper:
+    if table.has_paper and not ratio:
         ax.plot([], [], color="black", lw=2, label="paper's value")
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels([task_label(c) for c in columns], rotation=20, ha="right")
-    ax.set_ylabel("score (%), 95% interval")
-    versus = ": ours (bars) vs paper (lines)" if table.has_paper else " (the paper has no values)"
-    ax.set_title(f"{table.domain} / {table.model}{versus}")
-    ax.legend(fontsize=8, ncols=2, frameon=False)
-    ax.set_ylim(0, 100)
+    if ratio:  # the held-out text: not a paper metric, no fixed range
+        ax.set_ylabel("bits per byte (lower is better), 95% interval")
+        top = max((v for (_, c), v in table.ours.items() if c in columns), default=1.0)
+        ax.set_ylim(0, 1.15 * top)
+    else:
+        ax.set_ylabel("score (%), 95% interval")
+        ax.set_ylim(0, 100)
     ax.grid(axis="y", color="0.85", linewidth=0.5)
     ax.set_axisbelow(True)
-    fig.tight_layout()
-    save_figure(fig, png, svg)
 
 
 def loss_figure(curves: dict[str, Path], title: str, png: Path, svg: Path) -> None:

@@ -12,12 +12,17 @@ from cft.tables.model import Table
 from cft.tables.uncertainty import Estimate
 
 
-def _fmt(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.2f}"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return MISSING if value is None else f"{value:.{digits}f}"
 
 
 def _diff(ours: float | None, paper: float | None) -> str:
     return MISSING if ours is None or paper is None else f"{ours - paper:+.2f}"
+
+
+def interval_digits(table: Table, column: str) -> int:
+    """Decimals of a column's intervals and differences: 1 for percent, 3 for bits per byte."""
+    return 3 if table.lower_is_better(column) else 1
 
 
 def _interval(estimate: Estimate | None, digits: int = 1) -> str:
@@ -35,7 +40,7 @@ def cell_parts(table: Table, label: str, column: str) -> tuple[str, str, str, bo
     paper = table.value(table.paper, label, column)
     best = table.best(column)
     is_best = ours is not None and best is not None and math.isclose(ours, best)
-    return _fmt(ours), _fmt(paper), _diff(ours, paper), is_best
+    return _fmt(ours, table.digits(column)), _fmt(paper), _diff(ours, paper), is_best
 
 
 def interval_note(table: Table) -> str:
@@ -51,6 +56,8 @@ def interval_note(table: Table) -> str:
         if seeds and seeds != [1]
         else ""
     )
+    if unit == "questions" and any(table.lower_is_better(t) for t in table.tasks):
+        unit = "questions (documents for the held-out text)"
     return (
         f"[brackets]: {boot['level']:.0%} percentile bootstrap interval over the {unit}"
         f"{over_seeds} ({boot['iterations']} resamples, seed {boot['seed']}) of lm-eval's "
@@ -83,7 +90,7 @@ def _markdown_grid(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def to_markdown(table: Table) -> str:
-    metric = "; ".join(f"{task_label(t)}: {table.metrics[t]}" for t in table.tasks)
+    metric = "; ".join(f"{task_label(t)}: {table.metrics[t]}" for t in table.averaged)
     lines = [f"### {table.domain} / {table.model}", ""]
     header = ["method"] + [task_label(c) for c in table.columns()]
     body = []
@@ -92,7 +99,9 @@ def to_markdown(table: Table) -> str:
         for column in table.columns():
             ours, paper, diff, best = cell_parts(table, row.label, column)
             shown = f"**{ours}**" if best else ours
-            interval = _interval(table.intervals.get((row.label, column)))
+            interval = _interval(
+                table.intervals.get((row.label, column)), interval_digits(table, column)
+            )
             shown = f"{shown} {interval}" if interval else shown
             if table.has_paper:
                 shown = f"{shown} / {paper} ({diff})"
@@ -100,17 +109,30 @@ def to_markdown(table: Table) -> str:
         body.append(cells)
     lines += _markdown_grid(header, body)
     lines.append("")
-    lines.append(
-        "Scores in percent (" + metric + "); Average is the unweighted mean of the task columns."
-    )
+    if table.averaged:
+        lines.append(
+            f"Scores in percent ({metric}); Average is the unweighted mean of the task columns"
+            + ("." if table.averaged == table.tasks else " in percent.")
+        )
+    ratio = [task_label(t) for t in table.tasks if table.lower_is_better(t)]
+    if ratio:
+        lines.append(
+            f"{', '.join(ratio)}: bits per byte of the domain's held-out documents, lower is "
+            "better (loss on document text only; not one of the paper's metrics, not in Average)."
+        )
     if table.has_paper:
         lines.append("Cells: ours [interval] / paper (ours − paper); bold: our best per column.")
     else:
         lines.append("Bold: best per column. The paper has no numbers for this table.")
     for ref in reference_labels(table):
-        lines += ["", f"**Paired difference to {ref}** (row − {ref}, percentage points)", ""]
+        units = "percentage points" + ("; bits per byte" if ratio else "")
+        lines += ["", f"**Paired difference to {ref}** (row − {ref}, {units})", ""]
         body = [
-            [row.label] + [_signed(table.paired[ref].get((row.label, c))) for c in table.columns()]
+            [row.label]
+            + [
+                _signed(table.paired[ref].get((row.label, c)), interval_digits(table, c))
+                for c in table.columns()
+            ]
             for row in table.rows
             if row.label != ref
         ]
@@ -213,10 +235,10 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def _latex_interval(estimate: Estimate | None) -> str:
-    return (
-        "" if estimate is None else rf"\,{{\scriptsize[{estimate.low:.1f}, {estimate.high:.1f}]}}"
-    )
+def _latex_interval(estimate: Estimate | None, digits: int = 1) -> str:
+    if estimate is None:
+        return ""
+    return rf"\,{{\scriptsize[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]}}"
 
 
 def to_latex(table: Table) -> str:
@@ -243,7 +265,12 @@ def to_latex(table: Table) -> str:
             ours, paper, _, best = cell_parts(table, row.label, column)
             ours = ours.replace(MISSING, "---")
             ours = rf"\textbf{{{ours}}}" if best else ours
-            cells.append(ours + _latex_interval(table.intervals.get((row.label, column))))
+            cells.append(
+                ours
+                + _latex_interval(
+                    table.intervals.get((row.label, column)), interval_digits(table, column)
+                )
+            )
             if table.has_paper:
                 cells.append(paper.replace(MISSING, "---"))
         lines.append(" & ".join(cells) + r" \\")
@@ -259,7 +286,12 @@ def to_latex(table: Table) -> str:
             cells = [_latex_escape(row.label)]
             for column in table.columns():
                 found = table.paired[ref].get((row.label, column))
-                shown = "---" if found is None else f"{found.value:+.1f}" + _latex_interval(found)
+                digits = interval_digits(table, column)
+                shown = (
+                    "---"
+                    if found is None
+                    else f"{found.value:+.{digits}f}" + _latex_interval(found, digits)
+                )
                 cells += [shown] + ([""] if table.has_paper else [])
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

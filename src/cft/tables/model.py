@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from cft.core.grid import Row
+from cft.tables.uncertainty import RATIO_METRICS
 
 
 @dataclass
@@ -16,7 +17,7 @@ class Table:
     tasks: list[str]
     rows: list[Row]
     metrics: dict  # task -> the score reported for it (its YAML's; task_folders.reported_metric)
-    ours: dict = field(default_factory=dict)  # (row label, task) -> percent
+    ours: dict = field(default_factory=dict)  # (row label, task) -> percent (or bits per byte)
     paper: dict = field(default_factory=dict)  # (row label, task) -> percent
     missing: list[str] = field(default_factory=list)  # result files not found
     # (row label, column) -> Estimate in percent, the average column included
@@ -32,14 +33,31 @@ class Table:
     seeds: dict = field(default_factory=dict)  # row label -> number of training runs
     bootstrap: dict = field(default_factory=dict)  # iterations, seed, level
 
+    def lower_is_better(self, column: str) -> bool:
+        """A column of bits per byte (the held-out text), not a percentage of right answers."""
+        return self.metrics.get(column) in RATIO_METRICS
+
+    def scale(self, task: str) -> float:
+        """The factor from a task's score to the table's unit: percent, or bits per byte as
+        they are."""
+        return 1.0 if self.lower_is_better(task) else 100.0
+
+    def digits(self, column: str) -> int:
+        return 3 if self.lower_is_better(column) else 2
+
+    @property
+    def averaged(self) -> list[str]:
+        """The tasks the Average column averages: the percentage scores (as in the paper)."""
+        return [task for task in self.tasks if not self.lower_is_better(task)]
+
     def average(self, values: dict, label: str) -> float | None:
-        cells = [values.get((label, task)) for task in self.tasks]
+        cells = [values.get((label, task)) for task in self.averaged]
         if not cells or any(v is None for v in cells):
             return None
         return sum(cells) / len(cells)
 
     def columns(self) -> list[str]:
-        return [*self.tasks, "average"]
+        return [*self.tasks, "average"] if self.averaged else list(self.tasks)
 
     def value(self, values: dict, label: str, column: str) -> float | None:
         return self.average(values, label) if column == "average" else values.get((label, column))
@@ -60,7 +78,9 @@ class Table:
     def best(self, column: str) -> float | None:
         scores = [self.value(self.ours, r.label, column) for r in self.rows]
         scores = [s for s in scores if s is not None]
-        return max(scores) if scores else None
+        if not scores:
+            return None
+        return min(scores) if self.lower_is_better(column) else max(scores)
 
     def as_json(self) -> dict:
         """The table as the JSON beside its renderings (``table.json``): keys ``row|column``."""

@@ -3,7 +3,9 @@
 One table per (domain, model): rows are the methods (Chat, Chat (CPT), Chat (CFT), Chat (-CFT),
 Chat (TextAdaptCFT)) and the domain's external baselines; columns are the domain's tasks in
 suite order, plus Average, the unweighted mean of the task columns (as in the paper). Scores are
-percentages of the score each task's YAML declares (accuracy; weighted F1 for FinBen). A cell
+percentages of the score each task's YAML declares (accuracy; weighted F1 for FinBen); the
+held-out text (task ``heldout_text``, not a paper metric) is in bits per byte, lower is
+better, and stays out of the Average. A cell
 shows ours with its 95% interval, the paper's value and the difference; the best of ours per
 column is in bold. Below it, every row's paired difference to the CPT row and to the untrained
 Chat row, with paired intervals over the same questions, and for multiple-choice tasks the
@@ -232,7 +234,7 @@ def build_table(
                 found.append(outcomes)
                 logs.append(samples_path(path))
             if found and len(found) == len(keys):  # a row's value needs all of its runs
-                table.ours[(row.label, task)] = 100 * sum(values) / len(values)
+                table.ours[(row.label, task)] = table.scale(task) * sum(values) / len(values)
                 cells[task] = found
                 table.secondary[(row.label, task)] = {
                     metric: estimate(
@@ -249,8 +251,8 @@ def build_table(
 
 
 def _add_estimates(table: Table, runs: dict[str, dict], boot: Bootstrap) -> None:
-    """Intervals of every cell and paired differences to the reference rows, in percent
-    (margins in nats)."""
+    """Intervals of every cell and paired differences to the reference rows, in the table's
+    units (margins in nats); the Average column's over the tasks it averages."""
     complete = {label for label, cells in runs.items() if len(cells) == len(table.tasks)}
     references = [
         row.label
@@ -260,16 +262,19 @@ def _add_estimates(table: Table, runs: dict[str, dict], boot: Bootstrap) -> None
     ]
     for row in table.rows:
         cells = runs[row.label]
+        averaged = {task: cells[task] for task in table.averaged if task in cells}
         for task, outcomes in cells.items():
             table.intervals[(row.label, task)] = estimate(boot, row.label, {task: outcomes}).scaled(
-                100
+                table.scale(task)
             )
             if outcomes[0].margins is not None:
                 table.margins[(row.label, task)] = estimate(
                     boot, row.label, {task: outcomes}, "margin"
                 )
-        if row.label in complete and table.tasks:
-            table.intervals[(row.label, "average")] = estimate(boot, row.label, cells).scaled(100)
+        if row.label in complete and averaged:
+            table.intervals[(row.label, "average")] = estimate(boot, row.label, averaged).scaled(
+                100
+            )
         for ref in references:
             if ref == row.label:
                 continue
@@ -280,14 +285,14 @@ def _add_estimates(table: Table, runs: dict[str, dict], boot: Bootstrap) -> None
                 one, other = {task: cells[task]}, {task: ref_cells[task]}
                 paired[(row.label, task)] = paired_estimate(
                     boot, row.label, one, ref, other
-                ).scaled(100)
+                ).scaled(table.scale(task))
                 if cells[task][0].margins is not None:
                     margins[(row.label, task)] = paired_estimate(
                         boot, row.label, one, ref, other, "margin"
                     )
-            if row.label in complete:
+            if row.label in complete and averaged:
                 paired[(row.label, "average")] = paired_estimate(
-                    boot, row.label, cells, ref, ref_cells
+                    boot, row.label, averaged, ref, {t: ref_cells[t] for t in averaged}
                 ).scaled(100)
 
 

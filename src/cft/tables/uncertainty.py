@@ -1,7 +1,8 @@
 """Confidence intervals for the result tables, from lm-eval's per-sample logs.
 
 Every score is a statistic of per-question outcomes: accuracy is the mean of 0/1 correctness,
-FinBen's weighted F1 is computed from (gold, prediction) pairs, and the log-likelihood margin
+FinBen's weighted F1 is computed from (gold, prediction) pairs, the held-out text's bits per
+byte from (log-likelihood, bytes) pairs of its documents, and the log-likelihood margin
 (the correct option's log-likelihood minus the best distractor's) is a continuous score of the
 same multiple-choice questions. Intervals are percentile bootstraps:
 
@@ -88,7 +89,12 @@ def read_outcomes(path: Path, metric: str) -> Outcomes:
                 f"{path}:{number}: expected an lm-eval sample with doc_id and {metric!r} "
                 f"({type(err).__name__}: {err})"
             ) from err
-        values.append([int(v) for v in value] if metric in PAIR_METRICS else float(value))
+        if metric in PAIR_METRICS:
+            values.append([int(v) for v in value])
+        elif metric in RATIO_METRICS:
+            values.append([float(v) for v in value])
+        else:
+            values.append(float(value))
         doc = sample.get("doc")
         groups.append(doc.get(CLUSTER_FIELD) if isinstance(doc, dict) else None)
         lls = _loglikelihoods(sample)
@@ -114,6 +120,9 @@ def read_outcomes(path: Path, metric: str) -> Outcomes:
 # Scores of (gold, prediction) pairs, prediction -1 where a generated answer named no choice;
 # computed as FinBen computes them, over the labels that occur as gold (lm_eval_tasks/finben).
 PAIR_METRICS = ("weighted_f1", "macro_f1", "micro_f1", "mcc")
+# Scores of (log-likelihood, bytes) per document, pooled over documents as lm-eval pools them
+# (its bits_per_byte aggregation): the held-out text's, where lower is better.
+RATIO_METRICS = ("bits_per_byte",)
 
 
 def statistic(metric: str, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -127,6 +136,8 @@ def statistic(metric: str, values: np.ndarray, weights: np.ndarray) -> np.ndarra
     correlation from the confusion matrix, predictions outside the present gold labels (and
     missing answers) pooled as one class."""
     total = weights.sum(axis=1)
+    if metric in RATIO_METRICS:  # -sum(loglikelihood) / sum(bytes) / ln 2
+        return -(weights @ values[:, 0]) / (weights @ values[:, 1]) / np.log(2)
     if metric not in PAIR_METRICS:
         return weights @ values / total
     gold, pred = values[:, 0].astype(int), values[:, 1].astype(int)
