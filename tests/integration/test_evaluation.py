@@ -93,7 +93,7 @@ def test_each_tasks_local_data_come_from_its_own_yaml(manager):
         config = manager.task_index[name].cfg
         data_files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
         named = [config.get("dataset_path"), *data_files.values()]
-        written = [p for p in named if p.startswith(f"{paths.RESULTS}/")]
+        written = [p for p in named if p and p.startswith(f"{paths.RESULTS}/")]
         assert task_folders.local_data(name) == written, name
     biomed = paths.demo_file("biomed", "questions.jsonl")
     assert task_folders.local_data("demo_knowledge_biomed_cloze") == [biomed]
@@ -101,6 +101,8 @@ def test_each_tasks_local_data_come_from_its_own_yaml(manager):
     assert task_folders.local_data("demo_finben_fiqasa") == [fiqasa]
     for hub_task in ("finben_fiqasa", "mmlu_anatomy", "medqa_4options"):
         assert task_folders.local_data(hub_task) == []
+    # the held-out text names no data of its own: it reads its domain's corpus
+    assert task_folders.local_data("heldout_text") == []
 
 
 def test_each_suite_is_an_lm_eval_group_of_its_folders_tasks(manager):
@@ -119,8 +121,13 @@ def test_each_suite_is_an_lm_eval_group_of_its_folders_tasks(manager):
         "demo_finben_generative",
     }
     assert set(groups) <= set(manager.all_groups)  # lm-eval reads them as groups
+    from cft.evaluation.task_folders import corpus_split
+
     grouped = [task for tasks in groups.values() for task in tasks]
-    assert sorted(grouped) == sorted(shipped_tasks())  # every task in exactly one group
+    # every task in exactly one group, but the held-out text, which joins any domain's suite
+    standalone = [task for task in shipped_tasks() if corpus_split(task)]
+    assert standalone == ["heldout_text"]
+    assert sorted(grouped + standalone) == sorted(shipped_tasks())
     assert not set(groups) & set(manager.all_tags)  # no tag of the same name to clash
 
 
