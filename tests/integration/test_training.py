@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import (
@@ -29,7 +30,7 @@ from conftest import (
 )
 
 from cft.core.config import ConfigError
-from cft.core.fingerprints import METRICS_FILE
+from cft.core.fingerprints import LOSS_CURVE, METRICS_FILE
 from cft.training import TrainingError
 from cft.training.checkpoints import COMPLETE_MARKER
 from cft.training.launch import parallelism_of, plan_batch
@@ -151,11 +152,12 @@ def test_micro_batches_give_the_same_gradient_as_one_batch(
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(
-    demo_config, tmp_path, tiny_model, tiny_data
+    demo_config, tmp_path, tiny_model, tiny_data, caplog
 ):
+    caplog.set_level("INFO")  # as a job's logging is set up (its attempt's log at INFO)
     settings = {"epochs": 4, "save_steps": 4}  # 12 steps per epoch, 48 steps
     reference = make_job(demo_config, tmp_path / "a", tiny_model, tiny_data, **settings)
-    train(reference)
+    whole = train(reference)
 
     job = make_job(demo_config, tmp_path / "b", tiny_model, tiny_data, **settings)
     spec = tmp_path / "job.json"
@@ -183,6 +185,26 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     resumed, uninterrupted = weights(Path(job.out_dir)), weights(Path(reference.out_dir))
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+    # The record is of the whole run: the mean loss and the curve over all 48 steps, as the
+    # uninterrupted run's; both attempts listed, each with its own log beside the model.
+    assert metrics["train_loss_mean"] == pytest.approx(whole["train_loss_mean"], rel=1e-5)
+    curve = pd.read_csv(Path(job.out_dir) / LOSS_CURVE)
+    assert curve["step"].tolist() == list(range(1, 49))
+    np.testing.assert_allclose(
+        curve["loss"], pd.read_csv(Path(reference.out_dir) / LOSS_CURVE)["loss"], rtol=1e-5
+    )
+    first, second = metrics["attempts"]
+    resumed_step = 48 - metrics["steps_this_run"]
+    assert first["resumed_from_step"] is None and second["resumed_from_step"] == resumed_step
+    assert first["pid"] == proc.pid and second["pid"] == os.getpid()
+    logs = Path(job.out_dir) / "attempts"
+    assert "from the start" in (logs / "attempt-1.log").read_text()
+    assert (
+        f"resuming from {job.checkpoint_dir}/checkpoint-{resumed_step}"
+        in (logs / "attempt-2.log").read_text()
+    )
+    assert "in 2 attempt(s)" in (logs / "attempt-2.log").read_text()
+    assert [a["attempt"] for a in whole["attempts"]] == [1]
 
 
 def test_finished_run_writes_model_metrics_and_curves(demo_config, tmp_path, tiny_model, tiny_data):

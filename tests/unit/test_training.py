@@ -80,7 +80,6 @@ def run_facts(paper_config, **changes) -> RunFacts:
         final_save_seconds=20.0,
         wall_seconds=1100.0,
         peak_memory_mb=60_000.0,
-        train_loss_mean=1.9,
         loss_rows=[{"step": 50, "loss": 2.0}, {"step": 100, "loss": 1.8}],
         eval_loss=1.7,
         model_fingerprint="sha256:m",
@@ -343,3 +342,12 @@ def test_the_paper_run_checkpoints_by_time(paper_config):
     """A fixed 50 steps on ~2,000-step runs wrote 40 checkpoints of up to 84 GB each."""
     recipe = Recipe.of(validate_config(paper_config))
     assert recipe.save_every_minutes and recipe.checkpoint_max_overhead <= 0.1
+
+
+def test_the_runs_mean_loss_weights_each_log_by_the_steps_it_covers():
+    from cft.training.metrics import run_loss_mean
+
+    # logs at steps 1, 4 and 5: the second is the mean of steps 2-4
+    rows = [{"step": 1, "loss": 4.0}, {"step": 4, "loss": 2.0}, {"step": 5, "loss": 1.0}]
+    assert run_loss_mean(rows) == pytest.approx((4.0 + 3 * 2.0 + 1.0) / 5)
+    assert run_loss_mean([]) is None

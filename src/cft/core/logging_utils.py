@@ -12,6 +12,7 @@ from cft.core.errors import CftError
 
 # OS errors whose message is the whole story (with the path, where the OS gives one)
 EXPLAINED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT})
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main_module() -> str | None:
@@ -33,7 +34,7 @@ def setup_logging(
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         handlers=handlers,
         force=True,
     )

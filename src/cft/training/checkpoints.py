@@ -79,6 +79,38 @@ def run_lock(checkpoint_dir: Path):
         handle.close()  # releases the lock
 
 
+ATTEMPTS_DIR = "attempts"  # in the checkpoint folder, then beside the published model
+
+
+def begin_attempt(checkpoint_dir: Path, resume: Path | None) -> Path:
+    """Record this job as the run's next attempt (``attempts/attempt-N.json`` in the checkpoint
+    folder: when, where, which SLURM job, the step it resumes from) and return the path of its
+    own log, ``attempt-N.log`` beside it. A failed attempt's record and log outlive it (the rule's
+    log is rewritten by each attempt); the published model keeps them all."""
+    folder = Path(checkpoint_dir) / ATTEMPTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    number = len(list(folder.glob("attempt-*.json"))) + 1
+    write_json(
+        folder / f"attempt-{number}.json",
+        {
+            "attempt": number,
+            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+            "resumed_from_step": checkpoint_step(resume) if resume else None,
+        },
+    )
+    return folder / f"attempt-{number}.log"
+
+
+def attempt_records(checkpoint_dir: Path) -> list[dict]:
+    """The run's attempts, in order (:func:`begin_attempt`)."""
+    folder = Path(checkpoint_dir) / ATTEMPTS_DIR
+    records = [read_json(path) for path in folder.glob("attempt-*.json")]
+    return sorted(records, key=lambda record: record["attempt"])
+
+
 def checkpoint_step(folder: Path) -> int | None:
     """N of a ``checkpoint-N`` folder (None for any other name)."""
     step = folder.name.removeprefix("checkpoint-")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from transformers import TrainerCallback
 
@@ -114,6 +114,19 @@ def loss_curve_rows(log_history: list[dict]) -> list[dict]:
     return [{k: entry.get(k) for k in keys} for entry in log_history if "loss" in entry]
 
 
+def run_loss_mean(rows: list[dict]) -> float | None:
+    """The mean training loss over every optimizer step of the run, across its attempts: each
+    logged loss (the mean over the steps since the log before it) weighted by the steps it
+    covers. The Trainer's own ``training_loss`` sums only the last attempt's steps, so a
+    resumed run's would depend on where it resumed; the log history comes back with the
+    checkpoint, so this does not."""
+    total, steps, last = 0.0, 0, 0
+    for row in rows:
+        span = row["step"] - last
+        total, steps, last = total + row["loss"] * span, steps + span, row["step"]
+    return total / steps if steps else None
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What the FLOP count needs of the model."""
@@ -180,12 +193,12 @@ class RunFacts:
     final_save_seconds: float
     wall_seconds: float
     peak_memory_mb: float
-    train_loss_mean: float
     loss_rows: list[dict]
     eval_loss: float | None
     model_fingerprint: str
     data_stats: dict
     device_mesh: dict | None = None  # FSDP2's live mesh, {dimension name: size}
+    attempts: list[dict] = field(default_factory=list)  # checkpoints.attempt_records
 
 
 def parallelism_label(facts: RunFacts) -> str:
@@ -229,6 +242,7 @@ def metrics_record(facts: RunFacts) -> dict:
         "optimizer_steps": facts.optimizer_steps,
         "steps_this_run": facts.steps_this_run,
         "resumed_from": facts.resumed_from,
+        "attempts": facts.attempts,
         "epochs": recipe.epochs,
         "seq_len": recipe.max_seq_len,
         "attention_span": span,  # the mean attention span the FLOP count used
@@ -248,7 +262,7 @@ def metrics_record(facts: RunFacts) -> dict:
         "loss_tokens_this_run": facts.loss_tokens,
         **speed,
         "peak_memory_mb": facts.peak_memory_mb,
-        "train_loss_mean": facts.train_loss_mean,
+        "train_loss_mean": run_loss_mean(facts.loss_rows),
         "final_loss": facts.loss_rows[-1]["loss"] if facts.loss_rows else None,
         "eval_loss": facts.eval_loss,
         "model_fingerprint": facts.model_fingerprint,

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +22,12 @@ from cft.core import paths
 from cft.core.config import REPO_ROOT, training_seeds
 from cft.core.fingerprints import METRICS_FILE, verified_fingerprint
 from cft.core.io import check_output, publish, read_json, write_json
-from cft.core.logging_utils import setup_logging
+from cft.core.logging_utils import LOG_FORMAT, setup_logging
 from cft.training.checkpoints import (
+    ATTEMPTS_DIR,
     JOB_SPEC,
+    attempt_records,
+    begin_attempt,
     last_complete_checkpoint,
     prepare_checkpoint_dir,
     run_key,
@@ -84,7 +87,6 @@ class Measured:
     resume: Path | None  # the checkpoint the run resumed from
     throughput: Throughput
     probe: PrecisionProbe
-    train_loss_mean: float
     eval_loss: float | None
     data_stats: dict  # the tokenize stage's record of the blocks
     wall_start: float  # perf_counter() at the job's start
@@ -138,21 +140,36 @@ def train(job: Job, callbacks=()) -> dict | None:
     if where.world > 1:  # rank 0 may have just removed a different run's checkpoints
         torch.distributed.barrier()
     resume = last_complete_checkpoint(checkpoint_dir)
-    log_start(job, tokenized["train"], where, attn, resume, loss_chunk_rows)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    eval_loss = None
-    if recipe.eval_at_end and "validation" in tokenized:
-        eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
-    measured = Measured(
-        read_weights=read_weights, shape=shape, attn=attn, resume=resume,
-        loss_chunk_rows=loss_chunk_rows,
-        throughput=throughput, probe=probe, train_loss_mean=result.training_loss,
-        eval_loss=eval_loss, data_stats=data_stats, wall_start=wall_start,
-    )  # fmt: skip
-    metrics = finish(job, trainer, tokenizer, where, measured)
+    attempt_log = None
+    if where.rank == 0:  # this attempt's own log, kept with the run's others
+        attempt_log = logging.FileHandler(begin_attempt(checkpoint_dir, resume))
+        attempt_log.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(attempt_log)
+    try:
+        log_start(job, tokenized["train"], where, attn, resume, loss_chunk_rows)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        metrics = _evaluate_and_finish(job, trainer, tokenizer, tokenized, where, Measured(
+            read_weights=read_weights, shape=shape, attn=attn, resume=resume,
+            loss_chunk_rows=loss_chunk_rows, throughput=throughput, probe=probe,
+            eval_loss=None, data_stats=data_stats, wall_start=wall_start,
+        ))  # fmt: skip
+    finally:
+        if attempt_log is not None:
+            logging.getLogger().removeHandler(attempt_log)
+            attempt_log.close()
     if metrics is not None and not recipe.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
+
+
+def _evaluate_and_finish(
+    job: Job, trainer, tokenizer, tokenized, where: Placement, measured: Measured
+) -> dict | None:
+    """The validation loss (``eval_at_end``), then :func:`finish`."""
+    if job.recipe.eval_at_end and "validation" in tokenized:
+        eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
+        measured = replace(measured, eval_loss=eval_loss)
+    return finish(job, trainer, tokenizer, where, measured)
 
 
 def log_start(
@@ -237,18 +254,21 @@ def finish(job: Job, trainer, tokenizer, where: Placement, measured: Measured) -
             final_save_seconds=final_save_seconds,
             wall_seconds=time.perf_counter() - measured.wall_start,
             peak_memory_mb=peak_memory_mb(job.cuda),
-            train_loss_mean=measured.train_loss_mean, loss_rows=rows,
+            loss_rows=rows,
             eval_loss=measured.eval_loss, model_fingerprint=model_fingerprint,
             data_stats=measured.data_stats, device_mesh=live_mesh(trainer),
+            attempts=attempt_records(checkpoint_dir),
         )
     )  # fmt: skip
     write_json(staging / METRICS_FILE, metrics)
-    publish(staging, out_dir)
     log.info(
-        "%s: %d steps, final loss %s, %.0f tokens/s, MFU %s",
-        job.label, trainer.state.global_step, metrics["final_loss"],
+        "%s: %d steps in %d attempt(s), final loss %s, %.0f tokens/s, MFU %s",
+        job.label, trainer.state.global_step, len(metrics["attempts"]), metrics["final_loss"],
         metrics["tokens_per_s"] or 0, f"{metrics['mfu']:.1%}" if metrics["mfu"] else "n/a",
     )  # fmt: skip
+    # every attempt's record and log (a failed one's too), with the model
+    shutil.copytree(checkpoint_dir / ATTEMPTS_DIR, staging / ATTEMPTS_DIR)
+    publish(staging, out_dir)
     return metrics
 
 
