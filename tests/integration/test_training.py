@@ -568,5 +568,66 @@ def test_a_second_job_for_a_running_run_is_refused_and_the_first_unaffected(
     assert first.wait(timeout=300) == 0
     record = json.loads((Path(job.out_dir) / METRICS_FILE).read_text())
     assert record["optimizer_steps"] == 48 and record["resumed_from"] is None
-    with run_lock(Path(job.checkpoint_dir)):  # the first job's lock ended with it
-        pass
+    assert not lock.exists()  # the first job removed its lock file as it ended
+    with run_lock(Path(job.checkpoint_dir)):  # and the run can be locked again
+        assert lock.is_file()
+    assert not lock.exists()
+
+
+def test_a_signal_checkpoints_at_the_next_step_and_the_rerun_resumes_there(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    """SIGTERM mid-training (preemption): the trainer saves a complete checkpoint at the next
+    optimizer step's end and stops with an error, with no periodic checkpoint due
+    (save_steps 1000); the rerun resumes from that checkpoint and completes the run."""
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, epochs=4, save_steps=1000)
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cft.training", "--job", str(spec)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    tensorboard = Path(job.checkpoint_dir) / "tensorboard"
+    deadline = time.monotonic() + 240
+    while not list(tensorboard.rglob("events.out.*")):  # written from the first step on
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode != 0, stderr[-2000:]
+    saved = [p.parent for p in Path(job.checkpoint_dir).glob(f"checkpoint-*/{COMPLETE_MARKER}")]
+    assert len(saved) == 1, stderr[-2000:]
+    step = int(saved[0].name.removeprefix("checkpoint-"))
+    assert 0 < step < 48
+    assert f"stopped by SIGTERM after saving {saved[0]}" in stderr
+    assert not Path(job.out_dir).exists()
+
+    metrics = train(job)  # the retry
+    assert metrics["optimizer_steps"] == 48 and metrics["steps_this_run"] == 48 - step
+    assert [a["resumed_from_step"] for a in metrics["attempts"]] == [None, step]
+    first_log = (Path(job.out_dir) / "attempts" / "attempt-1.log").read_text()
+    assert f"SIGTERM: saving checkpoint-{step}, then stopping" in first_log
+
+
+def test_with_no_signals_to_catch_a_sigterm_ends_the_job_at_once(
+    demo_config, tmp_path, tiny_model, tiny_data
+):
+    job = make_job(demo_config, tmp_path, tiny_model, tiny_data, epochs=4, save_steps=1000,
+                   checkpoint_on_signal=[])  # fmt: skip
+    spec = tmp_path / "job.json"
+    job.save(spec)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cft.training", "--job", str(spec)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    tensorboard = Path(job.checkpoint_dir) / "tensorboard"
+    deadline = time.monotonic() + 240
+    while not list(tensorboard.rglob("events.out.*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    assert not list(Path(job.checkpoint_dir).glob("checkpoint-*"))

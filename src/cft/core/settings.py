@@ -60,6 +60,7 @@ def _training(config: dict, *, model: str, **_) -> dict:
             "save_every_minutes",
             "checkpoint_max_overhead",
             "keep_checkpoints",
+            "checkpoint_on_signal",
         ),
         # the device layout decides the batch plan and the numerics
         "layout": {k: resources[k] for k in ("nodes", "gpus_per_node", "per_device_batch_size")},

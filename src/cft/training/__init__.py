@@ -39,8 +39,9 @@ bf16 weights, FULL_SHARD, activation checkpointing). What the package adds aroun
 - padding: micro-batches padded to their longest sequence, or padding-free (one row of
   concatenated sequences with restarting position ids, ``padding_free``);
 - checkpoints every ``save_steps`` or by training time (``save_every_minutes``, within a
-  measured-cost budget), sharded under FSDP, with a completion marker; resume from the last
-  complete one; the final model appears only when training has finished;
+  measured-cost budget), and on a signal (``checkpoint_on_signal``), sharded under FSDP, with
+  a completion marker; resume from the last complete one; the final model appears only when
+  training has finished; every attempt of a run recorded, with its own log;
 - metrics: tokens/s, MFU (torchtitan's FLOPs convention, attention over the real sequence
   lengths), peak memory, wall time with checkpoint saving timed apart, losses.
 """
@@ -50,3 +51,7 @@ from cft.core.errors import CftError
 
 class TrainingError(CftError, RuntimeError):
     """Training cannot start (or go on) as configured; the message names the culprit."""
+
+
+class TrainingStopped(TrainingError):
+    """Training stopped on a signal after saving a complete checkpoint; rerun to resume."""

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -44,26 +45,12 @@ def run_lock(checkpoint_dir: Path):
     checkpoints and publishes its model. A second job for the same run (a restarted
     controller that did not see the first still running) stops at once, naming the holder
     (host, pid, SLURM job) and how to stop it. The lock is the kernel's (``flock``), so it
-    dies with its holder, whatever kills it; a filesystem that has no locks gets a warning."""
+    dies with its holder, whatever kills it; a filesystem that has no locks gets a warning.
+    The lock file is removed when the block ends, as the holder leaves it."""
     path = lock_path(Path(checkpoint_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+    handle, locked = _locked_file(path, checkpoint_dir)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise TrainingError(
-                f"{checkpoint_dir}: another job is training this run ({holder}); two jobs "
-                f"would write the same checkpoints and publish the model twice. Wait for it, "
-                f"or stop it (scancel <slurm_job>, or kill <pid> on its host) and rerun "
-                f"(docs/cluster.md, 'A crashed controller')"
-            ) from None
-        except OSError as err:
-            if err.errno not in NO_LOCKS:
-                raise
-            log.warning("%s: the filesystem takes no locks (%s); running unlocked", path, err)
         holder = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -76,7 +63,42 @@ def run_lock(checkpoint_dir: Path):
         handle.flush()
         yield
     finally:
+        if locked:  # still the holder: no other job can hold this file's lock
+            path.unlink(missing_ok=True)
         handle.close()  # releases the lock
+
+
+def _locked_file(path: Path, checkpoint_dir: Path):
+    """The lock file, opened and locked: (handle, whether locked). A file the previous holder
+    removed between this job's open and its lock is opened again, so that two jobs never hold
+    locks on two files of one name."""
+    while True:
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise TrainingError(
+                f"{checkpoint_dir}: another job is training this run ({holder}); two jobs "
+                f"would write the same checkpoints and publish the model twice. Wait for it, "
+                f"or stop it (scancel <slurm_job>, or kill <pid> on its host) and rerun "
+                f"(docs/cluster.md, 'A crashed controller')"
+            ) from None
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                handle.close()
+                raise
+            log.warning("%s: the filesystem takes no locks (%s); running unlocked", path, err)
+            return handle, False
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle, True
+        handle.close()
 
 
 ATTEMPTS_DIR = "attempts"  # in the checkpoint folder, then beside the published model
@@ -236,3 +258,49 @@ class TimedCheckpoints(TrainerCallback):
         if self.requested is not None:
             self.last_save_seconds, self.requested = now - self.requested, None
         self.since = now
+
+
+class StopOnSignal(TrainerCallback):
+    """Turns a signal (preemption, a warning before the time limit) into a complete
+    checkpoint at the next optimizer step's end, then stops training: the caller raises
+    :class:`~cft.training.TrainingStopped` instead of saving the model, and the retry resumes
+    from that checkpoint instead of the last periodic one. Every rank must save together, so
+    the ranks agree on each step's decision (one all-reduce of a flag per optimizer step); a
+    rank that got no signal follows the one that did. ``signals``: names (``TERM``,
+    ``USR1``, ...); :meth:`installed` holds the handlers, the previous ones restored after."""
+
+    def __init__(self, signals: tuple[str, ...]):
+        self.signals = [getattr(signal, f"SIG{name}") for name in signals]
+        self.received: int | None = None
+        self.stopped_at: int | None = None  # the step of the checkpoint saved on the signal
+
+    def _note(self, signum, _frame) -> None:
+        self.received = signum  # acted on at the step's end (no logging inside a handler)
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {sig: signal.signal(sig, self._note) for sig in self.signals}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+
+        stop = self.received is not None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([int(stop)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            control.should_save = control.should_training_stop = True
+            self.stopped_at = state.global_step
+            log.warning(
+                "%s: saving checkpoint-%d, then stopping", self.signal_name, state.global_step
+            )
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.received).name if self.received else "another rank's signal"

@@ -71,6 +71,7 @@ class Recipe:
     save_every_minutes: float | None  # None: every save_steps steps
     checkpoint_max_overhead: float
     keep_checkpoints: bool
+    checkpoint_on_signal: tuple[str, ...]  # signal names (TERM, USR1, ...): checkpoint and stop
     logging_steps: int
     divergence: DivergenceSettings
     eval_at_end: bool
@@ -93,6 +94,7 @@ class Recipe:
                 **section,
                 "seeds": tuple(section["seeds"]) if section["seeds"] is not None else None,
                 "adam_betas": tuple(section["adam_betas"]),
+                "checkpoint_on_signal": tuple(section["checkpoint_on_signal"]),
                 "divergence": DivergenceSettings(**section["divergence"]),
                 "lora": LoraSettings(**{**lora, "target_modules": tuple(lora["target_modules"])}),
             }

@@ -23,9 +23,11 @@ from cft.core.config import REPO_ROOT, training_seeds
 from cft.core.fingerprints import METRICS_FILE, verified_fingerprint
 from cft.core.io import check_output, publish, read_json, write_json
 from cft.core.logging_utils import LOG_FORMAT, setup_logging
+from cft.training import TrainingStopped
 from cft.training.checkpoints import (
     ATTEMPTS_DIR,
     JOB_SPEC,
+    StopOnSignal,
     attempt_records,
     begin_attempt,
     last_complete_checkpoint,
@@ -132,9 +134,10 @@ def train(job: Job, callbacks=()) -> dict | None:
     tokenizer = AutoTokenizer.from_pretrained(job.base_model_dir)
     throughput, probe = Throughput(), PrecisionProbe()
     pad_id = tokenizer.pad_token_id
+    on_signal = StopOnSignal(recipe.checkpoint_on_signal)
     trainer = make_trainer(
         job, model, tokenized["train"], where.plan, where.parallel, args=args,
-        callbacks=[throughput, probe, *callbacks],
+        callbacks=[throughput, probe, on_signal, *callbacks],
         pad_id=tokenizer.eos_token_id if pad_id is None else pad_id,
     )  # fmt: skip
     if where.world > 1:  # rank 0 may have just removed a different run's checkpoints
@@ -147,7 +150,14 @@ def train(job: Job, callbacks=()) -> dict | None:
         logging.getLogger().addHandler(attempt_log)
     try:
         log_start(job, tokenized["train"], where, attn, resume, loss_chunk_rows)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with on_signal.installed():
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if on_signal.stopped_at is not None:
+            raise TrainingStopped(
+                f"{job.label}: stopped by {on_signal.signal_name} after "
+                f"saving {checkpoint_dir}/checkpoint-{on_signal.stopped_at}; rerun (or let "
+                f"the retry run) to resume from it"
+            )
         metrics = _evaluate_and_finish(job, trainer, tokenizer, tokenized, where, Measured(
             read_weights=read_weights, shape=shape, attn=attn, resume=resume,
             loss_chunk_rows=loss_chunk_rows, throughput=throughput, probe=probe,
