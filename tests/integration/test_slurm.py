@@ -108,3 +108,52 @@ def test_failed_job_is_reported_and_a_rerun_completes_only_what_is_missing(tmp_p
     rerun = run_workflow(workdir, fixed)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert job_counts(rerun.stderr) == {"corpus": 2, "total": 2}  # the demo data is kept
+
+
+def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(tmp_path, tiny_model):
+    """`scancel --signal=TERM` as docs/cluster.md recommends, mid-training, with no periodic
+    checkpoint due (save_steps 100000): the train job's step (the trainer alone) saves a
+    complete checkpoint and fails; Snakemake's retry resumes from that checkpoint and
+    publishes the model; the record lists both attempts with their SLURM jobs."""
+    import signal as _signal
+    import time
+
+    from cft.core.paths import checkpoint_dir, model_dir
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["grid"] = {"domains": ["biomed"], "models": ["tiny"], "methods": ["chat", "cpt"]}
+    config["models"] = {"tiny": {"source": "local", "path": str(tiny_model), "dtype": "float32"}}
+    config["training"].update(epochs=20, save_steps=100000, precision="fp32")
+    config["training"]["resources"]["default"].update(mem_mb=3000, runtime=10)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    seed = config["seed"]
+    target = model_dir("biomed", "tiny", "cpt", seed)
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
+           *SLURM_PROFILE_ARGS, "--retries", "1", target, "--directory", str(workdir),
+           "--configfile", str(tmp_path / "config.yaml")]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
+    controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env, cwd=workdir)  # fmt: skip
+    checkpoints = workdir / checkpoint_dir("biomed", "tiny", "cpt", seed)
+    deadline = time.monotonic() + 240
+    while not list((checkpoints / "tensorboard").rglob("events.out.*")):  # training has begun
+        assert controller.poll() is None, controller.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(2)
+    train_job = next(j["id"] for j in slurm_jobs() if j["comment"].startswith("rule_train")
+                     and j["state"] == "RUNNING")  # fmt: skip
+    subprocess.run(["scancel", f"--signal={_signal.SIGTERM.name.removeprefix('SIG')}",
+                    train_job], check=True)  # fmt: skip
+    _, stderr = controller.communicate(timeout=300)
+    assert controller.returncode == 0, stderr[-3000:]
+
+    record = json.loads((workdir / target / "train_metrics.json").read_text())
+    first, second = record["attempts"]
+    assert first["slurm_job"] == train_job != second["slurm_job"]
+    step = second["resumed_from_step"]
+    assert 0 < step < record["optimizer_steps"]  # the signal's checkpoint: none other was due
+    log = (workdir / target / "attempts" / "attempt-1.log").read_text()
+    assert f"SIGTERM: saving checkpoint-{step}, then stopping" in log

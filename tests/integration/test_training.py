@@ -26,6 +26,7 @@ from conftest import (
     first_step_gradient,
     make_job,
     planned_resources,
+    requires_slurm,
     tiny_sliding_model,
 )
 
@@ -277,6 +278,19 @@ def test_paper_train_jobs_become_correct_sbatch_commands():
         assert "--cpus-per-task=32" in command
         # 13B fits one node of 8 x 80 GB (the paper's 8x A100): no job spans two
         assert "--nodes=1" in command and resources["mpi"] == ""
+
+
+@requires_slurm  # the profile loads the SLURM executor, which asks the cluster for its config
+def test_the_slurm_profile_warns_train_jobs_before_their_time_limit():
+    """profiles/slurm: SIGTERM to the train job's steps 300 s before its limit (so that the
+    trainer checkpoints), not to the batch shell (`B:`); no other rule gets it."""
+    profile = ("--profile", str(REPO / "profiles" / "slurm"), "--configfile", "config/paper.yaml")
+    jobs = planned_resources("train", *profile)
+    assert jobs and all("--signal=TERM@300" in sbatch_command(r) for r in jobs.values())
+    assert all(
+        "slurm_extra" not in resources
+        for resources in planned_resources("evaluate", *profile).values()
+    )
 
 
 def test_two_node_training_job_gets_the_multi_node_sbatch_options(tmp_path):

@@ -107,7 +107,8 @@ def test_global_batch_not_divisible_by_devices_is_an_error():
         plan_batch(100, 8, max_per_device=8)
 
 
-def test_launch_commands():
+def test_launch_commands(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     cpu = {"nodes": 1, "gpus_per_node": 0, "cpu_processes_per_node": 1}
     assert launch_command(cpu) == [sys.executable]
     one_node = launch_command({"nodes": 1, "gpus_per_node": 8, "cpu_processes_per_node": 1})
@@ -351,3 +352,20 @@ def test_the_runs_mean_loss_weights_each_log_by_the_steps_it_covers():
     rows = [{"step": 1, "loss": 4.0}, {"step": 4, "loss": 2.0}, {"step": 5, "loss": 1.0}]
     assert run_loss_mean(rows) == pytest.approx((4.0 + 3 * 2.0 + 1.0) / 5)
     assert run_loss_mean([]) is None
+
+
+def test_inside_a_slurm_job_one_node_trains_in_a_job_step_of_its_own(monkeypatch):
+    """Signals from scancel --signal and sbatch --signal go to a job's steps: the trainer
+    must be one, apart from the batch step's Snakemake processes."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    one = {"nodes": 1, "gpus_per_node": 0, "cpu_processes_per_node": 1, "cpus_per_task": 4,
+           "mem_mb": 16000}  # fmt: skip
+    command = launch_command(one)
+    assert command == [
+        "srun", "--nodes=1", "--ntasks=1", "--ntasks-per-node=1", "--cpus-per-task=4",
+        "--mem=16000M", "--kill-on-bad-exit=1", sys.executable,
+    ]  # fmt: skip
+    gpus = launch_command({**one, "gpus_per_node": 8, "gpu_model": "h100"})
+    assert gpus[0] == "srun" and "--gres=gpu:h100:8" in gpus
+    assert gpus[gpus.index(sys.executable) :][-2:] == ["--nproc-per-node=8", "--standalone"]
+    assert launch_command(one, in_allocation=False) == [sys.executable]

@@ -132,22 +132,48 @@ def torchrun_command(
     ]
 
 
-def launch_command(resources: dict, *, host: str | None = None, port: int | None = None) -> list:
+def launch_command(
+    resources: dict,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    in_allocation: bool | None = None,
+) -> list:
     """The command that starts the training processes (append ``-m cft.training --job ...``).
 
     One process: the current Python. One node with several: ``torchrun --standalone`` (which
     picks its own free port). Several nodes (a SLURM allocation with one task per node):
     ``srun torchrun`` with c10d rendezvous on the allocation's first node, where the job script
-    runs. The step states its CPUs, GPUs and memory per node: since SLURM 22.05 srun does not
-    inherit --cpus-per-task from the allocation, and without it every node's workers share one
-    core.
+    runs. Inside a SLURM job (``in_allocation``, default: ``SLURM_JOB_ID`` is set) one node's
+    processes start as a job step of their own too: ``scancel --signal`` and sbatch's
+    ``--signal`` reach a job's steps, so the trainer gets the signal (and checkpoints,
+    ``training.checkpoint_on_signal``) while the Snakemake processes of the batch step wait
+    for it. The step states its CPUs, GPUs and memory per node: since SLURM 22.05 srun does
+    not inherit --cpus-per-task from the allocation, and without it every node's workers share
+    one core.
     """
     nodes, procs = resources["nodes"], processes_per_node(resources)
-    if nodes == 1 and procs <= 1:
-        return [sys.executable]
+    if in_allocation is None:
+        in_allocation = "SLURM_JOB_ID" in os.environ
     if nodes == 1:
-        return torchrun_command(1, procs)
-    gres = gres_of(resources)
+        local = [sys.executable] if procs <= 1 else torchrun_command(1, procs)
+        return [*job_step(resources), *local] if in_allocation else local
+    return [
+        *job_step(resources),
+        *torchrun_command(
+            nodes,
+            procs,
+            host=host or rendezvous_host(),
+            port=port or free_port(),
+            run_id=os.environ.get("SLURM_JOB_ID", "cft-train"),
+        ),
+    ]
+
+
+def job_step(resources: dict) -> list:
+    """``srun`` for one task per node of the job, with the node's CPUs, GPUs and memory; its
+    tasks die together (``--kill-on-bad-exit``)."""
+    nodes, gres = resources["nodes"], gres_of(resources)
     return [
         "srun",
         f"--nodes={nodes}",
@@ -157,13 +183,6 @@ def launch_command(resources: dict, *, host: str | None = None, port: int | None
         *([f"--gres={gres}"] if gres else []),
         f"--mem={resources['mem_mb']}M",
         "--kill-on-bad-exit=1",
-        *torchrun_command(
-            nodes,
-            procs,
-            host=host or rendezvous_host(),
-            port=port or free_port(),
-            run_id=os.environ.get("SLURM_JOB_ID", "cft-train"),
-        ),
     ]
 
 
