@@ -571,6 +571,18 @@ def test_a_broken_model_is_refused_before_scoring(eval_config, tmp_path, tiny_mo
         check_weights(folder)
 
 
+def samples_both_ways(config: dict, task: str, model) -> dict[bool, list]:
+    """lm-eval's per-sample log of ``task`` with shared contexts (True) and with lm-eval's own
+    hf code (False)."""
+    runs = {}
+    for share in (True, False):
+        config["evaluation"]["share_context"] = share
+        results, settings = evaluate(config, task, model, device="cpu")
+        assert settings["share_context"] is share
+        runs[share] = results["samples"][task]
+    return runs
+
+
 def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_model, tmp_path,
                                                               monkeypatch):  # fmt: skip
     """One forward pass per question (`evaluation.share_context`) gives every option the
@@ -581,12 +593,7 @@ def test_shared_contexts_score_options_as_lm_evals_hf_backend(eval_config, tiny_
 
     questions, task = demo_cloze_task(tmp_path, monkeypatch, 4)
     eval_config["evaluation"].update(dtype="float32", batch_size=8)
-    runs = {}
-    for share in (True, False):
-        eval_config["evaluation"]["share_context"] = share
-        results, settings = evaluate(eval_config, task, tiny_model, device="cpu")
-        assert settings["share_context"] is share
-        runs[share] = results["samples"][task]
+    runs = samples_both_ways(eval_config, task, tiny_model)
     assert len(runs[True]) == len(questions) > 8
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     multi_token = 0
@@ -617,11 +624,7 @@ def test_shared_contexts_keep_sliding_windows(kind, eval_config, packaged_tokeni
     model = tiny_sliding_model(kind, tmp_path / kind, packaged_tokenizer, window)
     _, task = demo_cloze_task(tmp_path, monkeypatch, 3)
     eval_config["evaluation"].update(dtype="float32", batch_size=8)
-    runs = {}
-    for share in (True, False):
-        eval_config["evaluation"]["share_context"] = share
-        results, _ = evaluate(eval_config, task, model, device="cpu")
-        runs[share] = results["samples"][task]
+    runs = samples_both_ways(eval_config, task, model)
     tokenizer = AutoTokenizer.from_pretrained(model)
     assert min(len(tokenizer(s["arguments"][0][0])["input_ids"]) for s in runs[True]) > window
     # the shared pass ran (its masks, not a fallback to lm-eval's code)
