@@ -118,22 +118,29 @@ def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(tmp_path,
     import signal as _signal
     import time
 
-    from cft.core.paths import checkpoint_dir, model_dir
+    from cft.core.paths import base_model_dir, checkpoint_dir, model_dir, tokenized_dir
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["grid"] = {"domains": ["biomed"], "models": ["tiny"], "methods": ["chat", "cpt"]}
     config["models"] = {"tiny": {"source": "local", "path": str(tiny_model), "dtype": "float32"}}
-    config["training"].update(epochs=20, save_steps=100000, precision="fp32")
+    config["training"].update(epochs=15, save_steps=100000, precision="fp32")
     config["training"]["resources"]["default"].update(mem_mb=3000, runtime=10)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
     workdir.mkdir()
     seed = config["seed"]
     target = model_dir("biomed", "tiny", "cpt", seed)
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
-           *SLURM_PROFILE_ARGS, "--retries", "1", target, "--directory", str(workdir),
-           "--configfile", str(tmp_path / "config.yaml")]  # fmt: skip
+    workflow = [
+        str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(tmp_path / "config.yaml"),
+    ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
+    # the train job's inputs locally (what is tested is the train job on SLURM)
+    inputs = [tokenized_dir("biomed", "tiny", "cpt"), base_model_dir("tiny")]
+    built = subprocess.run([*workflow, "--cores", "2", *inputs], capture_output=True, text=True,
+                           env=env, cwd=workdir)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    cmd = [*workflow, *SLURM_PROFILE_ARGS, "--retries", "1", target]
     controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=env, cwd=workdir)  # fmt: skip
     checkpoints = workdir / checkpoint_dir("biomed", "tiny", "cpt", seed)

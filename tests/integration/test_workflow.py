@@ -142,6 +142,7 @@ SHIPPED_CONFIGS = {
     "paper": ["config/paper.yaml"],
     "recommended": ["config/paper.yaml", "config/recommended.yaml"],
     "gemma3": ["config/config.yaml", "config/examples/gemma3-270m.yaml"],
+    "own_domain": ["config/config.yaml", "config/examples/own_domain.yaml"],
     "test": [".test/config/config.yaml"],
 }
 LINTERS = {
