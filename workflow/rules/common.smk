@@ -250,10 +250,8 @@ def eval_outputs():
 def task_data_input(task, domain):
     """A task's data: the domain's corpus for a task that scores it (the held-out text), the
     files its YAML reads from disk, or the download manifest of its hub data."""
-    if task_folders.corpus_split(task, TASK_DIRS) is not None:
-        return {"data": paths.corpus_table(domain)}
     return {
-        "data": task_folders.local_data(task, TASK_DIRS)
+        "data": task_folders.task_data(task, domain, TASK_DIRS)
         or paths.eval_data_manifest(task)
     }
 

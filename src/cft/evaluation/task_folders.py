@@ -159,6 +159,14 @@ def check_corpus_tasks(config: dict, dirs: tuple[Path, ...]) -> None:
             )
 
 
+def task_data(task: str, domain: str, dirs: tuple[Path, ...] = PROJECT) -> list[str]:
+    """The files on disk ``task`` reads when it scores ``domain``: the domain's corpus for a
+    task that scores it (:func:`corpus_split`), else :func:`local_data`; [] for the hub."""
+    if corpus_split(task, dirs) is not None:
+        return [corpus_table(domain)]
+    return local_data(task, dirs)
+
+
 def task_metadata(task: str, domain: str | None, dirs: tuple[Path, ...] = PROJECT) -> dict:
     """What lm-eval hands a task beyond its YAML (the task manager's ``metadata``): the
     domain's corpus (``corpus``) for a task that reads one; {} for every other task."""

@@ -20,11 +20,6 @@ def _diff(ours: float | None, paper: float | None) -> str:
     return MISSING if ours is None or paper is None else f"{ours - paper:+.2f}"
 
 
-def interval_digits(table: Table, column: str) -> int:
-    """Decimals of a column's intervals and differences: 1 for percent, 3 for bits per byte."""
-    return 3 if table.lower_is_better(column) else 1
-
-
 def _interval(estimate: Estimate | None, digits: int = 1) -> str:
     return "" if estimate is None else f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
 
@@ -100,7 +95,7 @@ def to_markdown(table: Table) -> str:
             ours, paper, diff, best = cell_parts(table, row.label, column)
             shown = f"**{ours}**" if best else ours
             interval = _interval(
-                table.intervals.get((row.label, column)), interval_digits(table, column)
+                table.intervals.get((row.label, column)), table.interval_digits(column)
             )
             shown = f"{shown} {interval}" if interval else shown
             if table.has_paper:
@@ -130,7 +125,7 @@ def to_markdown(table: Table) -> str:
         body = [
             [row.label]
             + [
-                _signed(table.paired[ref].get((row.label, c)), interval_digits(table, c))
+                _signed(table.paired[ref].get((row.label, c)), table.interval_digits(c))
                 for c in table.columns()
             ]
             for row in table.rows
@@ -268,7 +263,7 @@ def to_latex(table: Table) -> str:
             cells.append(
                 ours
                 + _latex_interval(
-                    table.intervals.get((row.label, column)), interval_digits(table, column)
+                    table.intervals.get((row.label, column)), table.interval_digits(column)
                 )
             )
             if table.has_paper:
@@ -286,7 +281,7 @@ def to_latex(table: Table) -> str:
             cells = [_latex_escape(row.label)]
             for column in table.columns():
                 found = table.paired[ref].get((row.label, column))
-                digits = interval_digits(table, column)
+                digits = table.interval_digits(column)
                 shown = (
                     "---"
                     if found is None

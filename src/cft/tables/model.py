@@ -43,7 +43,13 @@ class Table:
         return 1.0 if self.lower_is_better(task) else 100.0
 
     def digits(self, column: str) -> int:
+        """Decimals of a column's values: 2 for percent, 3 for bits per byte."""
         return 3 if self.lower_is_better(column) else 2
+
+    def interval_digits(self, column: str) -> int:
+        """Decimals of a column's intervals and differences: 1 for percent, 3 for bits per
+        byte."""
+        return 3 if self.lower_is_better(column) else 1
 
     @property
     def averaged(self) -> list[str]:

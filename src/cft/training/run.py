@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,10 +158,13 @@ def train(job: Job, callbacks=()) -> dict | None:
                 f"saving {checkpoint_dir}/checkpoint-{on_signal.stopped_at}; rerun (or let "
                 f"the retry run) to resume from it"
             )
-        metrics = _evaluate_and_finish(job, trainer, tokenizer, tokenized, where, Measured(
+        eval_loss = None
+        if recipe.eval_at_end and "validation" in tokenized:
+            eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
+        metrics = finish(job, trainer, tokenizer, where, Measured(
             read_weights=read_weights, shape=shape, attn=attn, resume=resume,
             loss_chunk_rows=loss_chunk_rows, throughput=throughput, probe=probe,
-            eval_loss=None, data_stats=data_stats, wall_start=wall_start,
+            eval_loss=eval_loss, data_stats=data_stats, wall_start=wall_start,
         ))  # fmt: skip
     finally:
         if attempt_log is not None:
@@ -170,16 +173,6 @@ def train(job: Job, callbacks=()) -> dict | None:
     if metrics is not None and not recipe.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
-
-
-def _evaluate_and_finish(
-    job: Job, trainer, tokenizer, tokenized, where: Placement, measured: Measured
-) -> dict | None:
-    """The validation loss (``eval_at_end``), then :func:`finish`."""
-    if job.recipe.eval_at_end and "validation" in tokenized:
-        eval_loss = trainer.evaluate(eval_dataset=tokenized["validation"])["eval_loss"]
-        measured = replace(measured, eval_loss=eval_loss)
-    return finish(job, trainer, tokenizer, where, measured)
 
 
 def log_start(

@@ -2,7 +2,7 @@
 
 lm-eval calls :func:`corpus_split` with the task's metadata: ``corpus_split`` from the YAML and
 ``corpus``, the domain's ``documents.parquet``, which the evaluation stage adds for the domain
-it scores (:func:`cft.evaluation.task_folders.corpus_metadata`)."""
+it scores (:func:`cft.evaluation.task_folders.task_metadata`)."""
 
 from __future__ import annotations
 
