@@ -1,18 +1,25 @@
 """The workflow through a real single-node SLURM cluster (scripts/slurm_up.sh), with the
 project's slurm profile: every job runs as a SLURM job, the outputs equal a local run's, a
-failing job is reported as failed and a rerun completes only what is missing.
+failing job is reported as failed and a rerun completes only what is missing; a signalled
+train job checkpoints and resumes; a crashed controller's jobs are recovered without any run
+training twice (cft.cluster.recover).
 
 Runs when SLURM answers (`sinfo`); .ci/run starts the cluster and sets CFT_REQUIRE_SLURM=1, so
 that in CI a missing cluster fails the test instead of skipping it."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import signal
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import (
     BIN,
@@ -110,14 +117,45 @@ def test_failed_job_is_reported_and_a_rerun_completes_only_what_is_missing(tmp_p
     assert job_counts(rerun.stderr) == {"corpus": 2, "total": 2}  # the demo data is kept
 
 
-def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(tmp_path, tiny_model):
-    """`scancel --signal=TERM` as docs/cluster.md recommends, mid-training, with no periodic
-    checkpoint due (save_steps 100000): the train job's step (the trainer alone) saves a
-    complete checkpoint and fails; Snakemake's retry resumes from that checkpoint and
-    publishes the model; the record lists both attempts with their SLURM jobs."""
-    import signal as _signal
-    import time
+@dataclass
+class TrainRun:
+    """One tiny-model train job (biomed, cpt) run through the slurm profile: its inputs built
+    locally (what is tested is the train job on SLURM), the controller's command."""
 
+    workdir: Path
+    workflow: list[str]
+    target: Path
+    checkpoints: Path
+
+    def start_controller(self, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([*self.workflow, *SLURM_PROFILE_ARGS, *extra, str(self.target)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=SLURM_RUN_ENV, cwd=self.workdir)  # fmt: skip
+
+    def wait_for_training(self, controller: subprocess.Popen) -> str:
+        """Wait until the trainer logs its first step; the SLURM job running it."""
+        deadline = time.monotonic() + 240
+        while not list((self.checkpoints / "tensorboard").rglob("events.out.*")):
+            assert controller.poll() is None, controller.communicate()[1][-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(2)
+        return next(job["id"] for job in slurm_jobs() if job["comment"].startswith("rule_train")
+                    and job["state"] == "RUNNING")  # fmt: skip
+
+    def record(self) -> dict:
+        return json.loads((self.workdir / self.target / "train_metrics.json").read_text())
+
+    def attempt_log(self, number: int) -> str:
+        return (self.workdir / self.target / "attempts" / f"attempt-{number}.log").read_text()
+
+
+SLURM_RUN_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
+
+
+@pytest.fixture
+def train_run(tmp_path, tiny_model) -> TrainRun:
+    """15 epochs of the tiny model with no periodic checkpoint due (save_steps 100000)."""
     from cft.core.paths import base_model_dir, checkpoint_dir, model_dir, tokenized_dir
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -128,39 +166,135 @@ def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(tmp_path,
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    seed = config["seed"]
-    target = model_dir("biomed", "tiny", "cpt", seed)
     workflow = [
         str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(tmp_path / "config.yaml"),
     ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
-    # the train job's inputs locally (what is tested is the train job on SLURM)
     inputs = [tokenized_dir("biomed", "tiny", "cpt"), base_model_dir("tiny")]
     built = subprocess.run([*workflow, "--cores", "2", *inputs], capture_output=True, text=True,
-                           env=env, cwd=workdir)  # fmt: skip
+                           env=SLURM_RUN_ENV, cwd=workdir)  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
-    cmd = [*workflow, *SLURM_PROFILE_ARGS, "--retries", "1", target]
-    controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env, cwd=workdir)  # fmt: skip
-    checkpoints = workdir / checkpoint_dir("biomed", "tiny", "cpt", seed)
-    deadline = time.monotonic() + 240
-    while not list((checkpoints / "tensorboard").rglob("events.out.*")):  # training has begun
-        assert controller.poll() is None, controller.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(2)
-    train_job = next(j["id"] for j in slurm_jobs() if j["comment"].startswith("rule_train")
-                     and j["state"] == "RUNNING")  # fmt: skip
-    subprocess.run(["scancel", f"--signal={_signal.SIGTERM.name.removeprefix('SIG')}",
+    seed = config["seed"]
+    return TrainRun(workdir, workflow, model_dir("biomed", "tiny", "cpt", seed),
+                    workdir / checkpoint_dir("biomed", "tiny", "cpt", seed))  # fmt: skip
+
+
+def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(train_run):
+    """`scancel --signal=TERM` as docs/cluster.md recommends, mid-training, with no periodic
+    checkpoint due: the train job's step (the trainer alone) saves a complete checkpoint and
+    fails; Snakemake's retry resumes from that checkpoint and publishes the model; the record
+    lists both attempts with their SLURM jobs."""
+    controller = train_run.start_controller("--retries", "1")
+    train_job = train_run.wait_for_training(controller)
+    subprocess.run(["scancel", f"--signal={signal.SIGTERM.name.removeprefix('SIG')}",
                     train_job], check=True)  # fmt: skip
     _, stderr = controller.communicate(timeout=300)
     assert controller.returncode == 0, stderr[-3000:]
 
-    record = json.loads((workdir / target / "train_metrics.json").read_text())
+    record = train_run.record()
     first, second = record["attempts"]
     assert first["slurm_job"] == train_job != second["slurm_job"]
     step = second["resumed_from_step"]
     assert 0 < step < record["optimizer_steps"]  # the signal's checkpoint: none other was due
-    log = (workdir / target / "attempts" / "attempt-1.log").read_text()
-    assert f"SIGTERM: saving checkpoint-{step}, then stopping" in log
+    assert f"SIGTERM: saving checkpoint-{step}, then stopping" in train_run.attempt_log(1)
+
+
+def test_a_crashed_controller_is_recovered_and_no_run_trains_twice(train_run):
+    """The controller killed (SIGKILL) while its train job runs; recovered as docs/cluster.md
+    says (`python -m cft.cluster.recover --cancel -- <options>`, then the same command again):
+    the orphan checkpoints on its way out and has ended before the restart's job starts, which
+    resumes from that checkpoint; the model is published once, with Snakemake's metadata."""
+    controller = train_run.start_controller()
+    orphan = train_run.wait_for_training(controller)
+    controller.kill()
+    controller.communicate()
+    options = train_run.workflow[1:]  # the crashed run's options, past the executable
+    recovered = subprocess.run(
+        [str(BIN / "python"), "-m", "cft.cluster.recover", "--cancel", "--poll", "1", "--",
+         *options, *SLURM_PROFILE_ARGS],
+        capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=train_run.workdir,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    assert f"{orphan}: SIGTERM to its steps (train:domain=biomed," in recovered.stderr
+    ended = {job["id"]: job["state"] for job in slurm_jobs()}[orphan]
+    assert ended in {"FAILED", "CANCELLED"}, ended  # ended before the restart
+
+    restart = train_run.start_controller()
+    _, stderr = restart.communicate(timeout=300)
+    assert restart.returncode == 0, stderr[-3000:]
+    assert job_counts(stderr) == {"train": 1, "total": 1}
+
+    record = train_run.record()
+    first, second = record["attempts"]
+    assert first["slurm_job"] == orphan != second["slurm_job"]
+    step = second["resumed_from_step"]  # nothing lost: the checkpoint the cancel asked for
+    assert 0 < step < record["optimizer_steps"]
+    assert f"SIGTERM: saving checkpoint-{step}, then stopping" in train_run.attempt_log(1)
+    orphan_end = subprocess.run(["squeue", "-h", "-t", "all", "-j", orphan, "-o", "%e"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    started = datetime.datetime.fromisoformat(second["started"])
+    assert started >= datetime.datetime.fromisoformat(orphan_end.strip()).astimezone()
+    published = [n for n in (1, 2) if "attempt(s), final loss" in train_run.attempt_log(n)]
+    assert published == [2]
+    planned = subprocess.run([*train_run.workflow, "-n", str(train_run.target)],
+                             capture_output=True, text=True, env=SLURM_RUN_ENV,
+                             cwd=train_run.workdir)  # fmt: skip
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    assert "missing provenance/metadata" not in planned.stdout + planned.stderr
+
+
+def test_jobs_a_crashed_controller_left_running_are_waited_for_and_recorded(tmp_path):
+    """`recover --wait`: the jobs the dead controller left finish; what they completed gets
+    Snakemake's metadata (the plugin's jobs record none) and the restart runs only the rest."""
+    config = config_file(tmp_path, "demo.yaml")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), *SLURM_PROFILE_ARGS,
+           *TARGETS, "--directory", str(workdir), "--configfile", str(config)]  # fmt: skip
+    controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=SLURM_RUN_ENV, cwd=workdir)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (running := [j for j in slurm_jobs() if j["state"] == "RUNNING"
+                           and j["comment"].startswith("rule_demo_data")]):  # fmt: skip
+        assert controller.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    controller.kill()
+    controller.communicate()
+    recovered = subprocess.run(
+        [str(BIN / "python"), "-m", "cft.cluster.recover", "--wait", "--poll", "1", "--",
+         *cmd[1:]], capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=workdir,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    completed = recovered.stderr.count(": COMPLETED (demo_data:domain=")
+    assert completed == len(running) > 0
+    restart = subprocess.run(cmd, capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=workdir)
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    left = {"corpus": 2, "demo_data": 2 - completed, "total": 4 - completed}
+    assert job_counts(restart.stderr) == {rule: n for rule, n in left.items() if n}
+    planned = subprocess.run([*cmd, "-n"], capture_output=True, text=True, env=SLURM_RUN_ENV,
+                             cwd=workdir)  # fmt: skip
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    assert "missing provenance/metadata" not in planned.stdout + planned.stderr
+
+
+def test_recovery_refuses_while_a_controller_still_runs_in_the_directory(tmp_path):
+    """Unlocking under a live controller would let two controllers submit the same jobs."""
+    (tmp_path / "Snakefile").write_text('rule slow:\n    output: "out"\n    shell: "sleep 60"\n')
+    live = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "out"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / ".snakemake" / "locks").is_dir() or not any(
+            (tmp_path / ".snakemake" / "locks").iterdir()
+        ):
+            assert live.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        refused = subprocess.run(
+            [str(BIN / "python"), "-m", "cft.cluster.recover", "--cancel", "--", "--cores", "1"],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        live.kill()
+        live.communicate()
+    assert refused.returncode != 0
+    assert f"a snakemake controller still runs in {tmp_path} (pid {live.pid})" in refused.stderr
