@@ -48,6 +48,21 @@ def pytest_collection_modifyitems(config, items):
         )
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per test file (set-up, call and tear-down of its tests), the largest first:
+    what docs/tests.md reports of a CI run."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                path = report.nodeid.partition("::")[0]
+                seconds[path] = seconds.get(path, 0.0) + report.duration
+    if seconds:
+        terminalreporter.write_sep("=", "seconds per test file")
+        for path, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{spent:8.1f} s  {path}")
+
+
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None):
     """Run the real snakemake CLI of this environment; returns the CompletedProcess. Only
     integration tests run it (a unit test that does fails here, naming itself)."""

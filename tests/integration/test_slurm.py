@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -32,29 +33,23 @@ from conftest import (
 )
 
 TARGETS = [f"results/corpus/{domain}/stats.json" for domain in ("biomed", "finance")]
+SLURM_RUN_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
 
 
 pytestmark = requires_slurm
 
 
+def workflow_command(workdir: Path, config: Path, *extra: str, slurm: bool = True) -> list:
+    """snakemake on the corpus chain of the demo."""
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile")]
+    cmd += SLURM_PROFILE_ARGS if slurm else ["--cores", "2"]
+    return [*cmd, *TARGETS, "--directory", str(workdir), "--configfile", str(config), *extra]
+
+
 def run_workflow(workdir: Path, config: Path, *extra: str, slurm: bool = True):
-    """snakemake on the corpus chain of the demo, bounded by timeout -k."""
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        "240",
-        str(BIN / "snakemake"),
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-    ]
-    if slurm:
-        cmd += SLURM_PROFILE_ARGS
-    else:
-        cmd += ["--cores", "2"]
-    cmd += [*TARGETS, "--directory", str(workdir), "--configfile", str(config), *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    """The corpus chain of the demo, bounded by timeout -k."""
+    cmd = ["timeout", "-k", "10", "240", *workflow_command(workdir, config, *extra, slurm=slurm)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=workdir)
 
 
 def config_file(tmp_path: Path, name: str, **corpus) -> Path:
@@ -65,14 +60,39 @@ def config_file(tmp_path: Path, name: str, **corpus) -> Path:
     return path
 
 
-def test_demo_chain_runs_as_slurm_jobs_like_a_local_run(tmp_path):
+def test_demo_chain_runs_as_slurm_jobs_like_a_local_run_across_a_controller_crash(tmp_path):
+    """Every job a SLURM job, the outputs equal a local run's, though the controller is killed
+    (SIGKILL) while its first jobs run: `cft.cluster.recover --wait` (docs/cluster.md) lets
+    them finish and records their metadata (the plugin's jobs record none), and the restart
+    runs only the rest: each of the chain's 4 jobs ran once."""
     config = config_file(tmp_path, "demo.yaml")
     before = {job["id"] for job in slurm_jobs()}
     on_slurm = tmp_path / "slurm"
     on_slurm.mkdir()
+    cmd = workflow_command(on_slurm, config)
+    controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=SLURM_RUN_ENV, cwd=on_slurm)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (running := [j for j in slurm_jobs() if j["state"] == "RUNNING"
+                           and j["comment"].startswith("rule_demo_data")]):  # fmt: skip
+        assert controller.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    controller.kill()
+    controller.communicate()
+    recovered = subprocess.run(
+        [str(BIN / "python"), "-m", "cft.cluster.recover", "--wait", "--poll", "1", "--",
+         *cmd[1:]], capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=on_slurm,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    completed = recovered.stderr.count(": COMPLETED (demo_data:domain=")
+    assert completed == len(running) > 0
     result = run_workflow(on_slurm, config)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert job_counts(result.stderr) == {"corpus": 2, "demo_data": 2, "total": 4}
+    left = {"corpus": 2, "demo_data": 2 - completed, "total": 4 - completed}
+    assert job_counts(result.stderr) == {rule: n for rule, n in left.items() if n}
+    planned = run_workflow(on_slurm, config, "-n")
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    assert "missing provenance/metadata" not in planned.stdout + planned.stderr
 
     submitted = [job for job in slurm_jobs() if job["id"] not in before]
     assert len(submitted) == 4 and all(job["state"] == "COMPLETED" for job in submitted)
@@ -150,33 +170,45 @@ class TrainRun:
         return (self.workdir / self.target / "attempts" / f"attempt-{number}.log").read_text()
 
 
-SLURM_RUN_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", **SLURM_ENV}
+@pytest.fixture(scope="module")
+def train_inputs(tmp_path_factory, tiny_model) -> Path:
+    """A config of 15 epochs of the tiny model with no periodic checkpoint due (save_steps
+    100000) and, built locally once, its train job's inputs (what is tested is the train job
+    on SLURM): `config.yaml` and `work/`."""
+    from cft.core.paths import base_model_dir, tokenized_dir
 
-
-@pytest.fixture
-def train_run(tmp_path, tiny_model) -> TrainRun:
-    """15 epochs of the tiny model with no periodic checkpoint due (save_steps 100000)."""
-    from cft.core.paths import base_model_dir, checkpoint_dir, model_dir, tokenized_dir
-
+    root = tmp_path_factory.mktemp("train_inputs")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["grid"] = {"domains": ["biomed"], "models": ["tiny"], "methods": ["chat", "cpt"]}
     config["models"] = {"tiny": {"source": "local", "path": str(tiny_model), "dtype": "float32"}}
     config["training"].update(epochs=15, save_steps=100000, precision="fp32")
     config["training"]["resources"]["default"].update(mem_mb=3000, runtime=10)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    workflow = [
-        str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(tmp_path / "config.yaml"),
-    ]  # fmt: skip
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "work").mkdir()
     inputs = [tokenized_dir("biomed", "tiny", "cpt"), base_model_dir("tiny")]
-    built = subprocess.run([*workflow, "--cores", "2", *inputs], capture_output=True, text=True,
-                           env=SLURM_RUN_ENV, cwd=workdir)  # fmt: skip
+    built = subprocess.run([*train_workflow(root), "--cores", "2", *inputs], capture_output=True,
+                           text=True, env=SLURM_RUN_ENV, cwd=root / "work")  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
-    seed = config["seed"]
-    return TrainRun(workdir, workflow, model_dir("biomed", "tiny", "cpt", seed),
-                    workdir / checkpoint_dir("biomed", "tiny", "cpt", seed))  # fmt: skip
+    return root
+
+
+def train_workflow(root: Path) -> list[str]:
+    return [
+        str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
+        "--directory", str(root / "work"), "--configfile", str(root / "config.yaml"),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def train_run(tmp_path, train_inputs) -> TrainRun:
+    """A copy of the train inputs (times and Snakemake's metadata kept), for one test."""
+    from cft.core.paths import checkpoint_dir, model_dir
+
+    root = tmp_path / "run"
+    shutil.copytree(train_inputs, root, symlinks=True)
+    seed = yaml.safe_load((root / "config.yaml").read_text())["seed"]
+    return TrainRun(root / "work", train_workflow(root), model_dir("biomed", "tiny", "cpt", seed),
+                    root / "work" / checkpoint_dir("biomed", "tiny", "cpt", seed))  # fmt: skip
 
 
 def test_a_signalled_train_job_checkpoints_and_its_retry_resumes_there(train_run):
@@ -239,40 +271,6 @@ def test_a_crashed_controller_is_recovered_and_no_run_trains_twice(train_run):
     planned = subprocess.run([*train_run.workflow, "-n", str(train_run.target)],
                              capture_output=True, text=True, env=SLURM_RUN_ENV,
                              cwd=train_run.workdir)  # fmt: skip
-    assert "Nothing to be done" in planned.stdout + planned.stderr
-    assert "missing provenance/metadata" not in planned.stdout + planned.stderr
-
-
-def test_jobs_a_crashed_controller_left_running_are_waited_for_and_recorded(tmp_path):
-    """`recover --wait`: the jobs the dead controller left finish; what they completed gets
-    Snakemake's metadata (the plugin's jobs record none) and the restart runs only the rest."""
-    config = config_file(tmp_path, "demo.yaml")
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), *SLURM_PROFILE_ARGS,
-           *TARGETS, "--directory", str(workdir), "--configfile", str(config)]  # fmt: skip
-    controller = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=SLURM_RUN_ENV, cwd=workdir)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (running := [j for j in slurm_jobs() if j["state"] == "RUNNING"
-                           and j["comment"].startswith("rule_demo_data")]):  # fmt: skip
-        assert controller.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    controller.kill()
-    controller.communicate()
-    recovered = subprocess.run(
-        [str(BIN / "python"), "-m", "cft.cluster.recover", "--wait", "--poll", "1", "--",
-         *cmd[1:]], capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=workdir,
-    )  # fmt: skip
-    assert recovered.returncode == 0, recovered.stderr[-3000:]
-    completed = recovered.stderr.count(": COMPLETED (demo_data:domain=")
-    assert completed == len(running) > 0
-    restart = subprocess.run(cmd, capture_output=True, text=True, env=SLURM_RUN_ENV, cwd=workdir)
-    assert restart.returncode == 0, restart.stderr[-3000:]
-    left = {"corpus": 2, "demo_data": 2 - completed, "total": 4 - completed}
-    assert job_counts(restart.stderr) == {rule: n for rule, n in left.items() if n}
-    planned = subprocess.run([*cmd, "-n"], capture_output=True, text=True, env=SLURM_RUN_ENV,
-                             cwd=workdir)  # fmt: skip
     assert "Nothing to be done" in planned.stdout + planned.stderr
     assert "missing provenance/metadata" not in planned.stdout + planned.stderr
 
