@@ -27,7 +27,6 @@ def builtin_task_folders(names: tuple[str, ...]) -> list[Path]:
     return [root / top for top in sorted(folders)]
 
 
-@functools.cache
 def task_manager(*tasks: str, dirs: tuple[Path, ...] = PROJECT, metadata: tuple = ()):
     """lm-eval's index of its own tasks and those of ``dirs`` (the project's folder, and
     ``evaluation.task_paths``: :func:`~cft.evaluation.task_folders.task_dirs`); with
@@ -37,6 +36,13 @@ def task_manager(*tasks: str, dirs: tuple[Path, ...] = PROJECT, metadata: tuple 
     hold as a task (a group, a tag, a Python task, a typo) gets the full index. Cached: the
     knowledge curves evaluate every checkpoint in one process. ``metadata``: (key, value) pairs
     lm-eval hands every task it builds (:func:`~cft.evaluation.task_folders.task_metadata`)."""
+    # one cache key however the arguments were spelled (an evaluation job asks twice: before
+    # the weights load, and in the harness with the task's metadata, often none)
+    return _task_manager(tasks, tuple(dirs), tuple(metadata))
+
+
+@functools.cache
+def _task_manager(tasks: tuple[str, ...], dirs: tuple[Path, ...], metadata: tuple):
     from lm_eval.tasks import TaskManager
 
     if tasks:
