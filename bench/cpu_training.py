@@ -72,6 +72,8 @@ def matmul_peak(precision: str, shapes: list, repeats: int = 5) -> tuple[float, 
     cannot beat it; one that did would show the peak is not one (the bench then fails)."""
     import torch
 
+    from cft.core.devices import matmul_flops
+
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     threads = torch.get_num_threads()
     best, where = 0.0, ""
@@ -79,14 +81,7 @@ def matmul_peak(precision: str, shapes: list, repeats: int = 5) -> tuple[float, 
         for count in sorted({1, threads}):
             torch.set_num_threads(count)
             for m, k, n in shapes:
-                a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-                a @ b
-                seconds = float("inf")
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    a @ b
-                    seconds = min(seconds, time.perf_counter() - start)
-                flops = 2 * m * k * n / seconds
+                flops = matmul_flops(dtype, repeats=repeats, shape=(m, k, n))
                 if flops > best:
                     best, where = flops, f"{m}x{k} @ {k}x{n}, {count} thread(s)"
     finally:

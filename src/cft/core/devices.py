@@ -39,21 +39,25 @@ PROBE_SIZE = 1024
 PROBE_REPEATS = 5
 
 
-def matmul_flops(dtype, size: int = PROBE_SIZE, repeats: int = PROBE_REPEATS) -> float:
-    """FLOP/s of the best of ``repeats`` square ``size`` matmuls in ``dtype`` on this process's
-    CPU threads (after one untimed warm-up: thread pool, kernel selection)."""
+def matmul_flops(
+    dtype, size: int = PROBE_SIZE, repeats: int = PROBE_REPEATS, *, shape: tuple | None = None
+) -> float:
+    """FLOP/s of the best of ``repeats`` square ``size`` matmuls (or of ``shape``, (m, k, n):
+    m x k times k x n) in ``dtype`` on this process's CPU threads (after one untimed warm-up:
+    thread pool, kernel selection)."""
     import time
 
     import torch
 
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    m, k, n = shape or (size, size, size)
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return 2 * m * k * n / best
 
 
 def bf16_verdict(features: list[str], bf16_flops: float, fp32_flops: float) -> tuple[bool, str]:
