@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cft.cluster.recover import batch_targets, parse_args
+from cft.cluster.recover import batch_targets, parse_args, without_targets
 
 # The batch script the slurm executor plugin submits (`sbatch --wrap`), as
 # `scontrol write batch_script <id> -` prints it; options past --target-jobs shortened.
@@ -54,3 +54,14 @@ def test_the_workflow_directory_comes_from_the_snakemake_options():
     assert options == ["--profile", "p", "-d", "/x/run", "-n"]
     listed, none = parse_args([])
     assert (listed.cancel, listed.wait, listed.directory, none) == (False, False, Path("."), [])
+
+
+def test_only_the_completed_jobs_are_touched_not_the_runs_own_targets():
+    """Snakemake's own parser decides what is a target: two here, and the word after
+    --configfile's first file is one more config file, as snakemake itself reads it."""
+    options = ["--profile", "profiles/slurm", "results/x.json", "tables", "--configfile",
+               "a.yaml", "b.yaml", "-d", "/w", "--cores", "2"]  # fmt: skip
+    assert without_targets(options) == [
+        "--profile", "profiles/slurm", "--configfile", "a.yaml", "b.yaml", "-d", "/w",
+        "--cores", "2",
+    ]  # fmt: skip

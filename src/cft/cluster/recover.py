@@ -11,11 +11,11 @@ the batch script names the Snakemake job), then, as asked:
   seconds, is cancelled outright;
 - ``--wait``: the jobs are left to finish;
 
-then waits until every one has ended, records in Snakemake's metadata the jobs that completed
-(a job of the plugin records none: its controller does; ``snakemake --touch --force
---target-jobs``), and unlocks the working directory (``snakemake --unlock``). The restart, the
-same snakemake command as before, then resumes each cancelled train job from its checkpoint
-and runs nothing twice. Usage::
+then waits until every one has ended, unlocks the working directory (``snakemake --unlock``)
+and records in Snakemake's metadata the jobs that completed (a job of the plugin records
+none: its controller does; ``snakemake --touch --target-jobs``, nothing else touched). The
+restart, the same snakemake command as before, then resumes each cancelled train job from its
+checkpoint and runs nothing twice. Usage::
 
     python -m cft.cluster.recover [--cancel | --wait] -- <the crashed run's snakemake options>
 """
@@ -207,6 +207,15 @@ def snakemake(options: list[str], *extra: str) -> None:
         )
 
 
+def without_targets(options: list[str]) -> list[str]:
+    """The snakemake options without their target files and rules, as snakemake's own
+    parser reads them."""
+    from snakemake.cli import get_argument_parser
+
+    targets = set(get_argument_parser().parse_known_args(options)[0].targets)
+    return [word for word in options if word not in targets]
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog=program_name(),
@@ -274,9 +283,10 @@ def recover(args: argparse.Namespace, options: list[str]) -> dict[str, str]:
         print(f"  {job.job_id}: {states.get(job.job_id, '?')} ({job.label})", file=sys.stderr)
     if completed:
         # the plugin's jobs leave their outputs without metadata: record it, as their
-        # controller would have, so that later config or code changes still trigger reruns
+        # controller would have, so that later config or code changes still trigger reruns.
+        # Only theirs: --touch would also mark the run's own targets done if they need to run.
         targets = [target for job in completed for target in job.targets]
-        snakemake(options, "--touch", "--force", "--target-jobs", *targets)
+        snakemake(without_targets(options), "--touch", "--target-jobs", *targets)
     print(f"Unlocked {where}; the metadata of {len(completed)} completed job(s) recorded. "
           f"Restart with the same command: snakemake {shlex.join(options)}",
           file=sys.stderr)  # fmt: skip
