@@ -298,15 +298,14 @@ def compare_demo(tables_root: Path = DEMO_TABLES) -> int:
     precision = precision_class(demo_precision(tables_root.parent))
     run = demo_run(precision)
     tables = demo_tables(tables_root)
-    numbers = {
-        domain: {key: value for key, value in table.items() if key not in NOT_COMPARED}
-        for domain, table in tables.items()
-    }
-    recorded = {
-        domain: {key: value for key, value in table.items() if key not in NOT_COMPARED}
-        for domain, table in run["tables"].items()
-    }
-    differences = table_differences(numbers, recorded)
+
+    def compared(by_domain: dict) -> dict:
+        return {
+            domain: {key: value for key, value in table.items() if key not in NOT_COMPARED}
+            for domain, table in by_domain.items()
+        }
+
+    differences = table_differences(compared(tables), compared(run["tables"]))
     record = (
         f"docs/demo_runs/{precision}.json ({run['command']} at {run['commit'][:10]}, {run['cpu']})"
     )

@@ -39,10 +39,11 @@ from cft.core.logging_utils import setup_logging
 
 # The slurm executor plugin's `--comment` for a job: rule_<rule>[_wildcards_<values>].
 PLUGIN_COMMENT_PREFIX = "rule_"
+FORGOTTEN = "ENDED"  # a job slurmctld no longer lists (after MinJobAge): ended, state unknown
 # SLURM's end states; a job in any other state still holds (or waits for) resources.
 ENDED_STATES = frozenset(
     {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
-     "BOOT_FAIL", "DEADLINE"}
+     "BOOT_FAIL", "DEADLINE", FORGOTTEN}
 )  # fmt: skip
 SLURM_TIMEOUT_S = 60  # one squeue/scontrol/scancel call; a hung controller fails loudly
 
@@ -121,10 +122,10 @@ def job_steps(job_id: str) -> list[str]:
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
     """The state SLURM knows for each job (ended ones stay listed for MinJobAge); a job it
-    has forgotten maps to ``ENDED`` (no state left to read)."""
+    has forgotten maps to :data:`FORGOTTEN`."""
     listing = slurm("squeue", "--me", "--noheader", "--states=all", "--format=%i|%T")
     known = dict(line.split("|", 1) for line in listing.splitlines())
-    return {job_id: known.get(job_id, "ENDED") for job_id in job_ids}
+    return {job_id: known.get(job_id, FORGOTTEN) for job_id in job_ids}
 
 
 def wait_for(jobs: list[SlurmJob], *, timeout: float | None, poll: float) -> dict[str, str]:
@@ -134,7 +135,7 @@ def wait_for(jobs: list[SlurmJob], *, timeout: float | None, poll: float) -> dic
     with tqdm(total=len(ids), desc="SLURM jobs ended", unit="job", file=sys.stderr) as bar:
         while True:
             states = job_states(ids)
-            ended = sum(state in ENDED_STATES or state == "ENDED" for state in states.values())
+            ended = sum(state in ENDED_STATES for state in states.values())
             bar.update(ended - bar.n)
             if ended == len(ids) or (deadline is not None and time.monotonic() >= deadline):
                 return states
@@ -155,7 +156,7 @@ def stop(jobs: list[SlurmJob], *, grace: float, poll: float) -> dict[str, str]:
             slurm("scancel", job.job_id)
             print(f"  {job.job_id}: cancelled ({job.label})", file=sys.stderr)
     states = wait_for(signalled, timeout=grace, poll=poll) if signalled else {}
-    late = [job for job in signalled if states[job.job_id] not in ENDED_STATES | {"ENDED"}]
+    late = [job for job in signalled if states[job.job_id] not in ENDED_STATES]
     for job in late:
         print(f"  {job.job_id}: still running after {grace:.0f} s; cancelled", file=sys.stderr)
         slurm("scancel", job.job_id)
