@@ -89,6 +89,60 @@ def matmul_peak(precision: str, shapes: list, repeats: int = 5) -> tuple[float, 
     return best, where
 
 
+def copy_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """Bytes/s of the best of ``repeats`` copies of a ``mib`` MiB tensor (each byte read once and
+    written once) at one thread and at all: the memory bandwidth a memory-bound operator can
+    use here at most (a tensor far larger than the caches)."""
+    import torch
+
+    source = torch.ones(mib << 18)  # fp32: 4 bytes an element
+    target = torch.empty_like(source)
+    threads, best = torch.get_num_threads(), float("inf")
+    try:
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            target.copy_(source)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                target.copy_(source)
+                best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * source.numel() * source.element_size() / best
+
+
+# Bytes an AdamW step must move per parameter whatever its implementation: read the gradient,
+# the weight and both moments, write the weight and both moments (7 tensors of the master
+# dtype), and read the gradient once more for the norm that clipping needs.
+OPTIMIZER_TENSOR_PASSES = 8
+
+
+def matmul_share_bound(
+    flops_per_token: float,
+    tokens: int,
+    params: int,
+    master_bytes: int,
+    peak: float,
+    bandwidth: float,
+) -> float:
+    """The largest share of the matmul peak any training step can reach, on this CPU, at this
+    batch: its matmuls take at least their FLOPs at the peak, and its optimizer update, which
+    cannot overlap them (each waits for the whole backward), at least its bytes at the copy
+    bandwidth. Everything else a step does (activations, attention, the loss) only lowers it."""
+    matmul_seconds = flops_per_token * tokens / peak
+    optimizer_seconds = OPTIMIZER_TENSOR_PASSES * params * master_bytes / bandwidth
+    return matmul_seconds / (matmul_seconds + optimizer_seconds)
+
+
+def parameter_count(model_dir: str) -> int:
+    """The model's parameters, tied ones once: what the optimizer updates."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return sum(p.numel() for p in model.parameters())
+
+
 def training_flops_per_token(model_dir: str, seq_len: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM
@@ -161,6 +215,8 @@ def trainer_loop(
     steps: int,
     warmup: int,
     fused_adamw: bool,
+    masters: str = "fp32",
+    compiled: bool = False,
     profile: bool = False,
 ):
     import torch
@@ -174,6 +230,7 @@ def trainer_loop(
 
     config = copy.deepcopy(config)
     config["training"]["precision"] = precision
+    config["training"]["master_weights"] = masters
     resources = train_resources(config, "bench")
     batch = resources["per_device_batch_size"]
     plan = plan_batch(batch, 1, batch)
@@ -187,12 +244,15 @@ def trainer_loop(
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == warmup:
-                self.start = time.perf_counter()
+                self.start, self.tokens_before = time.perf_counter(), state.num_input_tokens_seen
                 if profile:
                     self.profiler = torch.profiler.profile(activities=[
                         torch.profiler.ProfilerActivity.CPU])  # fmt: skip
                     self.profiler.__enter__()
             self.seconds = time.perf_counter() - self.start if state.global_step > warmup else 0
+            # the Trainer's own count of non-padding tokens, as the bare loop counts them: an
+            # epoch's last batch holds fewer blocks (10 blocks in batches of 4)
+            self.tokens = state.num_input_tokens_seen - self.tokens_before if self.seconds else 0
             if self.profiler is not None and state.global_step == steps:
                 self.profiler.__exit__(None, None, None)
 
@@ -204,7 +264,12 @@ def trainer_loop(
         args.max_steps, args.save_strategy, args.report_to = steps, "no", []
         if not fused_adamw:
             args.optim = OptimizerNames.ADAMW_TORCH
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        # torch.compile through the Trainer's own switch (Accelerate's dynamo plugin); the
+        # backend is named because __post_init__, which would default it, has run already.
+        args.torch_compile, args.torch_compile_backend = compiled, "inductor" if compiled else None
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=getattr(torch, Recipe.of(config).resolved(cuda=False)[0].master_dtype)
+        )
         train_set = load_from_disk(tokenized)["train"]
         timer = Timer()
         trainer = make_trainer(job, model, train_set, plan, parallel, args=args, callbacks=[timer])
@@ -212,8 +277,7 @@ def trainer_loop(
         if timer.profiler is not None:
             print(f"profile of the Trainer's {steps - warmup} timed steps, {precision}:")
             print_profile(timer.profiler)
-        seq = len(train_set[0]["input_ids"])
-        return (steps - warmup) * batch * seq / timer.seconds
+        return timer.tokens / timer.seconds
 
 
 def main() -> None:
@@ -235,6 +299,12 @@ def main() -> None:
         "each of --precisions, and print where their CPU time goes",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also the bf16 Trainer under torch.compile (inductor), with fp32 and bf16 master "
+        "weights (compiling takes minutes on a few cores; the warm-up steps absorb it)",
+    )
+    parser.add_argument(
         "--precisions",
         nargs="+",
         choices=["fp32", "bf16"],
@@ -254,21 +324,24 @@ def main() -> None:
             trainer_loop(config, args.tokenized, args.model_dir, precision=precision,
                          fused_adamw=True, profile=True, **common)  # fmt: skip
         return
-    # (path, precision, fused AdamW); the last is the Trainer as it was before this bench: fp32
-    # with the per-parameter AdamW loop.
+    # (path, precision, fused AdamW, master weights, compiled); the fp32 loop run is the Trainer
+    # as it was before this bench: fp32 with the per-parameter AdamW loop.
     runs = [
         run
         for run in [
-            ("bare", "fp32", True),
-            ("trainer", "fp32", True),
-            ("bare", "bf16", True),
-            ("trainer", "bf16", True),
-            ("trainer", "fp32", False),
+            ("bare", "fp32", True, "fp32", False),
+            ("trainer", "fp32", True, "fp32", False),
+            ("bare", "bf16", True, "fp32", False),
+            ("trainer", "bf16", True, "fp32", False),
+            ("trainer", "bf16", True, "bf16", False),  # the authors' pure bf16
+            ("trainer", "fp32", False, "fp32", False),
+            *[("trainer", "bf16", True, masters, True) for masters in ("fp32", "bf16")],
         ]
-        if run[1] in precisions
+        if run[1] in precisions and (args.compile or not run[4])
     ]
     rates: dict[tuple, float] = {}
     peaks: dict[str, tuple[float, str]] = {}
+    bandwidth = 0.0
     seq = batches[0]["input_ids"].shape[1]
     shapes = [(n, n, n) for n in SQUARE_SIZES] + model_gemms(args.model_dir, batch * seq)
     # Interleaved rounds, best of each: the first run in a process pays one-off costs (thread
@@ -276,7 +349,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for precision in precisions:
             peaks[precision] = max(peaks.get(precision, (0.0, "")), matmul_peak(precision, shapes))
-        for path, precision, fused in runs:
+        bandwidth = max(bandwidth, copy_bandwidth())
+        for run in runs:
+            path, precision, fused, masters, compiled = run
             if path == "bare":
                 rate = bare_loop(
                     args.model_dir,
@@ -293,38 +368,56 @@ def main() -> None:
                     args.model_dir,
                     precision=precision,
                     fused_adamw=fused,
+                    masters=masters,
+                    compiled=compiled,
                     **common,
                 )
-            key = (path, precision, fused)
-            rates[key] = max(rates.get(key, 0.0), rate)
+            rates[run] = max(rates.get(run, 0.0), rate)
     flops = training_flops_per_token(args.model_dir, seq)
+    params = parameter_count(args.model_dir)
     print(f"{args.steps - args.warmup} timed steps of {batch}x{seq} tokens; {args.tokenized}")
-    print(f"training FLOPs per token: {flops / 1e9:.3f} G")
+    print(f"training FLOPs per token: {flops / 1e9:.3f} G; {params / 1e6:.1f} M parameters")
     for precision, (peak, where) in peaks.items():
         print(f"matmul peak ({precision}, best of {len(shapes)} shapes x threads): "
               f"{peak / 1e12:.3f} TFLOP/s ({where})")  # fmt: skip
-    print("| path | precision | AdamW | tokens/s | TFLOP/s | of the matmul peak |")
-    print("|---|---|---|---|---|---|")
+    print(f"copy bandwidth (best of 1 and all threads): {bandwidth / 1e9:.1f} GB/s")
+    print("| path | precision | master weights | AdamW | compiled | tokens/s | TFLOP/s | "
+          "of the matmul peak | bound at this batch |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     above = []
-    for (path, precision, fused), rate in rates.items():
+    for (path, precision, fused, masters, compiled), rate in rates.items():
         adamw = "fused" if fused else "per-parameter loop"
-        share = rate * flops / peaks[precision][0]
-        print(f"| {path} | {precision} | {adamw} | {rate:,.0f} | {rate * flops / 1e12:.3f} | "
-              f"{share:.0%} |")  # fmt: skip
+        peak = peaks[precision][0]
+        share = rate * flops / peak
+        bound = matmul_share_bound(
+            flops, batch * seq, params, {"fp32": 4, "bf16": 2}[masters], peak, bandwidth
+        )
+        print(f"| {path} | {precision} | {masters} | {adamw} | {'yes' if compiled else 'no'} | "
+              f"{rate:,.0f} | {rate * flops / 1e12:.3f} | {share:.0%} | {bound:.0%} |")  # fmt: skip
         if share > 1:
-            above.append(f"{path} {precision} {adamw}")
+            above.append(f"{path} {precision} {masters} {adamw}")
+    print(
+        "bound: matmuls at the peak plus AdamW's update at the copy bandwidth "
+        f"({OPTIMIZER_TENSOR_PASSES} passes over the master weights)"
+    )
     for precision in precisions:
-        ratio = rates[("trainer", precision, True)] / rates[("bare", precision, True)]
+        ratio = (
+            rates[("trainer", precision, True, "fp32", False)]
+            / rates[("bare", precision, True, "fp32", False)]
+        )
         print(f"trainer / bare loop ({precision}): {ratio:.2f}")
     new_default = "bf16" if "bf16" in precisions else "fp32"
     if len(precisions) == 2:
-        bf16_vs_fp32 = rates[("trainer", "bf16", True)] / rates[("trainer", "fp32", True)]
+        bf16_vs_fp32 = (
+            rates[("trainer", "bf16", True, "fp32", False)]
+            / rates[("trainer", "fp32", True, "fp32", False)]
+        )
         print(f"trainer bf16 / trainer fp32: {bf16_vs_fp32:.2f}")
     if "fp32" in precisions:
-        before = rates[("trainer", "fp32", False)]
+        before = rates[("trainer", "fp32", False, "fp32", False)]
         print(
             f"new default ({new_default}, fused) / previous default (fp32, loop): "
-            f"{rates[('trainer', new_default, True)] / before:.2f}"
+            f"{rates[('trainer', new_default, True, 'fp32', False)] / before:.2f}"
         )
     print("precision auto picks bf16 here: {} ({})".format(*native_bf16(cuda=False)))
     if above:
