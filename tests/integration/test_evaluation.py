@@ -449,6 +449,54 @@ def test_the_record_names_its_cell_and_the_table_accepts_it(eval_config, tiny_mo
     assert value == record["metrics"][metric] and outcomes.n == len(questions)
 
 
+def test_one_process_scores_a_suite_and_keeps_the_records_still_current(
+    eval_config, tiny_model, tmp_path, monkeypatch
+):
+    """run_tasks as the workflow's job per evaluated model runs it (keep_current): the domain's
+    two demo tasks scored after one read of the weights; run again, nothing is read or
+    rescored; a damaged per-sample log rescores its task alone; new questions (both tasks'
+    data) and a changed model rescore both."""
+    from cft.core.fingerprints import record_fingerprint
+    from cft.data.demo_data import generate, write_jsonl
+
+    questions = tmp_path / "results" / "demo_data" / "biomed" / "questions.jsonl"
+    write_jsonl(questions, generate("biomed", 3, 2, seed=0)[1])
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    name, tasks = (
+        next(iter(eval_config["models"])),
+        ["demo_knowledge_biomed", "demo_knowledge_biomed_cloze"],
+    )
+    records = {task: tmp_path / "eval" / f"{task}.json" for task in tasks}
+    loads = []
+    load = evaluation.load_checked_model
+    monkeypatch.setattr(evaluation, "load_checked_model", lambda *a: loads.append(a) or load(*a))
+
+    def score() -> set[str]:
+        """Run the job; the tasks whose record was rewritten."""
+        before = {task: out.read_bytes() if out.exists() else None for task, out in records.items()}
+        evaluation.run_tasks(eval_config, "biomed", name, "chat", records, model_dir=model,
+                             keep_current=True)  # fmt: skip
+        return {task for task, out in records.items() if out.read_bytes() != before[task]}
+
+    assert score() == set(tasks) and len(loads) == 1
+    for task, out in records.items():
+        record = json.loads(out.read_text())
+        assert record["task"] == task and record["task_data_sha256"] == {
+            "results/demo_data/biomed/questions.jsonl": file_sha256(questions)
+        }
+    assert score() == set() and len(loads) == 1  # all current: the weights are not even read
+    log = records["demo_knowledge_biomed"].with_suffix(".samples.jsonl")
+    log.write_text(log.read_text()[:-50])
+    assert score() == {"demo_knowledge_biomed"} and len(loads) == 2
+    write_jsonl(questions, generate("biomed", 4, 2, seed=1)[1])
+    assert score() == set(tasks) and len(loads) == 3
+    (model / "README.md").write_text("a new version of the model\n")
+    record_fingerprint(model)  # as the base_model stage records a model folder it (re)writes
+    assert score() == set(tasks) and len(loads) == 4
+
+
 def demo_cloze_task(tmp_path: Path, monkeypatch, n_entities: int) -> tuple[list, str]:
     """The biomed demo's held-out questions of ``n_entities`` invented diseases, written where
     the cloze task reads them (the working directory moves to ``tmp_path``); returns the

@@ -14,7 +14,7 @@ import torch
 
 from cft.core.config import training_seeds, validate_config
 from cft.core.grid import CellKey
-from cft.core.paths import corpus_table, eval_json, samples_path
+from cft.core.paths import corpus_table, eval_json, run_eval_dir, samples_path
 from cft.data import corpus
 from cft.data.demo_data import run as demo_data
 from cft.evaluation.evaluate import run
@@ -188,7 +188,7 @@ def test_the_rule_reads_the_domains_corpus(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["evaluation"]["suites"] = {"biomed": [TASK]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    target = eval_json("biomed", "smollm2-135m-instruct", "chat", None, TASK)
+    target = run_eval_dir("biomed", "smollm2-135m-instruct", "chat")
     result = snakemake(target, "-n", "--directory", str(tmp_path),
                        "--configfile", str(tmp_path / "config.yaml"))  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -1,7 +1,8 @@
 """The worked example of a domain of one's own (config/examples/own_domain.yaml), end to end
 through the real snakemake CLI with the local profile: two domains from a text-file folder and
 a JSONL export, the user's quiz folder and the held-out text, trained with the packaged
-SmolLM2; then an edit of one quiz YAML plans exactly that quiz's evaluations and its table."""
+SmolLM2; then an edit of one quiz YAML reruns exactly the evaluations of that quiz's domain and
+its table, and those jobs rescore the quiz alone: the held-out text's records are kept."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def test_the_own_domain_example_runs_end_to_end_and_replans_an_edited_task(tmp_p
     trained = len(methods) - 1
     counts = job_counts(result.stderr)
     assert counts["corpus"] == 2 and counts["train"] == 2 * trained
-    assert counts["evaluate"] == 2 * len(methods) * 2  # the quiz and the held-out text
+    # one job per evaluated model, scoring its domain's quiz and held-out text
+    assert counts["evaluate"] == 2 * len(methods)
 
     stats = {
         d: json.loads((tmp_path / "results" / "corpus" / d / "stats.json").read_text())
@@ -59,6 +61,9 @@ def test_the_own_domain_example_runs_end_to_end_and_replans_an_edited_task(tmp_p
 
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    evals = tmp_path / "results" / "eval"
+    before = {path: path.read_bytes() for path in evals.rglob("*.json*")}
+    assert len(before) == 2 * len(methods) * 2 * 2  # a record and a log per task, model, domain
     quiz_yaml = tasks / "contracts_quiz.yaml"
     quiz_yaml.write_text(quiz_yaml.read_text() + 'description: "Veldorian contract law.\\n\\n"\n')
     replan = snakemake(*args, "-n")
@@ -69,3 +74,24 @@ def test_the_own_domain_example_runs_end_to_end_and_replans_an_edited_task(tmp_p
         "tables": 1,
         "total": len(methods) + 2,
     }
+    rerun = snakemake(*args, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    after = {path: path.read_bytes() for path in evals.rglob("*.json*")}
+    assert after.keys() == before.keys()
+    changed = {path.relative_to(evals) for path in before if after[path] != before[path]}
+    # the quiz rescored (its prompts changed) in every contracts row, each record with its log;
+    # the held-out text's records and the other domain's left as they were
+    quiz_files = {
+        path.relative_to(evals)
+        for path in before
+        if path.relative_to(evals).parts[0] == "contracts"
+        and path.name.startswith("contracts_quiz.")
+    }
+    assert len(quiz_files) == 2 * len(methods)
+    assert changed == quiz_files
+    logs = "".join(
+        p.read_text() for p in (tmp_path / "logs" / "evaluate" / "contracts").rglob("*.log")
+    )
+    assert logs.count("heldout_text.json: current") == len(methods)
+    final = snakemake(*args, "-n")
+    assert "Nothing to be done" in final.stdout + final.stderr, final.stdout[-3000:]

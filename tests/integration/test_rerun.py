@@ -20,7 +20,7 @@ import yaml
 from conftest import BIN, REPO, job_counts, snakemake
 
 TRAINED = 4 * 2  # cpt, cft, negcft, autocft x 2 domains
-EVALS_TRAINED = 4 * 2  # one task per domain
+EVALS_TRAINED = 4 * 2  # one job per trained model (scoring its domain's suite)
 EVALS = EVALS_TRAINED + 2  # and the untrained chat rows
 CLOSING = {"loss_figure": 2, "table": 2, "all": 1}
 DOWNSTREAM_OF_TRAIN = {"evaluate": EVALS_TRAINED, **CLOSING}

@@ -165,29 +165,31 @@ def offline_hf_home(tmp_path_factory) -> Path:
     return hf_home
 
 
-@pytest.mark.parametrize("task", ["mmlu_anatomy", "finben_fiqasa"])
+BACKEND_TASKS = ["mmlu_anatomy", "finben_fiqasa"]
+
+
 def test_vllm_and_hf_backends_score_alike(
-    task, tmp_path, demo_config, converted_smollm2, vllm_python, offline_hf_home
+    tmp_path, demo_config, converted_smollm2, vllm_python, offline_hf_home
 ):
     """lm-eval's vllm backend (in the vLLM environment) and its hf backend (in the project's)
     on the same float32 model and questions: every option's log-likelihood within 0.02 nats,
-    and the same answer on at least 95% of the questions."""
+    and the same answer on at least 95% of the questions. One stage call per backend scores
+    both tasks, as the workflow's job per model does: one vLLM engine for the two."""
     demo_config["evaluation"].update({"gpus": 0, "dtype": "float32"})
     records = {}
     for backend, python in (("hf", sys.executable), ("vllm", vllm_python)):
         demo_config["evaluation"]["backend"] = backend
-        out = tmp_path / backend / f"{task}.json"
         log = run_stage(
             python,
             "cft.evaluation.evaluate",
             demo_config,
             [
-                *("--domain", "finance" if task.startswith("finben") else "biomed"),
+                *("--domain", "biomed"),  # neither task reads a domain's corpus
                 *("--model", "smollm2-135m-instruct"),
                 *("--method", "chat"),
-                *("--task", task),
+                *("--task", *BACKEND_TASKS),
                 *("--model-dir", str(converted_smollm2)),
-                *("--out", str(out)),
+                *("--out-dir", str(tmp_path / backend)),
             ],
             tmp_path,
             # vLLM's own log on the stage's stream, in order with it
@@ -197,17 +199,22 @@ def test_vllm_and_hf_backends_score_alike(
                 "VLLM_LOGGING_STREAM": "ext://sys.stderr",
             },
         )
-        record = json.loads(out.read_text())
-        assert record["lm_eval_arguments"]["backend"] == backend
-        if backend == "vllm":  # the engine stopped before the stage returned, not at exit
-            assert log.index("[shutdown] MPClient: complete") < log.index(f"chat {task}: {{")
-        records[backend] = samples(out.with_name(f"{task}.samples.jsonl"))
-    hf, vllm = records["hf"], records["vllm"]
-    assert [s["doc_id"] for s in hf] == [s["doc_id"] for s in vllm] and len(hf) >= 6
-    agree = 0
-    for a, b in zip(hf, vllm, strict=True):
-        la, lb = option_loglikelihoods(a), option_loglikelihoods(b)
-        assert len(la) == len(lb) >= 2
-        assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < 0.02, (a["doc_id"], la, lb)
-        agree += la.index(max(la)) == lb.index(max(lb))
-    assert agree >= 0.95 * len(hf)
+        if backend == "vllm":  # one engine, stopped after both tasks and before the stage ends
+            assert log.count("[shutdown] MPClient: complete") == 1
+            shutdown = log.index("[shutdown] MPClient: complete")
+            assert max(log.index(f"chat {task}: {{") for task in BACKEND_TASKS) < shutdown
+            assert shutdown < log.index("2 task(s) scored")
+        for task in BACKEND_TASKS:
+            record = json.loads((tmp_path / backend / f"{task}.json").read_text())
+            assert record["lm_eval_arguments"]["backend"] == backend
+            records[backend, task] = samples(tmp_path / backend / f"{task}.samples.jsonl")
+    for task in BACKEND_TASKS:
+        hf, vllm = records["hf", task], records["vllm", task]
+        assert [s["doc_id"] for s in hf] == [s["doc_id"] for s in vllm] and len(hf) >= 6
+        agree = 0
+        for a, b in zip(hf, vllm, strict=True):
+            la, lb = option_loglikelihoods(a), option_loglikelihoods(b)
+            assert len(la) == len(lb) >= 2
+            assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < 0.02, (task, la, lb)
+            agree += la.index(max(la)) == lb.index(max(lb))
+        assert agree >= 0.95 * len(hf), task

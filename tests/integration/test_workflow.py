@@ -26,9 +26,10 @@ def test_paper_grid_plans_every_download_corpus_and_base_model_job():
     assert counts["export"] == 2
     # domains x grid models x methods other than chat x the two training seeds
     assert counts["train"] == 2 * 2 * 4 * 2
-    # (domain, model, method, seed, task): 7 medical and 3 financial tasks for the grid, the
-    # chat row once and every trained row per seed, plus the AdaptLLM chat rows of their domain
-    assert counts["evaluate"] == (7 + 3) * 2 * (1 + 4 * 2) + 7 + 3
+    # one job per evaluated model (domain, model, method, seed), scoring its domain's suite:
+    # the chat row once and every trained row per seed, plus the AdaptLLM chat row of their
+    # domain
+    assert counts["evaluate"] == 2 * 2 * (1 + 4 * 2) + 1 + 1
     assert counts["download_eval_task"] == 7 + 3
     assert "demo_data" not in counts  # the paper config never touches demo data
 
@@ -80,7 +81,7 @@ def test_demo_plans_offline_jobs_only():
     assert counts["base_model"] == 1
     assert counts["tokenize"] == 2 * 4 and counts["autogen"] == 2  # trained methods
     assert counts["train"] == 2 * 4  # cpt, cft, negcft, autocft per domain
-    assert counts["evaluate"] == 5 * 2  # one demo task per domain
+    assert counts["evaluate"] == 5 * 2  # one job per evaluated model
     assert "finben_demo" not in counts  # the FinBen-format sets are not in the demo suites
     # synthetic experiment: a pretraining per seed, a fine-tuning per (condition, seed)
     assert counts["synthetic_pretrain"] == 3 and counts["synthetic_finetune"] == 3 * 3
@@ -181,6 +182,6 @@ def test_paper_cells_plans_exactly_the_cells_with_a_paper_number():
     counts = job_counts(result.stdout)
     assert counts["train"] == 12 * 2
     assert counts["autogen"] == 1  # TextAdaptCFT is reported for biomed only
-    # untrained rows: chat x 2 models x (7 + 3 tasks) and AdaptLLM medicine (7); trained:
-    # 7 biomed cells x 7 tasks and 5 finance cells x 3 tasks, each per seed
-    assert counts["evaluate"] == 2 * (7 + 3) + 7 + (7 * 7 + 5 * 3) * 2
+    # one job per evaluated model, scoring its domain's suite: untrained rows, chat x 2 models
+    # x 2 domains and AdaptLLM medicine; trained: 7 biomed and 5 finance cells, each per seed
+    assert counts["evaluate"] == 2 * 2 + 1 + (7 + 5) * 2

@@ -22,7 +22,7 @@ if SOURCE_DIR not in SEARCH_PATH:
 from cft.data import finben_demo  # noqa: E402
 from cft.core import grid, paths  # noqa: E402
 from cft.evaluation import task_folders  # noqa: E402
-from cft.core.grid import table_records  # noqa: E402
+from cft.core.grid import table_folders  # noqa: E402
 from cft.core.config import (  # noqa: E402
     autogen_model,
     domain_source,
@@ -100,9 +100,19 @@ def digest_of(stage):
     (cft.core.settings), so that a change of either reruns exactly that job and its dependants.
     """
     keys = ("domain", "model", "method", "task", "scale")
-    return lambda wildcards: stage_digest(
-        config, stage, **{key: getattr(wildcards, key, None) for key in keys}
-    )
+
+    def digest(wildcards):
+        values = {key: getattr(wildcards, key, None) for key in keys}
+        if stage == "evaluate":
+            # one job scores the domain's suite: a digest per task, which the job's records
+            # also carry, so the job reruns for one task's change and rescores that task alone
+            return {
+                task: stage_digest(config, stage, **values | {"task": task})
+                for task in grid.suite(config, wildcards.domain)
+            }
+        return stage_digest(config, stage, **values)
+
+    return digest
 
 
 def script_digest(name):
@@ -244,32 +254,32 @@ def hub_eval_tasks():
 
 
 def eval_outputs():
-    return [path for row in grid.eval_rows(config) for path in row_eval_outputs(*row)]
+    return sorted(
+        {path for row in grid.eval_rows(config) for path in row_eval_outputs(*row)}
+    )
 
 
 def task_data_input(task, domain):
     """A task's data: the domain's corpus for a task that scores it (the held-out text), the
     files its YAML reads from disk, or the download manifest of its hub data."""
-    return {
-        "data": task_folders.task_data(task, domain, TASK_DIRS)
-        or paths.eval_data_manifest(task)
-    }
+    return {"data": task_folders.task_inputs(task, domain, TASK_DIRS)}
 
 
 def evaluate_input(wildcards):
+    """The evaluated model, and the data of every task of its domain's suite."""
     method, seed = parse_run(wildcards.run)
-    inputs = {"model": model_dir(wildcards.domain, wildcards.model, method, seed)}
-    return inputs | task_data_input(wildcards.task, wildcards.domain)
+    data = {
+        path
+        for task in grid.suite(config, wildcards.domain)
+        for path in task_data_input(task, wildcards.domain)["data"]
+    }
+    return {
+        "model": model_dir(wildcards.domain, wildcards.model, method, seed),
+        "data": sorted(data),
+    }
 
 
 # ---- tables and named experiments ------------------------------------------------------
-
-
-def table_samples(domain, model):
-    """The per-sample logs of a table's eval records (the intervals are computed from them)."""
-    return [
-        str(paths.samples_path(r)) for r in grid.table_records(config, domain, model)
-    ]
 
 
 def table_outputs():
@@ -293,10 +303,13 @@ def experiment_name(domain, model, method):
 
 
 def row_eval_outputs(domain, model, method):
-    """The eval records of a table row: every task of its domain, for every training run."""
-    return [
-        grid.record_path(cell) for cell in grid.row_cells(config, domain, model, method)
-    ]
+    """The eval folders of a table row: one per training run (its records, one per task)."""
+    return list(
+        dict.fromkeys(
+            grid.run_folder(cell)
+            for cell in grid.row_cells(config, domain, model, method)
+        )
+    )
 
 
 # ---- knowledge-acquisition curves ---------------------------------------------------------

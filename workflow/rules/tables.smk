@@ -16,9 +16,9 @@ localrules:
 
 rule table:
     input:
-        # exactly the records the table is built from (cft.core.grid), and their per-sample logs
-        evals=lambda wildcards: table_records(config, wildcards.domain, wildcards.model),
-        samples=lambda wildcards: table_samples(wildcards.domain, wildcards.model),
+        # the eval folders of exactly the records the table is built from (cft.core.grid),
+        # each record with its per-sample log
+        evals=lambda wildcards: table_folders(config, wildcards.domain, wildcards.model),
     output:
         # one folder, published as a unit (cft.tables.table)
         md=table_file("{domain}", "{model}", "md"),

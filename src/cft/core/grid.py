@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cft.core.config import training_seeds
 from cft.core.methods import METHODS, UNTRAINED, label
-from cft.core.paths import EVAL_ROOT, eval_json, samples_path
+from cft.core.paths import EVAL_ROOT, eval_json, run_eval_dir, run_name
 
 MISSING = "—"  # a cell without its result, in tables and figures
 
@@ -110,9 +110,16 @@ def record_path(cell: CellKey, root: str = EVAL_ROOT) -> str:
     return eval_json(cell.domain, cell.model, cell.method, cell.training_seed, cell.task, root)
 
 
-def with_samples(records: list[str]) -> list[str]:
-    """Each eval record followed by its per-sample log (the pair a table reads)."""
-    return [path for record in records for path in (record, str(samples_path(record)))]
+def run_folder(cell: CellKey, root: str = EVAL_ROOT) -> str:
+    """The folder of the cell's record: one evaluation job writes all of it."""
+    return run_eval_dir(cell.domain, cell.model, run_name(cell.method, cell.training_seed), root)
+
+
+def table_folders(config: dict, domain: str, model: str, root: str = EVAL_ROOT) -> list[str]:
+    """The eval folders of a (domain, model) table (its records lie in them)."""
+    return list(
+        dict.fromkeys(run_folder(cell, root) for cell in table_cells(config, domain, model))
+    )
 
 
 def table_records(config: dict, domain: str, model: str, root: str = EVAL_ROOT) -> list[str]:

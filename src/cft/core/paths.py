@@ -118,9 +118,19 @@ def checkpoint_dir(domain: str, model: str, method: str, seed: int | str) -> str
 EVAL_ROOT = f"{RESULTS}/eval"
 
 
+def run_eval_dir(domain: str, model: str, run: str, root: str = EVAL_ROOT) -> str:
+    """The eval records of one evaluated model (a :func:`run_name`): one job writes them all."""
+    return f"{root}/{domain}/{model}/{run}"
+
+
+def task_record(folder: str | os.PathLike, task: str) -> str:
+    """The lm-eval record of ``task`` in a :func:`run_eval_dir` folder."""
+    return f"{folder}/{task}.json"
+
+
 def run_eval_json(domain: str, model: str, run: str, task: str, root: str = EVAL_ROOT) -> str:
     """The lm-eval record of one evaluated model (a :func:`run_name`) on one task."""
-    return f"{root}/{domain}/{model}/{run}/{task}.json"
+    return task_record(run_eval_dir(domain, model, run, root), task)
 
 
 def eval_json(

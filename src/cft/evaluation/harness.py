@@ -5,7 +5,8 @@ and lm-eval's results with the arguments that made them."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cft.core.devices import job_device, native_dtype
@@ -113,6 +114,67 @@ def offline_data_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A model opened for lm-eval, once for every task a job scores on it: the model lm-eval is
+    given (its registry name with the loaded hf model in ``model_args``, or a built vLLM
+    engine) and what the records say about it."""
+
+    lm: object
+    model_args: dict
+    where: Placement
+    share_context: bool
+    logprobs_dtype: str
+    template_kwargs: dict
+
+
+@contextmanager
+def open_backend(
+    config: dict,
+    model_dir: Path,
+    where: Placement,
+    *,
+    model=None,
+    template_kwargs: dict | None = None,
+):
+    """The model in ``model_dir`` opened on ``where`` for any number of lm-eval runs: ``model``
+    already loaded (:func:`~cft.evaluation.weights.load_checked_model`, hf backend), else
+    loaded here; a vLLM engine is started here and shut down when the block ends."""
+    evaluation = config["evaluation"]
+    backend = where.backend
+    model_args = model_arguments(model_dir, evaluation, where, template_kwargs)
+    if model is not None and backend != "hf":
+        raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
+    if backend == "hf":
+        if model is None:  # e.g. the knowledge curves' checkpoints
+            model = load_model(model_dir, model_args["dtype"], where.device)
+        if evaluation["logprobs_dtype"] == "float32":
+            fp32_logits(model)
+        model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
+    share_context = backend == "hf" and evaluation["share_context"]
+    opened = Backend(
+        lm=lm_eval_backend(backend, share_context),
+        model_args=model_args,
+        where=where,
+        share_context=share_context,
+        logprobs_dtype=evaluation["logprobs_dtype"] if backend == "hf" else "float32",
+        template_kwargs=dict(template_kwargs or {}),
+    )
+    if backend != "vllm":
+        yield opened
+        return
+    from lm_eval.api.registry import get_model
+
+    log.info("lm-eval's vllm backend, with arguments %s", model_args)
+    engine = get_model(opened.lm).create_from_arg_obj(
+        model_args, {"batch_size": "auto", "device": where.device}
+    )
+    try:
+        yield replace(opened, lm=engine)
+    finally:
+        shut_down(engine.model)
+
+
 def evaluate(
     config: dict,
     task: str,
@@ -124,60 +186,51 @@ def evaluate(
     model=None,
     template_kwargs: dict | None = None,
     domain: str | None = None,
+    backend: Backend | None = None,
 ) -> tuple[dict, dict]:
     """Run lm-eval on one task; returns (lm-eval's results, the arguments it was run with: the
-    record's ``lm_eval_arguments``). ``where``: the job's placement, decided once (else from the
-    config, on ``device`` if given). ``model``: the folder's model already loaded
-    (:func:`~cft.evaluation.weights.load_checked_model`, hf backend), else lm-eval loads it
-    from ``model_dir``. ``domain``: the domain scored, for a task that reads its corpus (the
-    held-out text)."""
+    record's ``lm_eval_arguments``). ``backend``: the model already opened
+    (:func:`open_backend`: a job scoring several tasks opens it once); else it is opened for
+    this task alone, on ``where`` (the job's placement, decided once; else from the config, on
+    ``device`` if given), from ``model`` if loaded (hf backend) or ``model_dir``.
+    ``domain``: the domain scored, for a task that reads its corpus (the held-out text)."""
+    if backend is None:
+        where = where or placement(
+            config["evaluation"], f"evaluation of {model_dir} on {task}", device=device
+        )
+        with open_backend(
+            config, model_dir, where, model=model, template_kwargs=template_kwargs
+        ) as opened:
+            return evaluate(config, task, model_dir, limit=limit, domain=domain, backend=opened)
     import lm_eval
 
     evaluation = config["evaluation"]
-    where = where or placement(evaluation, f"evaluation of {model_dir} on {task}", device=device)
-    backend, device = where.backend, where.device
     task = protocol_task(config, task)  # the FinBen protocol's variant, where one is chosen
     dirs = task_dirs(config)
     metadata = tuple(task_metadata(task, domain, dirs).items())
     manager = task_manager(task, dirs=dirs, metadata=metadata)
     check_task(task, manager, dirs)
-    model_args = model_arguments(model_dir, evaluation, where, template_kwargs)
-    if model is not None and backend != "hf":
-        raise ValueError(f"a loaded model goes to lm-eval's hf backend, not {backend!r}")
-    if backend == "hf":
-        if model is None:  # e.g. the knowledge curves' checkpoints
-            model = load_model(model_dir, model_args["dtype"], device)
-        if evaluation["logprobs_dtype"] == "float32":
-            fp32_logits(model)
-        model_args = {**model_args, "pretrained": model, "tokenizer": str(model_dir)}
+    backend_name, device = backend.where.backend, backend.where.device
     arguments = {
-        "backend": backend,
+        "backend": backend_name,
         "device": device,
-        "dtype": model_args["dtype"],
+        "dtype": backend.model_args["dtype"],
         "dtype_requested": evaluation["dtype"],
-        "logprobs_dtype": evaluation["logprobs_dtype"] if backend == "hf" else "float32",
-        "share_context": backend == "hf" and evaluation["share_context"],
-        "batch_size": "auto" if backend == "vllm" else evaluation["batch_size"],
+        "logprobs_dtype": backend.logprobs_dtype,
+        "share_context": backend.share_context,
+        "batch_size": "auto" if backend_name == "vllm" else evaluation["batch_size"],
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],
         "system_instruction": evaluation["system_instruction"],
-        "chat_template_args": dict(template_kwargs or {}),
+        "chat_template_args": backend.template_kwargs,
         "bootstrap_iters": evaluation["bootstrap_iters"],
         "limit": limit if limit is not None else evaluation["limit"],
         "seeds": SEEDS,
     }
-    lm = lm_eval_backend(backend, arguments["share_context"])
-    if backend == "vllm":  # built here so that its engine is shut down before the stage returns
-        from lm_eval.api.registry import get_model
-
-        log.info("lm-eval's vllm backend, with arguments %s", model_args)
-        lm = get_model(lm).create_from_arg_obj(
-            model_args, {"batch_size": arguments["batch_size"], "device": device}
-        )
     try:
         results = lm_eval.simple_evaluate(
-            model=lm,
-            model_args=model_args,
+            model=backend.lm,
+            model_args=backend.model_args,
             tasks=[task],
             task_manager=manager,
             num_fewshot=arguments["num_fewshot"],
@@ -193,7 +246,4 @@ def evaluate(
         )
     except offline_data_errors() as err:
         raise _missing_data_error(task, err) from err
-    finally:
-        if backend == "vllm":
-            shut_down(lm.model)
     return results, arguments

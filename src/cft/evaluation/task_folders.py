@@ -23,7 +23,7 @@ import yaml
 
 from cft.core.config import resolve_path
 from cft.core.errors import CftError
-from cft.core.paths import RESULTS, corpus_table
+from cft.core.paths import RESULTS, corpus_table, eval_data_manifest
 from cft.core.yaml_files import TaskLoader, load_yaml
 
 TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
@@ -165,6 +165,12 @@ def task_data(task: str, domain: str, dirs: tuple[Path, ...] = PROJECT) -> list[
     if corpus_split(task, dirs) is not None:
         return [corpus_table(domain)]
     return local_data(task, dirs)
+
+
+def task_inputs(task: str, domain: str, dirs: tuple[Path, ...] = PROJECT) -> list[str]:
+    """The files an evaluation of ``task`` on ``domain`` depends on: :func:`task_data`, or the
+    download manifest of its hub data (the rule download_eval_task writes it)."""
+    return task_data(task, domain, dirs) or [eval_data_manifest(task)]
 
 
 def task_metadata(task: str, domain: str | None, dirs: tuple[Path, ...] = PROJECT) -> dict:
