@@ -95,3 +95,20 @@ def test_the_own_domain_example_runs_end_to_end_and_replans_an_edited_task(tmp_p
     assert logs.count("heldout_text.json: current") == len(methods)
     final = snakemake(*args, "-n")
     assert "Nothing to be done" in final.stdout + final.stderr, final.stdout[-3000:]
+
+    # A job that fails after rescoring a task leaves its folder as it was: both tasks stale
+    # (a new limit), the held-out text scored first, then the quiz's data fail to parse.
+    chat = evals / "contracts" / "smollm2-135m-instruct" / "chat"
+    kept = {path: path.read_bytes() for path in chat.iterdir()}
+    overlay.write_text(yaml.safe_dump({"evaluation": {
+        "task_paths": [str(tasks)], "limit": 5,
+        "suites": {"contracts": ["heldout_text", "contracts_quiz"]},
+    }}))  # fmt: skip
+    quiz_data = tasks / "contracts_quiz.jsonl"
+    quiz_data.write_text(quiz_data.read_text() + "{not json\n")
+    failed = snakemake(str(chat.relative_to(tmp_path)), *args[1:])
+    assert failed.returncode != 0
+    job_log = tmp_path / "logs" / "evaluate" / "contracts" / "smollm2-135m-instruct" / "chat.log"
+    assert "chat heldout_text: {" in job_log.read_text()  # rescored, then undone
+    assert "Restored previous version" in failed.stderr
+    assert {path: path.read_bytes() for path in chat.iterdir()} == kept
