@@ -1,6 +1,7 @@
-"""One lm-evaluation-harness run: the backend (hf, the project's shared-context hf, or vLLM)
-on the job's device and dtype, decided once, the task index narrowed to the task, the seeds,
-and lm-eval's results with the arguments that made them."""
+"""lm-evaluation-harness runs: the backend (hf, the project's shared-context hf, or vLLM) on the
+job's device and dtype, decided and opened once per job (open_backend), then one run per task:
+the task index narrowed to the task, the seeds, and lm-eval's results with the arguments that
+made them."""
 
 from __future__ import annotations
 
