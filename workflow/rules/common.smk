@@ -45,7 +45,7 @@ from cft.core.paths import (  # noqa: E402
     table_file,
 )
 from cft.core.io import OutputError, check_output, file_sha256  # noqa: E402
-from cft.core.settings import stage_digest  # noqa: E402
+from cft.core.settings import job_digest  # noqa: E402
 from cft.tables.table import load_reference, reported_rows  # noqa: E402
 from cft.synthetic import CONDITIONS as SYNTHETIC_CONDITIONS  # noqa: E402
 from cft.synthetic import TASKS as SYNTHETIC_TASKS  # noqa: E402
@@ -100,19 +100,9 @@ def digest_of(stage):
     (cft.core.settings), so that a change of either reruns exactly that job and its dependants.
     """
     keys = ("domain", "model", "method", "task", "scale")
-
-    def digest(wildcards):
-        values = {key: getattr(wildcards, key, None) for key in keys}
-        if stage == "evaluate":
-            # one job scores the domain's suite: a digest per task, which the job's records
-            # also carry, so the job reruns for one task's change and rescores that task alone
-            return {
-                task: stage_digest(config, stage, **values | {"task": task})
-                for task in grid.suite(config, wildcards.domain)
-            }
-        return stage_digest(config, stage, **values)
-
-    return digest
+    return lambda wildcards: job_digest(
+        config, stage, **{key: getattr(wildcards, key, None) for key in keys}
+    )
 
 
 def script_digest(name):
@@ -271,7 +261,7 @@ def evaluate_input(wildcards):
     data = {
         path
         for task in grid.suite(config, wildcards.domain)
-        for path in task_data_input(task, wildcards.domain)["data"]
+        for path in task_folders.task_inputs(task, wildcards.domain, TASK_DIRS)
     }
     return {
         "model": model_dir(wildcards.domain, wildcards.model, method, seed),
@@ -304,12 +294,7 @@ def experiment_name(domain, model, method):
 
 def row_eval_outputs(domain, model, method):
     """The eval folders of a table row: one per training run (its records, one per task)."""
-    return list(
-        dict.fromkeys(
-            grid.run_folder(cell)
-            for cell in grid.row_cells(config, domain, model, method)
-        )
-    )
+    return grid.run_folders(grid.row_cells(config, domain, model, method))
 
 
 # ---- knowledge-acquisition curves ---------------------------------------------------------

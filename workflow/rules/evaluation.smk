@@ -33,7 +33,7 @@ rule evaluate:
         gres=evaluate_gres(),
         tasks_per_gpu=0,
     params:
-        # a digest per task of the suite (common.smk: digest_of)
+        # a digest per task of the suite (cft.core.settings.job_digest)
         digest=digest_of("evaluate"),
         script=script_digest("evaluate.py"),
     script:

@@ -110,16 +110,20 @@ def record_path(cell: CellKey, root: str = EVAL_ROOT) -> str:
     return eval_json(cell.domain, cell.model, cell.method, cell.training_seed, cell.task, root)
 
 
-def run_folder(cell: CellKey, root: str = EVAL_ROOT) -> str:
-    """The folder of the cell's record: one evaluation job writes all of it."""
-    return run_eval_dir(cell.domain, cell.model, run_name(cell.method, cell.training_seed), root)
+def run_folders(cells: list[CellKey], root: str = EVAL_ROOT) -> list[str]:
+    """The folders the cells' records lie in, each once, in order: one evaluation job writes
+    each folder."""
+    return list(
+        dict.fromkeys(
+            run_eval_dir(cell.domain, cell.model, run_name(cell.method, cell.training_seed), root)
+            for cell in cells
+        )
+    )
 
 
 def table_folders(config: dict, domain: str, model: str, root: str = EVAL_ROOT) -> list[str]:
     """The eval folders of a (domain, model) table (its records lie in them)."""
-    return list(
-        dict.fromkeys(run_folder(cell, root) for cell in table_cells(config, domain, model))
-    )
+    return run_folders(table_cells(config, domain, model), root)
 
 
 def table_records(config: dict, domain: str, model: str, root: str = EVAL_ROOT) -> list[str]:

@@ -188,6 +188,8 @@ class Stage:
     code: tuple[str, ...]
     settings: Callable[..., dict]
     data: tuple[str, ...] = ()
+    # one job scores every task of its domain's suite, and keeps the records still current
+    per_suite_task: bool = False
 
 
 TASK_FILES = "evaluation/lm_eval_tasks"
@@ -222,7 +224,10 @@ STAGES = {
     ),
     "train": Stage(("cft.training",), _training),
     "evaluate": Stage(
-        ("cft.evaluation.evaluate", "cft.core.vllm_env"), _evaluation, data=(TASK_FILES,)
+        ("cft.evaluation.evaluate", "cft.core.vllm_env"),
+        _evaluation,
+        data=(TASK_FILES,),
+        per_suite_task=True,
     ),
     "knowledge_curve": Stage(("cft.evaluation.knowledge_curve",), _curves, data=(TASK_FILES,)),
     "table": Stage(("cft.tables.table",), _table, data=(TASK_FILES,)),
@@ -324,6 +329,17 @@ def _digest(stage: str, settings: dict) -> str:
 def stage_digest(config: dict, stage: str, **keys: str | None) -> str:
     """SHA-256 of a job's settings and its stage's code (a rule's ``params`` value)."""
     return _digest(stage, stage_settings(config, stage, **keys))
+
+
+def job_digest(config: dict, stage: str, **keys: str | None) -> str | dict[str, str]:
+    """A rule's ``digest`` param: :func:`stage_digest` of the job's keys; for a stage whose job
+    scores a domain's whole suite (``Stage.per_suite_task``), one digest per task of the
+    suite, the one each task's record carries: a change to one task reruns the job, which
+    rescores that task alone."""
+    if not STAGES[stage].per_suite_task:
+        return stage_digest(config, stage, **keys)
+    suite = config["evaluation"]["suites"].get(keys["domain"], [])
+    return {task: stage_digest(config, stage, **keys | {"task": task}) for task in suite}
 
 
 def stage_provenance(stage: str, settings: dict, **kwargs) -> dict:

@@ -127,6 +127,7 @@ class Backend:
     share_context: bool
     logprobs_dtype: str
     template_kwargs: dict
+    batch_size: int | str  # vLLM batches requests itself ("auto")
 
 
 @contextmanager
@@ -160,6 +161,7 @@ def open_backend(
         share_context=share_context,
         logprobs_dtype=evaluation["logprobs_dtype"] if backend == "hf" else "float32",
         template_kwargs=dict(template_kwargs or {}),
+        batch_size="auto" if backend == "vllm" else evaluation["batch_size"],
     )
     if backend != "vllm":
         yield opened
@@ -168,7 +170,7 @@ def open_backend(
 
     log.info("lm-eval's vllm backend, with arguments %s", model_args)
     engine = get_model(opened.lm).create_from_arg_obj(
-        model_args, {"batch_size": "auto", "device": where.device}
+        model_args, {"batch_size": opened.batch_size, "device": where.device}
     )
     try:
         yield replace(opened, lm=engine)
@@ -219,7 +221,7 @@ def evaluate(
         "dtype_requested": evaluation["dtype"],
         "logprobs_dtype": backend.logprobs_dtype,
         "share_context": backend.share_context,
-        "batch_size": "auto" if backend_name == "vllm" else evaluation["batch_size"],
+        "batch_size": backend.batch_size,
         "num_fewshot": evaluation["num_fewshot"],
         "apply_chat_template": evaluation["apply_chat_template"],
         "system_instruction": evaluation["system_instruction"],
